@@ -1,0 +1,103 @@
+"""Command line: `bluehats-bot run|check-config|demo`.
+
+Exit codes: 0 stopped normally, 1 runtime failure (login refused, newer
+database…), 2 configuration errors (every one listed, before connecting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot import __version__, config
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Library chatter (nio logs every request at INFO) is not for operators.
+    for noisy in ("nio", "peewee", "apscheduler", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load_config(path: Path) -> config.Config | None:
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for key, msg in exc.problems:
+            print(f"  - {key}: {msg}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    print(f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
+          f"{len(cfg.agenda.sources)} agenda source(s))")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    _setup_logging(args.verbose)
+    from bot.app import BotApp, StartupError  # heavy imports only when running
+
+    try:
+        asyncio.run(BotApp(cfg).run())
+    except StartupError as exc:
+        logging.getLogger("bot").error("cannot run: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    from bot.demo import run_demo
+
+    return run_demo(once=args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bluehats-bot", description="Tchap/Matrix bot for the BlueHats community."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="connect and answer in the rooms the bot is invited to")
+    run.add_argument("--config", type=Path, required=True, help="YAML or JSON configuration")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="list every problem of a configuration")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser(
+        "demo", help="start a local homeserver, a demo room and the bot with a sample agenda"
+    )
+    demo.add_argument("--once", action="store_true", help="exit after the first answer")
+    demo.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

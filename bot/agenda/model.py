@@ -1,0 +1,95 @@
+"""Sessions and the in-memory agenda index."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.textnorm import fold
+
+
+def session_id(start: datetime, title: str) -> str:
+    """Short id stable across rebuilds of a calendar.
+
+    The code.gouv.fr calendar draws new UIDs at every site build, so the UID
+    cannot identify a session: its start instant and its (folded) title do.
+    """
+    key = f"{start.astimezone(UTC):%Y%m%dT%H%M}|{fold(title)}".encode()
+    digest = hashlib.sha256(key).digest()
+    return base64.b32encode(digest).decode("ascii")[:6].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    title: str
+    start: datetime  # aware, UTC
+    end: datetime  # aware, UTC, > start for all-day events, >= start otherwise
+    all_day: bool = False
+    description: str = ""
+    location: str = ""
+    url: str = ""
+    speakers: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    source: str = ""
+    sid: str = field(default="", compare=False)
+    search_key: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("session times must be timezone-aware")
+        if not self.sid:
+            object.__setattr__(self, "sid", session_id(self.start, self.title))
+        if not self.search_key:
+            text = " ".join(
+                (self.title, self.description, self.location, *self.categories, *self.speakers)
+            )
+            object.__setattr__(self, "search_key", fold(text))
+
+    def matches(self, folded_words: Iterable[str]) -> bool:
+        return all(w in self.search_key for w in folded_words)
+
+
+class Agenda:
+    """Immutable, start-sorted index of sessions; queries never mutate it."""
+
+    def __init__(self, sessions: Iterable[Session] = ()) -> None:
+        unique: dict[str, Session] = {}
+        for s in sessions:
+            # The same session from two sources (or twice in one) is listed once.
+            unique.setdefault(s.sid, s)
+        self._sessions = sorted(unique.values(), key=lambda s: (s.start, s.title))
+        self._starts = [s.start for s in self._sessions]
+        self._longest = max((s.end - s.start for s in self._sessions), default=timedelta(0))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._sessions)
+
+    def get(self, sid: str) -> Session | None:
+        return next((s for s in self._sessions if s.sid == sid), None)
+
+    def between(
+        self,
+        start: datetime,
+        end: datetime | None = None,
+        words: Iterable[str] = (),
+    ) -> list[Session]:
+        """Sessions not yet over at `start`, starting before `end`, matching every word."""
+        folded = [fold(w) for w in words if fold(w)]
+        # Sessions that began before `start` can still be running: look back
+        # by the longest duration known, no further.
+        first = bisect_left(self._starts, start - self._longest)
+        out = []
+        for s in self._sessions[first:]:
+            if end is not None and s.start >= end:
+                break
+            if s.end > start or (s.end == s.start and s.start >= start):
+                if not folded or s.matches(folded):
+                    out.append(s)
+        return out

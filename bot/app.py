@@ -1,0 +1,126 @@
+"""Composition root: builds every part, runs them, stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.agenda.sources import AgendaService
+from bot.commands import build_registry
+from bot.config import Config
+from bot.dispatch import Dispatcher, Services
+from bot.matrix import LoginFailed, MatrixChat
+from bot.render import Renderer
+from bot.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "bluehats.db"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says why, for the operator."""
+
+
+class BotApp:
+    """The running bot; `run()` returns when stopped (signal or `stop()`)."""
+
+    def __init__(self, config: Config, *, now: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.now = now
+        self._stop = asyncio.Event()
+        self.chat: MatrixChat | None = None
+        self.agenda: AgendaService | None = None
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        cfg = self.config
+        async with AsyncExitStack() as stack:
+            cfg.storage.path.mkdir(parents=True, exist_ok=True)
+            cfg.storage.path.chmod(0o700)
+            try:
+                storage = await Storage.open(cfg.storage.path / DB_FILE)
+            except StorageError as exc:
+                raise StartupError(str(exc)) from None
+            stack.push_async_callback(storage.close)
+
+            http = aiohttp.ClientSession()
+            stack.push_async_callback(http.close)
+
+            renderer = Renderer(cfg.bot.language, cfg.bot.tz, cfg.bot.templates)
+            self.agenda = agenda = AgendaService(
+                cfg.agenda.sources, storage, http, cfg.bot.tz, cfg.agenda.horizon, self.now
+            )
+            await agenda.refresh()
+
+            services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
+            dispatcher: Dispatcher | None = None
+
+            async def on_message(msg):  # type: ignore[no-untyped-def]
+                assert dispatcher is not None
+                await dispatcher.accept(msg)
+
+            self.chat = chat = MatrixChat(cfg.matrix, cfg.storage.path, storage, on_message)
+            stack.push_async_callback(chat.close)
+            try:
+                await chat.connect()
+            except LoginFailed as exc:
+                raise StartupError(str(exc)) from None
+            dispatcher = Dispatcher(build_registry(), services, chat, storage)
+            stack.push_async_callback(dispatcher.drain)
+
+            scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)
+            refresh_s = cfg.agenda.refresh.total_seconds()
+            scheduler.add_job(
+                agenda.refresh, "interval", seconds=refresh_s, id="agenda-refresh",
+                coalesce=True, max_instances=1,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=refresh_s),
+            )
+            scheduler.add_job(storage.inbox_prune, "interval", hours=6, id="inbox-prune",
+                              coalesce=True, max_instances=1)
+            scheduler.start()
+            stack.callback(scheduler.shutdown, wait=False)
+
+            if handle_signals:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.stop)
+                    stack.callback(loop.remove_signal_handler, sig)
+
+            await dispatcher.resume_pending()
+            sync = asyncio.create_task(chat.run(), name="matrix-sync")
+            stopper = asyncio.create_task(self._stop.wait(), name="stop")
+            ready = asyncio.create_task(self._mark_ready(chat))
+            try:
+                await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sync, stopper, ready):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+            if not sync.cancelled() and (exc := sync.exception()) is not None:
+                if isinstance(exc, LoginFailed):
+                    raise StartupError(str(exc))
+                raise exc
+            log.info("stopping")
+
+    async def _mark_ready(self, chat: MatrixChat) -> None:
+        await chat.synced.wait()
+        log.info("ready: %s (device %s) answers in its rooms", chat.user_id, chat.device_id)
+        self.ready.set()

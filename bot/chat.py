@@ -1,0 +1,48 @@
+"""What the core needs from a chat network, without importing nio.
+
+`bot.matrix` implements `ChatClient` for Matrix; unit tests use a recording
+fake. Commands and rendering only ever see these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.render import Message
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    room_id: str
+    event_id: str
+    sender: str
+    body: str
+    thread_root: str | None = None
+
+
+class ChatClient(Protocol):
+    @property
+    def user_id(self) -> str: ...
+
+    async def send_notice(
+        self,
+        room_id: str,
+        message: Message,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        """Send an `m.notice`; the same `txn_id` never posts twice."""
+
+    async def power_level(self, room_id: str, user_id: str) -> float:
+        """The user's power level in the room (creators of v12 rooms: infinity)."""
+
+
+class SendError(Exception):
+    """A message could not be sent; `permanent` says whether retrying is pointless."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.permanent = permanent

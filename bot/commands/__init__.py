@@ -1,0 +1,8 @@
+"""Bot commands; each module marks its handlers with `@command`."""
+
+from bot.commands import agenda, help
+from bot.dispatch import Registry
+
+
+def build_registry() -> Registry:
+    return Registry().collect(help, agenda)

@@ -1,0 +1,136 @@
+"""`!agenda [aujourd'hui|demain|semaine] [mots…]`: the next sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from itertools import groupby
+
+from bot.agenda.model import Session
+from bot.dispatch import Context, command, echo
+from bot.render import Message, Renderer
+from bot.textnorm import fold
+
+# Time-window words, French first; folded (no accents, typographic apostrophes).
+WINDOWS = {
+    "aujourd'hui": "today",
+    "aujourdhui": "today",
+    "today": "today",
+    "demain": "tomorrow",
+    "tomorrow": "tomorrow",
+    "semaine": "week",
+    "week": "week",
+}
+MAX_WORDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    session: Session
+    day: date  # heading it is listed under
+    start_day: date
+    end_day: date  # last day it covers (inclusive)
+    ongoing: bool
+    summary: str
+
+    @property
+    def title(self) -> str:
+        return self.session.title
+
+
+def window(kind: str | None, now: datetime, renderer: Renderer) -> tuple[datetime, datetime | None]:
+    """[start, end) of a named window, in the bot's zone."""
+    if kind is None:
+        return now, None
+    tz = renderer.tz
+    today = now.astimezone(tz).date()
+
+    def midnight(d: date) -> datetime:
+        return datetime.combine(d, time(0), tz)
+
+    if kind == "today":
+        return now, midnight(today + timedelta(days=1))
+    if kind == "tomorrow":
+        return midnight(today + timedelta(days=1)), midnight(today + timedelta(days=2))
+    return now, now + timedelta(days=7)
+
+
+def parse_args(args: str) -> tuple[str | None, list[str]]:
+    kind = None
+    words = []
+    for word in args.split():
+        folded = fold(word)
+        if folded in WINDOWS and kind is None:
+            kind = WINDOWS[folded]
+        elif folded:
+            words.append(word)
+    return kind, words[:MAX_WORDS]
+
+
+def summarise(description: str, limit: int = 160) -> str:
+    first = description.split("\n", 1)[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def views(sessions: list[Session], now: datetime, renderer: Renderer) -> list[SessionView]:
+    out = []
+    today = renderer.local(now).date()
+    for s in sessions:
+        start_day = renderer.local(s.start).date()
+        # All-day ends are exclusive (next midnight); a timed end at 00:00 too.
+        last = s.end - timedelta(microseconds=1) if s.end > s.start else s.end
+        end_day = max(renderer.local(last).date(), start_day)
+        ongoing = s.start <= now < s.end
+        out.append(
+            SessionView(
+                session=s,
+                day=max(start_day, today) if ongoing else start_day,
+                start_day=start_day,
+                end_day=end_day,
+                ongoing=ongoing,
+                summary=summarise(s.description),
+            )
+        )
+    return out
+
+
+def render_agenda(
+    sessions: list[Session],
+    *,
+    now: datetime,
+    renderer: Renderer,
+    limit: int,
+    prefix: str,
+    kind: str | None = None,
+    words: list[str] | None = None,
+) -> Message:
+    shown = views(sessions[:limit], now, renderer)
+    days = [(day, list(items)) for day, items in groupby(shown, key=lambda v: v.day)]
+    return renderer.render(
+        "agenda",
+        prefix=prefix,
+        days=days,
+        today=renderer.local(now).date(),
+        total=len(sessions),
+        more=max(0, len(sessions) - limit),
+        window=kind,
+        words=echo(" ".join(words or [])),
+    )
+
+
+@command("agenda", "programme", "calendrier", "calendar")
+async def agenda_command(ctx: Context) -> Message:
+    services = ctx.services
+    kind, words = parse_args(ctx.args)
+    now = services.now()
+    start, end = window(kind, now, services.renderer)
+    sessions = services.agenda.agenda.between(start, end, words)
+    return render_agenda(
+        sessions,
+        now=now,
+        renderer=services.renderer,
+        limit=services.config.agenda.max_items,
+        prefix=ctx.prefix,
+        kind=kind,
+        words=words,
+    )

@@ -1,0 +1,250 @@
+"""Configuration: pydantic models, YAML/JSON loading, secrets from the environment.
+
+Every problem is reported at once, each with its dotted key, so that an
+operator fixes a broken file in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"
+ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"
+
+MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$")
+_DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists (dotted key, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{key}: {msg}" for key, msg in problems))
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept `1h`, `30m`, `1d`, `1h30m`, `45s`, a number of seconds or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match and any(match.groups()):
+            days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(f"not a duration: {value!r} (examples: 15m, 1h, 1d, 1h30m)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def server_name(user_id: str) -> str:
+    return user_id.split(":", 1)[1]
+
+
+def _check_mxid(value: str) -> str:
+    if not MXID_RE.match(value):
+        raise ValueError(f"not a Matrix user ID: {value!r} (expected @name:server)")
+    return value
+
+
+MatrixId = Annotated[str, BeforeValidator(lambda v: _check_mxid(str(v).strip()))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MatrixConfig(_Model):
+    homeserver: str
+    user_id: MatrixId
+    password: SecretStr | None = None
+    access_token: SecretStr | None = None
+    device_name: str = "BlueHats bot"
+    allowed_servers: list[str] = Field(default_factory=list)
+
+    @field_validator("homeserver")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_and_defaults(self) -> MatrixConfig:
+        if self.password is None and self.access_token is None:
+            raise ValueError(
+                f"give matrix.password or matrix.access_token (or set {ENV_PASSWORD} / "
+                f"{ENV_ACCESS_TOKEN})"
+            )
+        if not self.allowed_servers:
+            # Frozen model: the default depends on another field.
+            object.__setattr__(self, "allowed_servers", [server_name(self.user_id)])
+        return self
+
+
+class StorageConfig(_Model):
+    path: Path = Path("data")
+
+
+class BotConfig(_Model):
+    prefix: str = "!"
+    language: Literal["fr", "en"] = "fr"
+    timezone: str = "Europe/Paris"
+    moderators: list[MatrixId] = Field(default_factory=list)
+    templates: Path | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value) or len(value) > 5:
+            raise ValueError("must be 1 to 5 characters without spaces, such as '!'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone: {value!r} (example: Europe/Paris)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class AgendaConfig(_Model):
+    sources: list[str] = Field(default_factory=list)
+    refresh: Duration = timedelta(hours=1)
+    max_items: int = Field(default=10, ge=1, le=50)
+    horizon: Duration = timedelta(days=366)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        for src in value:
+            scheme = urlparse(src).scheme
+            if scheme not in ("", "file", "http", "https") and len(scheme) > 1:
+                raise ValueError(f"unsupported source {src!r}: use a file path or an http(s) URL")
+        return value
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+
+class Config(_Model):
+    matrix: MatrixConfig
+    storage: StorageConfig = StorageConfig()
+    bot: BotConfig = BotConfig()
+    agenda: AgendaConfig = AgendaConfig()
+
+
+def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
+    matrix = raw.get("matrix")
+    if not isinstance(matrix, dict):
+        return
+    if env.get(ENV_PASSWORD):
+        matrix["password"] = env[ENV_PASSWORD]
+    if env.get(ENV_ACCESS_TOKEN):
+        matrix["access_token"] = env[ENV_ACCESS_TOKEN]
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    sources = [
+        s if urlparse(s).scheme in ("http", "https") else str(rel(Path(s.removeprefix("file://"))))
+        for s in config.agenda.sources
+    ]
+    return config.model_copy(
+        update={
+            "storage": config.storage.model_copy(update={"path": rel(config.storage.path)}),
+            "bot": config.bot.model_copy(
+                update={"templates": rel(config.bot.templates) if config.bot.templates else None}
+            ),
+            "agenda": config.agenda.model_copy(update={"sources": sources}),
+        }
+    )
+
+
+def _semantic_problems(config: Config) -> list[tuple[str, str]]:
+    problems = []
+    if config.bot.templates is not None and not config.bot.templates.is_dir():
+        problems.append(("bot.templates", f"not a directory: {config.bot.templates}"))
+    for i, src in enumerate(config.agenda.sources):
+        if urlparse(src).scheme not in ("http", "https") and not Path(src).is_file():
+            problems.append((f"agenda.sources.{i}", f"file not found: {src}"))
+    return problems
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def from_dict(
+    raw: Any, *, base: Path | None = None, env: dict[str, str] | None = None
+) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError([("(top level)", "the file must hold a mapping of sections")])
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    _apply_env(raw, dict(os.environ) if env is None else env)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling against config.example.yaml)"
+            problems.append((_loc(err["loc"]), msg))
+        raise ConfigError(problems) from None
+    config = _resolve_paths(config, base or Path.cwd())
+    problems = _semantic_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load(path: Path, env: dict[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        # YAML is a superset of JSON: a JSON config loads through the same path.
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("(file)", f"not valid YAML/JSON{where}")]) from None
+    return from_dict(raw, base=path.resolve().parent, env=env)

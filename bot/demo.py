@@ -1,0 +1,158 @@
+"""`bluehats-bot demo`: the whole bot on a laptop, no Tchap account needed.
+
+Starts a real Synapse on loopback in a temporary directory, registers the bot
+and a demo user, creates a room, loads the sample agenda shipped in the
+package, sends `!agenda` as the demo user and prints the bot's answer. Then it
+keeps running so that anyone can log in with a Matrix client; Ctrl-C stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomMessageNotice, SyncResponse
+
+from bot import config as configuration
+from bot.app import BotApp
+from bot.devserver import DevHomeserver, DevServerError, synapse_available
+
+log = logging.getLogger(__name__)
+
+DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+BOT_USER = "bluehats"
+ANSWER_TIMEOUT = 60.0
+
+
+def sample_agenda() -> Path:
+    return Path(str(files("bot") / "data" / "sample-agenda.ics"))
+
+
+def run_demo(*, once: bool = False) -> int:
+    if not synapse_available():
+        print("The demo needs Synapse: pip install 'bluehats-bot[demo]'", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_demo(once))
+    except DevServerError as exc:
+        print(f"demo: the local homeserver failed: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _demo(once: bool) -> int:
+    with tempfile.TemporaryDirectory(prefix="bluehats-demo-") as tmp:
+        work = Path(tmp)
+        hs = DevHomeserver(work / "synapse")
+        print("Démarrage d'un serveur Matrix local (Synapse)…", flush=True)
+        await asyncio.to_thread(hs.start)
+        try:
+            return await _with_server(hs, work, once)
+        finally:
+            await asyncio.to_thread(hs.stop)
+
+
+async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
+    bot_password = "bot-" + hs.secret[:12]
+    bot_id = await asyncio.to_thread(hs.register, BOT_USER, bot_password)
+    demo_id = await asyncio.to_thread(hs.register, DEMO_USER, DEMO_PASSWORD)
+    cfg = configuration.from_dict(
+        {
+            "matrix": {"homeserver": hs.url, "user_id": bot_id, "password": bot_password},
+            "storage": {"path": str(work / "bot")},
+            "agenda": {"sources": [str(sample_agenda())]},
+        },
+        env={},
+    )
+    app = BotApp(cfg)
+    bot_task = asyncio.create_task(app.run(handle_signals=False), name="bot")
+    user = AsyncClient(hs.url, demo_id, store_path=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        login = await user.login(DEMO_PASSWORD, device_name="demo")
+        if not isinstance(login, LoginResponse):
+            print(f"demo: login failed: {login}", file=sys.stderr)
+            return 1
+        await _wait_or_fail(app.ready.wait(), bot_task, "the bot did not start")
+        room = await user.room_create(name="Démo BlueHats", invite=[bot_id])
+        if not isinstance(room, RoomCreateResponse):
+            print(f"demo: cannot create the room: {room}", file=sys.stderr)
+            return 1
+        answer = await _wait_or_fail(
+            _ask(user, room.room_id, bot_id), bot_task, "the bot did not answer"
+        )
+        print("\n$ !agenda  (envoyé par @demo dans le salon « Démo BlueHats »)\n")
+        print(answer)
+        print(
+            "\n— Le bot tourne. Connectez-vous avec un client Matrix (Element, nheko…) :\n"
+            f"  serveur : {hs.url}\n"
+            f"  identifiant : {DEMO_USER}   mot de passe : {DEMO_PASSWORD}\n"
+            "  puis tapez !aide ou !agenda dans le salon « Démo BlueHats ».\n"
+            "Ctrl-C pour tout arrêter.",
+            flush=True,
+        )
+        if not once:
+            await _wait_or_fail(stop.wait(), bot_task, "the bot stopped")
+        return 0
+    except RuntimeError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await user.close()
+        app.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(bot_task, 20)
+        print("Arrêt du bot et du serveur local.", flush=True)
+
+
+async def _wait_or_fail(coro, bot_task: asyncio.Task[None], what: str):  # type: ignore[no-untyped-def]
+    """Await `coro`, unless the bot dies first or the answer takes too long."""
+    waiter = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({waiter, bot_task}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        exc = bot_task.exception() if not bot_task.cancelled() else None
+        raise RuntimeError(f"{what}: {exc or 'stopped'}")
+    return waiter.result()
+
+
+async def _ask(user: AsyncClient, room_id: str, bot_id: str) -> str:
+    """Wait for the bot to join, send `!agenda`, return the bot's notice."""
+    first = await user.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+    async with asyncio.timeout(ANSWER_TIMEOUT):
+        while bot_id not in (await _members(user, room_id)):
+            await asyncio.sleep(0.2)
+        sent = await user.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "!agenda"}
+        )
+        sent_id = getattr(sent, "event_id", None)
+        while True:
+            resp = await user.sync(timeout=10_000)
+            if not isinstance(resp, SyncResponse):
+                continue
+            joined = resp.rooms.join.get(room_id)
+            for event in joined.timeline.events if joined else []:
+                relates = event.source.get("content", {}).get("m.relates_to", {})
+                if (
+                    isinstance(event, RoomMessageNotice)
+                    and event.sender == bot_id
+                    and relates.get("m.in_reply_to", {}).get("event_id") == sent_id
+                ):
+                    return str(event.body)
+
+
+async def _members(user: AsyncClient, room_id: str) -> set[str]:
+    resp = await user.joined_members(room_id)
+    return {m.user_id for m in getattr(resp, "members", [])}

@@ -1,0 +1,295 @@
+"""Commands: parsing, the registry, one error boundary, exactly-once answers.
+
+A command is first written to the inbox table (in the sync callback, before
+the sync token moves on), then answered with a transaction id derived from
+its event id, then marked done. A crash anywhere in between leaves a pending
+row that is answered again at start with the same transaction id, which the
+homeserver deduplicates: no command is lost, none is answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from bot.chat import ChatClient, IncomingMessage, SendError
+from bot.permissions import Role, role_for
+from bot.render import Message, Renderer
+from bot.storage import InboxItem, Storage
+from bot.textnorm import fold
+
+if TYPE_CHECKING:
+    from bot.agenda.sources import AgendaService
+    from bot.config import Config
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_CHARS = 2000
+SEND_ATTEMPTS = 5
+# What is echoed back of a user's input, at most.
+ECHO_CHARS = 40
+
+
+class UsageError(Exception):
+    """Bad arguments: the dispatcher answers with the command's usage."""
+
+
+class PermissionDenied(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    renderer: Renderer
+    agenda: AgendaService
+    now: Callable[[], datetime]
+
+
+@dataclass
+class Context:
+    msg: IncomingMessage
+    name: str  # as typed, folded
+    args: str
+    services: Services
+    registry: Registry
+    lookup_role: Callable[[], Awaitable[Role]]
+    _role: Role | None = None
+
+    async def role(self) -> Role:
+        """The sender's role here; power levels are fetched only when asked."""
+        if self._role is None:
+            self._role = await self.lookup_role()
+        return self._role
+
+    @property
+    def prefix(self) -> str:
+        return self.services.config.bot.prefix
+
+    def render(self, template: str, **ctx: Any) -> Message:
+        return self.services.renderer.render(template, prefix=self.prefix, **ctx)
+
+
+Handler = Callable[[Context], Awaitable[Message]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    aliases: tuple[str, ...]
+    role: Role
+    handler: Handler = field(compare=False)
+
+
+def command(name: str, *aliases: str, role: Role = Role.ANYONE) -> Callable[[Handler], Handler]:
+    """Mark a coroutine as a command; `Registry.collect` picks it up."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__bluehats_command__ = Command(name, aliases, role, fn)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, Command] = {}
+        self.commands: list[Command] = []
+
+    def collect(self, *modules: ModuleType) -> Registry:
+        for module in modules:
+            for value in vars(module).values():
+                cmd = getattr(value, "__bluehats_command__", None)
+                if isinstance(cmd, Command):
+                    self.add(cmd)
+        return self
+
+    def add(self, cmd: Command) -> None:
+        for key in (cmd.name, *cmd.aliases):
+            if fold(key) in self._by_name:
+                raise ValueError(f"command name {key!r} registered twice")
+            self._by_name[fold(key)] = cmd
+        self.commands.append(cmd)
+
+    def find(self, name: str) -> Command | None:
+        return self._by_name.get(fold(name))
+
+    def visible_to(self, role: Role) -> list[Command]:
+        return [c for c in self.commands if c.role <= role]
+
+
+def parse(body: str, prefix: str) -> tuple[str, str] | None:
+    """(command name, arguments) when `body` is a command, else None.
+
+    Only the first line counts. `!` followed by a space or punctuation
+    ("! oui", "!!!") is conversation, not a command.
+    """
+    text = _strip_reply_fallback(body).lstrip()
+    if not text.startswith(prefix):
+        return None
+    line = text[len(prefix) :].split("\n", 1)[0][:MAX_COMMAND_CHARS]
+    if not line or not line[0].isalnum():
+        return None
+    name, _, args = line.partition(" ")
+    return fold(name), " ".join(args.split())
+
+
+def _strip_reply_fallback(body: str) -> str:
+    """Rich replies from older clients quote the parent as '> ' lines first."""
+    if not body.startswith("> "):
+        return body
+    lines = body.split("\n")
+    i = 0
+    while i < len(lines) and lines[i].startswith(">"):
+        i += 1
+    return "\n".join(lines[i:]).lstrip("\n")
+
+
+def txn_id_for(event_id: str) -> str:
+    """The answer's transaction id, derived from the command: resends deduplicate."""
+    return "bh-" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
+
+
+def echo(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        registry: Registry,
+        services: Services,
+        chat: ChatClient,
+        storage: Storage,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.services = services
+        self.chat = chat
+        self.storage = storage
+        self._retry_delay = retry_delay
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def prefix(self) -> str:
+        return self.services.config.bot.prefix
+
+    async def accept(self, msg: IncomingMessage) -> None:
+        """Called for each new message, in timeline order, before the sync token moves."""
+        if msg.sender == self.chat.user_id or parse(msg.body, self.prefix) is None:
+            return
+        if not await self.storage.inbox_add(
+            msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root
+        ):
+            log.debug("command %s already recorded, not answering again", msg.event_id)
+            return
+        self._spawn(msg, attempts=0)
+
+    async def resume_pending(self) -> int:
+        """Answer the commands recorded but not answered before the last stop."""
+        pending = await self.storage.inbox_pending()
+        for item in pending:
+            self._spawn(_message(item), attempts=item.attempts)
+        if pending:
+            log.info("answering %d command(s) left pending by the last run", len(pending))
+        return len(pending)
+
+    def _spawn(self, msg: IncomingMessage, attempts: int) -> None:
+        task = asyncio.create_task(self._process(msg, attempts))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let in-flight answers finish (they stay pending in the DB if cut)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _process(self, msg: IncomingMessage, attempts: int) -> None:
+        reply = await self.answer(msg)
+        if reply is None:
+            await self.storage.inbox_finish(msg.event_id)
+            return
+        while True:
+            attempts += 1
+            await self.storage.inbox_attempt(msg.event_id)
+            try:
+                await self.chat.send_notice(
+                    msg.room_id,
+                    reply,
+                    txn_id=txn_id_for(msg.event_id),
+                    reply_to=msg.event_id,
+                    thread_root=msg.thread_root,
+                )
+            except SendError as exc:
+                if exc.permanent or attempts >= SEND_ATTEMPTS:
+                    log.error(
+                        "giving up answering %s in %s after %d attempt(s): %s",
+                        msg.event_id, msg.room_id, attempts, exc,
+                    )
+                    await self.storage.inbox_finish(msg.event_id, failed=True)
+                    return
+                delay = self._retry_delay * 2 ** (attempts - 1)
+                log.warning("answer to %s not sent (%s), retrying in %.0fs", msg.event_id, exc,
+                            delay)
+                await asyncio.sleep(delay)
+                continue
+            await self.storage.inbox_finish(msg.event_id)
+            return
+
+    async def answer(self, msg: IncomingMessage) -> Message | None:
+        """The reply to a message: the one error boundary of every command."""
+        parsed = parse(msg.body, self.prefix)
+        if parsed is None:
+            return None
+        name, args = parsed
+        services = self.services
+        ctx = Context(
+            msg=msg,
+            name=name,
+            args=args,
+            services=services,
+            registry=self.registry,
+            lookup_role=lambda: self.role_of(msg.room_id, msg.sender),
+        )
+        cmd = self.registry.find(name)
+        try:
+            if cmd is None:
+                return ctx.render("unknown", command=echo(name))
+            if cmd.role > Role.ANYONE and await ctx.role() < cmd.role:
+                raise PermissionDenied(cmd.name)
+            return await cmd.handler(ctx)
+        except UsageError:
+            return ctx.render("usage", command=cmd.name if cmd else name)
+        except PermissionDenied:
+            log.info("refused %s to %s in %s", name, msg.sender, msg.room_id)
+            return ctx.render("refused", command=name)
+        except Exception:
+            ref = secrets.token_hex(2)
+            log.exception("command %s failed (ref %s, event %s)", name, ref, msg.event_id)
+            try:
+                return ctx.render("error", ref=ref)
+            except Exception:
+                log.exception("the error template itself failed (ref %s)", ref)
+                return Message(body=f"Erreur interne (réf. {ref}).",
+                               html=f"Erreur interne (réf. {ref}).")
+
+    async def role_of(self, room_id: str, user_id: str) -> Role:
+        admins = self.services.config.bot.moderators
+        if user_id in admins:
+            return Role.ADMIN
+        level = await self.chat.power_level(room_id, user_id)
+        return role_for(user_id, admins, level)
+
+
+def _message(item: InboxItem) -> IncomingMessage:
+    return IncomingMessage(item.room_id, item.event_id, item.sender, item.body, item.thread_root)
+

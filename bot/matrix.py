@@ -1,0 +1,363 @@
+"""The Matrix adapter: the only module that imports nio.
+
+Owns login and session reuse, the sync loop, invites and sending. Commands
+reach the core as `IncomingMessage`s through one callback, in timeline order,
+and the sync token is saved only after that callback has recorded them: a
+crash can make the bot see a command twice (the inbox drops the second), never
+zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    InviteMemberEvent,
+    JoinError,
+    LocalProtocolError,
+    LoginResponse,
+    RoomGetStateResponse,
+    RoomMemberEvent,
+    RoomMessageText,
+    RoomSendError,
+    SendRetryError,
+    SyncError,
+    SyncResponse,
+    WhoamiResponse,
+)
+from nio.exceptions import OlmUnverifiedDeviceError
+
+from bot import permissions
+from bot.chat import IncomingMessage, SendError
+from bot.config import MatrixConfig
+from bot.render import Message
+from bot.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+SYNC_TIMEOUT_MS = 30_000
+# Errors after which resending the same message cannot succeed.
+_PERMANENT = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE",
+                        "M_BAD_JSON", "M_NOT_JSON"})
+
+MessageSink = Callable[[IncomingMessage], Awaitable[None]]
+
+
+class LoginFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    homeserver: str
+    user_id: str
+    device_id: str
+    access_token: str
+
+    @classmethod
+    def load(cls, path: Path) -> SavedSession | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{k: str(data[k]) for k in
+                          ("homeserver", "user_id", "device_id", "access_token")})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable saved session %s (%s)", path, type(exc).__name__)
+            return None
+
+    def save(self, path: Path) -> None:
+        """Written atomically, readable by the bot's user only (it holds a token)."""
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self.__dict__, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        path.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class _RoomAuthority:
+    create_sender: str
+    create_content: dict[str, Any]
+    power_levels: dict[str, Any] | None
+
+
+class MatrixChat:
+    """`ChatClient` over matrix-nio."""
+
+    def __init__(
+        self,
+        config: MatrixConfig,
+        storage_dir: Path,
+        storage: Storage,
+        on_message: MessageSink,
+    ) -> None:
+        self._config = config
+        self._dir = storage_dir
+        self._storage = storage
+        self._on_message = on_message
+        crypto = storage_dir / "crypto"
+        crypto.mkdir(parents=True, exist_ok=True)
+        self.client = AsyncClient(
+            config.homeserver,
+            config.user_id,
+            store_path=str(crypto),
+            config=AsyncClientConfig(
+                # We save the token ourselves, after the commands are recorded;
+                # nio saves it before running callbacks.
+                store_sync_tokens=False,
+                encryption_enabled=True,
+            ),
+        )
+        self._authority: dict[str, _RoomAuthority] = {}
+        self._skip_history = False
+        self._sync_failures = 0
+        self.synced = asyncio.Event()
+
+    @property
+    def user_id(self) -> str:
+        return self._config.user_id
+
+    @property
+    def device_id(self) -> str:
+        return str(self.client.device_id)
+
+    @property
+    def _token_key(self) -> str:
+        return f"sync_token:{self.user_id}"
+
+    # -- session ----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Reuse the saved session (same device) or log in once and save it."""
+        path = self._dir / SESSION_FILE
+        saved = SavedSession.load(path)
+        if saved and (saved.user_id, saved.homeserver) == (self.user_id, self._config.homeserver):
+            self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
+            who = await self.client.whoami()
+            if isinstance(who, WhoamiResponse):
+                log.info("restored session of %s, device %s", saved.user_id, saved.device_id)
+                return
+            log.warning("saved session rejected by the homeserver (%s); logging in again",
+                        _describe(who))
+            self.client.access_token = ""
+        elif saved:
+            log.info("saved session is for another account or server: not reused")
+
+        token = self._config.access_token
+        if token is not None:
+            self.client.access_token = token.get_secret_value()
+            who = await self.client.whoami()
+            if not isinstance(who, WhoamiResponse):
+                raise LoginFailed(f"the access token was refused: {_describe(who)}")
+            if who.user_id != self.user_id:
+                raise LoginFailed(f"the access token belongs to {who.user_id}, "
+                                  f"not to matrix.user_id {self.user_id}")
+            if not who.device_id:
+                raise LoginFailed("the homeserver did not tell the access token's device")
+            self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
+        elif self._config.password is not None:
+            resp = await self.client.login(
+                self._config.password.get_secret_value(), device_name=self._config.device_name
+            )
+            if not isinstance(resp, LoginResponse):
+                raise LoginFailed(f"login refused: {_describe(resp)}")
+            log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
+        else:  # config validation guarantees one of them
+            raise LoginFailed("no password and no access token")
+        SavedSession(
+            self._config.homeserver, self.user_id, self.device_id, str(self.client.access_token)
+        ).save(path)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # -- sync ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync until cancelled, resuming from the saved token."""
+        since = await self._storage.get(self._token_key)
+        # Without a token, everything the first sync shows is history.
+        self._skip_history = since is None
+        self.client.add_response_callback(self._on_sync, SyncResponse)
+        self.client.add_response_callback(self._on_sync_error, SyncError)
+        log.info("syncing%s", " (first run: history is not answered)" if since is None else "")
+        await self.client.sync_forever(
+            timeout=SYNC_TIMEOUT_MS,
+            since=since,
+            # Room state (members, encryption) is not persisted by nio: take it whole once.
+            full_state=True,
+        )
+
+    async def _on_sync_error(self, response: SyncError) -> None:
+        self._sync_failures += 1
+        if response.status_code == "M_UNKNOWN_TOKEN":
+            raise LoginFailed("the homeserver revoked the access token (logged out?)")
+        delay = min(60, 2 ** min(self._sync_failures, 6))
+        log.warning("sync failed (%s); retrying in %ds", _describe(response), delay)
+        await asyncio.sleep(delay)
+
+    async def _on_sync(self, response: SyncResponse) -> None:
+        self._sync_failures = 0
+        for room_id, invite in response.rooms.invite.items():
+            await self._on_invite(room_id, invite.invite_state)
+        for room_id, joined in response.rooms.join.items():
+            events = joined.timeline.events
+            if any(_is_authority_event(e) for e in [*joined.state, *events]):
+                self._authority.pop(room_id, None)
+            if self._skip_history:
+                continue
+            for event in events[self._first_after_own_join(events):]:
+                msg = self._incoming(room_id, event)
+                if msg is not None:
+                    await self._on_message(msg)
+        await self._storage.put(self._token_key, response.next_batch)
+        self._skip_history = False
+        self.synced.set()
+
+    def _first_after_own_join(self, events: list[Any]) -> int:
+        """Index after the bot's own join in this batch: what precedes it is history."""
+        for i in range(len(events) - 1, -1, -1):
+            e = events[i]
+            if (
+                isinstance(e, RoomMemberEvent)
+                and e.state_key == self.user_id
+                and e.membership == "join"
+                and e.prev_membership != "join"
+            ):
+                return i + 1
+        return 0
+
+    def _incoming(self, room_id: str, event: Any) -> IncomingMessage | None:
+        # m.notice (other bots, ourselves) and m.emote are never commands.
+        if not isinstance(event, RoomMessageText) or event.sender == self.user_id:
+            return None
+        content = event.source.get("content", {})
+        relates = content.get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace" or "m.new_content" in content:
+            return None  # an edit: the original was the command
+        thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+        return IncomingMessage(room_id, event.event_id, event.sender, event.body, thread_root)
+
+    async def _on_invite(self, room_id: str, invite_state: Iterable[Any]) -> None:
+        inviter = next(
+            (
+                e.sender
+                for e in invite_state
+                if isinstance(e, InviteMemberEvent)
+                and e.state_key == self.user_id
+                and e.membership == "invite"
+            ),
+            None,
+        )
+        if inviter is None:
+            return
+        if not permissions.invite_allowed(inviter, self._config.allowed_servers):
+            log.info("declining invite to %s from %s (server not allowed)", room_id, inviter)
+            await self.client.room_leave(room_id)
+            return
+        resp = await self.client.join(room_id)
+        if isinstance(resp, JoinError):
+            log.warning("could not join %s (invited by %s): %s", room_id, inviter,
+                        _describe(resp))
+        else:
+            log.info("joined %s, invited by %s", room_id, inviter)
+
+    # -- ChatClient -----------------------------------------------------------------
+
+    async def send_notice(
+        self,
+        room_id: str,
+        message: Message,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        content: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": message.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": message.html,
+            "m.mentions": {},
+        }
+        if thread_root:
+            content["m.relates_to"] = {
+                "rel_type": "m.thread",
+                "event_id": thread_root,
+                "is_falling_back": reply_to is None,
+                "m.in_reply_to": {"event_id": reply_to or thread_root},
+            }
+        elif reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        try:
+            resp = await self.client.room_send(
+                room_id,
+                "m.room.message",
+                content,
+                tx_id=txn_id,
+                # nio cannot cross-sign: users see "unverified device".
+                ignore_unverified_devices=True,
+            )
+        except (SendRetryError, LocalProtocolError, OlmUnverifiedDeviceError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+        if isinstance(resp, RoomSendError):
+            raise SendError(_describe(resp), permanent=resp.status_code in _PERMANENT)
+
+    async def power_level(self, room_id: str, user_id: str) -> float:
+        authority = self._authority.get(room_id)
+        if authority is None:
+            authority = await self._fetch_authority(room_id)
+            if authority is None:
+                return 0  # unknown: grant nothing
+            self._authority[room_id] = authority
+        return permissions.power_level(
+            user_id, authority.create_sender, authority.create_content, authority.power_levels
+        )
+
+    async def _fetch_authority(self, room_id: str) -> _RoomAuthority | None:
+        resp = await self.client.room_get_state(room_id)
+        if not isinstance(resp, RoomGetStateResponse):
+            log.warning("cannot read the state of %s: %s", room_id, _describe(resp))
+            return None
+        create = pl = None
+        for event in resp.events:
+            if event.get("state_key") != "":
+                continue
+            if event.get("type") == "m.room.create":
+                create = event
+            elif event.get("type") == "m.room.power_levels":
+                pl = event
+        if create is None:
+            return None
+        return _RoomAuthority(
+            str(create.get("sender", "")),
+            dict(create.get("content") or {}),
+            dict(pl.get("content") or {}) if pl else None,
+        )
+
+
+def _is_authority_event(event: Any) -> bool:
+    source = getattr(event, "source", None) or {}
+    return source.get("type") in ("m.room.power_levels", "m.room.create")
+
+
+def _describe(resp: Any) -> str:
+    """An error response as a log line: code and message, never a token."""
+    if isinstance(resp, ErrorResponse):
+        return f"{resp.status_code or 'error'}: {resp.message or ''}".strip()
+    return type(resp).__name__

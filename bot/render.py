@@ -1,0 +1,88 @@
+"""Message rendering: one Jinja2 environment, each message a text + HTML pair.
+
+`name.txt.j2` gives the plain `body`, `name.html.j2` the `formatted_body`
+(autoescaped: a calendar title `<script>` shows as text). An operator's
+template directory overrides the packaged templates file by file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+import jinja2
+from babel.dates import format_date, format_time
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    body: str
+    html: str
+
+
+def packaged_templates() -> Path:
+    """Templates inside the wheel, or at the repository top level in a checkout."""
+    inside = Path(str(files("bot"))) / "templates"
+    if inside.is_dir():
+        return inside
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def safe_url(value: str) -> str:
+    """Only http(s) links become clickable; anything else renders as text."""
+    return value if urlparse(value).scheme in ("http", "https") else ""
+
+
+class Renderer:
+    def __init__(self, language: str, tz: ZoneInfo, override: Path | None = None) -> None:
+        self.language = language
+        self.tz = tz
+        dirs: list[Path] = []
+        if override is not None:
+            dirs += [override / language, override]
+        dirs.append(packaged_templates() / language)
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._env.filters["safe_url"] = safe_url
+        self._env.filters["day"] = self.day_label
+        self._env.filters["hour"] = self.time_label
+
+    def render(self, name: str, **context: Any) -> Message:
+        body = self._env.get_template(f"{name}.txt.j2").render(**context)
+        html = self._env.get_template(f"{name}.html.j2").render(**context)
+        return Message(body=_tidy(body), html=_tidy(html))
+
+    # -- dates, in the bot's zone and language --------------------------------
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.tz)
+
+    def day_label(self, day: date, today: date | None = None) -> str:
+        # French writes the first of the month "1er".
+        d = "d'er'" if self.language == "fr" and day.day == 1 else "d"
+        year = "" if today is None or day.year == today.year else " y"
+        return format_date(day, f"EEEE {d} MMMM{year}", locale=self.language)
+
+    def time_label(self, moment: datetime) -> str:
+        pattern = "HH'h'mm" if self.language == "fr" else "HH:mm"
+        return format_time(self.local(moment), pattern, tzinfo=self.tz, locale=self.language)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):  # at most one blank line in a row
+            out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,230 @@
+"""SQLite storage (aiosqlite): the only module that writes SQL.
+
+The database is the bot's memory across restarts: the sync token, the inbox of
+commands being answered (so that each is answered exactly once) and the last
+good copy of every agenda source.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+# Ordered migrations; migration N brings the schema from version N-1 to N.
+# Never edit a released one: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- One row per command received. `body` is kept only until it is answered
+    -- (personal data: the minimum, for the shortest time).
+    CREATE TABLE inbox (
+        event_id    TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        body        TEXT,
+        thread_root TEXT,
+        received_at INTEGER NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        finished_at INTEGER
+    );
+    CREATE INDEX inbox_pending ON inbox (received_at) WHERE status = 'pending';
+    CREATE TABLE source_cache (
+        source        TEXT PRIMARY KEY,
+        body          BLOB NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        fetched_at    INTEGER NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+# Answered commands are kept (without their text) this long to drop redeliveries.
+INBOX_RETENTION_S = 7 * 24 * 3600
+
+
+class StorageError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    event_id: str
+    room_id: str
+    sender: str
+    body: str
+    thread_root: str | None
+    received_at: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedSource:
+    source: str
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+    fetched_at: int
+
+
+class Storage:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so that a
+        # migration and its version bump share one transaction.
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            storage = cls(db)
+            await storage._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return storage
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database was written by a newer version of the bot (schema {current}, "
+                f"this version knows up to {SCHEMA_VERSION}); upgrade the bot or restore a "
+                "backup, the database was left untouched"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            log.info("storage: applying migration %d", version)
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(MIGRATIONS[version - 1]):
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version = {version}")
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- key/value -----------------------------------------------------------
+
+    async def get(self, key: str) -> str | None:
+        async with self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def put(self, key: str, value: str) -> None:
+        await self._db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- inbox ---------------------------------------------------------------
+
+    async def inbox_add(
+        self,
+        event_id: str,
+        room_id: str,
+        sender: str,
+        body: str,
+        thread_root: str | None,
+        now: float | None = None,
+    ) -> bool:
+        """Record a command; False when this event was already recorded (redelivery)."""
+        cur = await self._db.execute(
+            "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
+            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, room_id, sender, body, thread_root, int(now or time.time())),
+        )
+        return cur.rowcount == 1
+
+    async def inbox_pending(self) -> list[InboxItem]:
+        async with self._db.execute(
+            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts "
+            "FROM inbox WHERE status = 'pending' ORDER BY received_at"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6])) for r in rows
+        ]
+
+    async def inbox_attempt(self, event_id: str) -> None:
+        await self._db.execute(
+            "UPDATE inbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,)
+        )
+
+    async def inbox_finish(self, event_id: str, *, failed: bool = False) -> None:
+        await self._db.execute(
+            "UPDATE inbox SET status = ?, body = NULL, finished_at = ? WHERE event_id = ?",
+            ("failed" if failed else "done", int(time.time()), event_id),
+        )
+
+    async def inbox_status(self, event_id: str) -> str | None:
+        async with self._db.execute(
+            "SELECT status FROM inbox WHERE event_id = ?", (event_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def inbox_prune(self, now: float | None = None) -> int:
+        cutoff = int((now or time.time()) - INBOX_RETENTION_S)
+        cur = await self._db.execute(
+            "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?", (cutoff,)
+        )
+        return cur.rowcount
+
+    # -- agenda sources -------------------------------------------------------
+
+    async def source_get(self, source: str) -> CachedSource | None:
+        async with self._db.execute(
+            "SELECT source, body, etag, last_modified, fetched_at FROM source_cache "
+            "WHERE source = ?",
+            (source,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return CachedSource(row[0], bytes(row[1]), row[2], row[3], int(row[4]))
+
+    async def source_put(
+        self, source: str, body: bytes, etag: str | None, last_modified: str | None
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO source_cache (source, body, etag, last_modified, fetched_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET body = excluded.body, "
+            "etag = excluded.etag, last_modified = excluded.last_modified, "
+            "fetched_at = excluded.fetched_at",
+            (source, body, etag, last_modified, int(time.time())),
+        )
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (ours hold no ';' inside literals)."""
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
