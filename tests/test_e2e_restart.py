@@ -1,0 +1,129 @@
+"""The real entry point (`bluehats-bot run`, as in the Docker image), killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import stat
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.devserver import DevHomeserver
+from tests.conftest import sample_agenda, unique
+
+pytestmark = pytest.mark.e2e
+
+
+class BotProcess:
+    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+        self.config, self.env, self.log = config, env, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        start_at = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", "--config", str(self.config),
+                env=self.env, stdout=out, stderr=out,
+            )
+        async with asyncio.timeout(60):
+            while "ready:" not in self.log.read_text()[start_at:]:
+                assert self.proc.returncode is None, self.log.read_text()
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            return await self.proc.wait()
+
+
+def devices(hs: DevHomeserver, token: str) -> list[str]:
+    req = urllib.request.Request(
+        f"{hs.url}/_matrix/client/v3/devices", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        return [d["device_id"] for d in json.load(resp)["devices"]]
+
+
+async def test_kill_and_restart_answers_each_command_exactly_once(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    localpart, password = unique("bot"), "secret-bot-password-42"
+    bot_id = synapse.register(localpart, password)
+    storage = tmp_path / "data"
+    config = tmp_path / "config.yaml"
+    # The password comes from the environment, as an operator would do.
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "matrix": {"homeserver": synapse.url, "user_id": bot_id},
+                "storage": {"path": str(storage)},
+                "agenda": {"sources": [str(sample_agenda())]},
+            }
+        )
+    )
+    env = {**os.environ, "BLUEHATS_MATRIX_PASSWORD": password}
+    bot = BotProcess(config, env, tmp_path / "bot.log")
+    alice = await make_user("alice")
+
+    await bot.start()
+    room = await alice.create_room(invite=[bot_id])
+    await alice.wait_joined(room, bot_id)
+    first = await alice.send(room, "!agenda")
+    await alice.reply_to(room, first, bot_id)
+
+    session_file = storage / "session.json"
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    session = json.loads(session_file.read_text())
+    assert session["user_id"] == bot_id
+    devices_before = devices(synapse, session["access_token"])
+    assert session["device_id"] in devices_before
+
+    await bot.kill()
+    # Commands typed while the bot is down are answered when it is back.
+    while_down = await alice.send(room, "!aide")
+    # Simulate the worst crash window: the answer to `first` was sent but not
+    # yet marked done. The restart must resend it with the same transaction id,
+    # which the homeserver deduplicates.
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        db.execute(
+            "UPDATE inbox SET status = 'pending', body = '!agenda' WHERE event_id = ?", (first,)
+        )
+
+    await bot.start()
+    await alice.reply_to(room, while_down, bot_id)
+    after = await alice.send(room, "!agenda demain")
+    await alice.reply_to(room, after, bot_id)
+    await asyncio.sleep(2)
+    await alice.sync(500)
+
+    assert len(alice.replies(room, first, bot_id)) == 1
+    assert len(alice.replies(room, while_down, bot_id)) == 1
+    assert len(alice.replies(room, after, bot_id)) == 1
+    # Same device across restarts: no new device per start.
+    assert json.loads(session_file.read_text())["device_id"] == session["device_id"]
+    assert devices(synapse, session["access_token"]) == devices_before
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        assert db.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone() == (
+            0,
+        )
+        # Answered commands keep no text (personal data: the minimum).
+        assert db.execute("SELECT count(*) FROM inbox WHERE body IS NOT NULL").fetchone() == (0,)
+
+    assert await bot.terminate() == 0
+    log = bot.log.read_text()
+    assert password not in log and session["access_token"] not in log
+    assert "Traceback" not in log
