@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import jinja2
+import markupsafe
 from babel.dates import format_date, format_time
 
 
@@ -48,13 +49,14 @@ class Renderer:
         dirs.append(packaged_templates() / language)
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
+            autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
         self._env.filters["safe_url"] = safe_url
+        self._env.filters["plain"] = plain
         self._env.filters["day"] = self.day_label
         self._env.filters["hour"] = self.time_label
 
@@ -77,6 +79,22 @@ class Renderer:
     def time_label(self, moment: datetime) -> str:
         pattern = "HH'h'mm" if self.language == "fr" else "HH:mm"
         return format_time(self.local(moment), pattern, tzinfo=self.tz, locale=self.language)
+
+
+def _autoescape(name: str | None) -> bool:
+    """HTML templates escape; so do shared macro files (`_*.j2`), whatever calls them.
+
+    Macros are called from both kinds of templates: escaping inside them makes
+    the HTML safe by default, and text templates undo it with `|plain`.
+    """
+    if name is None:
+        return True
+    return name.endswith(".html.j2") or Path(name).name.startswith("_")
+
+
+def plain(value: object) -> str:
+    """Text of a (possibly escaped) macro result, for the plain `body`."""
+    return markupsafe.Markup(str(value) if not isinstance(value, str) else value).unescape()
 
 
 def _tidy(text: str) -> str:
