@@ -42,8 +42,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
-    print(f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
-          f"{len(cfg.agenda.sources)} agenda source(s))")
+    print(
+        f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
+        f"{len(cfg.agenda.sources)} agenda source(s))"
+    )
     return EXIT_OK
 
 

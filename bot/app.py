@@ -87,12 +87,22 @@ class BotApp:
             scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)
             refresh_s = cfg.agenda.refresh.total_seconds()
             scheduler.add_job(
-                agenda.refresh, "interval", seconds=refresh_s, id="agenda-refresh",
-                coalesce=True, max_instances=1,
+                agenda.refresh,
+                "interval",
+                seconds=refresh_s,
+                id="agenda-refresh",
+                coalesce=True,
+                max_instances=1,
                 next_run_time=datetime.now(UTC) + timedelta(seconds=refresh_s),
             )
-            scheduler.add_job(storage.inbox_prune, "interval", hours=6, id="inbox-prune",
-                              coalesce=True, max_instances=1)
+            scheduler.add_job(
+                storage.inbox_prune,
+                "interval",
+                hours=6,
+                id="inbox-prune",
+                coalesce=True,
+                max_instances=1,
+            )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
 

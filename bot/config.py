@@ -26,11 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"
-ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"
+ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"  # noqa: S105 - a variable name, not a secret
+ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"  # noqa: S105 - a variable name
 
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$")
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$"
+)
 
 
 class ConfigError(Exception):
@@ -211,9 +213,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def from_dict(
-    raw: Any, *, base: Path | None = None, env: dict[str, str] | None = None
-) -> Config:
+def from_dict(raw: Any, *, base: Path | None = None, env: dict[str, str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError([("(top level)", "the file must hold a mapping of sections")])
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}

@@ -129,10 +129,12 @@ async def _wait_or_fail(coro, bot_task: asyncio.Task[None], what: str):  # type:
 
 async def _ask(user: AsyncClient, room_id: str, bot_id: str) -> str:
     """Wait for the bot to join, send `!agenda`, return the bot's notice."""
-    first = await user.sync(timeout=0)
-    assert isinstance(first, SyncResponse)
+    if not isinstance(await user.sync(timeout=0), SyncResponse):
+        raise RuntimeError("the demo user could not sync")
     async with asyncio.timeout(ANSWER_TIMEOUT):
-        while bot_id not in (await _members(user, room_id)):
+        while True:  # polling the server's member list, not local state
+            if bot_id in await _members(user, room_id):
+                break
             await asyncio.sleep(0.2)
         sent = await user.room_send(
             room_id, "m.room.message", {"msgtype": "m.text", "body": "!agenda"}

@@ -73,7 +73,9 @@ class DevHomeserver:
             yaml.safe_dump(
                 {
                     "version": 1,
-                    "formatters": {"f": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+                    "formatters": {
+                        "f": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+                    },
                     "handlers": {
                         "file": {
                             "class": "logging.FileHandler",
@@ -140,8 +142,14 @@ class DevHomeserver:
         config = self._write_config()
         if not (self.dir / "signing.key").exists():
             subprocess.run(
-                [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config),
-                 "--generate-keys"],
+                [
+                    sys.executable,
+                    "-m",
+                    "synapse.app.homeserver",
+                    "--config-path",
+                    str(config),
+                    "--generate-keys",
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -192,12 +200,14 @@ class DevHomeserver:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(  # noqa: S310 - our own loopback server
-            f"{self.url}{path}", data=data, method=method,
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             raise DevServerError(f"{method} {path}: {exc.code} {exc.read()[:200]!r}") from None
@@ -215,7 +225,12 @@ class DevHomeserver:
         result = self._request(
             "POST",
             "/_synapse/admin/v1/register",
-            {"nonce": nonce, "username": localpart, "password": password, "admin": admin,
-             "mac": digest},
+            {
+                "nonce": nonce,
+                "username": localpart,
+                "password": password,
+                "admin": admin,
+                "mac": digest,
+            },
         )
         return str(result["user_id"])

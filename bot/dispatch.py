@@ -206,10 +206,10 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, grace: float = 10.0) -> None:
         """Let in-flight answers finish (they stay pending in the DB if cut)."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
 
@@ -233,13 +233,17 @@ class Dispatcher:
                 if exc.permanent or attempts >= SEND_ATTEMPTS:
                     log.error(
                         "giving up answering %s in %s after %d attempt(s): %s",
-                        msg.event_id, msg.room_id, attempts, exc,
+                        msg.event_id,
+                        msg.room_id,
+                        attempts,
+                        exc,
                     )
                     await self.storage.inbox_finish(msg.event_id, failed=True)
                     return
                 delay = self._retry_delay * 2 ** (attempts - 1)
-                log.warning("answer to %s not sent (%s), retrying in %.0fs", msg.event_id, exc,
-                            delay)
+                log.warning(
+                    "answer to %s not sent (%s), retrying in %.0fs", msg.event_id, exc, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             await self.storage.inbox_finish(msg.event_id)
@@ -279,8 +283,9 @@ class Dispatcher:
                 return ctx.render("error", ref=ref)
             except Exception:
                 log.exception("the error template itself failed (ref %s)", ref)
-                return Message(body=f"Erreur interne (réf. {ref}).",
-                               html=f"Erreur interne (réf. {ref}).")
+                return Message(
+                    body=f"Erreur interne (réf. {ref}).", html=f"Erreur interne (réf. {ref})."
+                )
 
     async def role_of(self, room_id: str, user_id: str) -> Role:
         admins = self.services.config.bot.moderators
@@ -292,4 +297,3 @@ class Dispatcher:
 
 def _message(item: InboxItem) -> IncomingMessage:
     return IncomingMessage(item.room_id, item.event_id, item.sender, item.body, item.thread_root)
-

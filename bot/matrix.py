@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 SESSION_FILE = "session.json"
 SYNC_TIMEOUT_MS = 30_000
 # Errors after which resending the same message cannot succeed.
-_PERMANENT = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE",
-                        "M_BAD_JSON", "M_NOT_JSON"})
+_PERMANENT = frozenset(
+    {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
+)
 
 MessageSink = Callable[[IncomingMessage], Awaitable[None]]
 
@@ -69,8 +70,9 @@ class SavedSession:
     def load(cls, path: Path) -> SavedSession | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{k: str(data[k]) for k in
-                          ("homeserver", "user_id", "device_id", "access_token")})
+            return cls(
+                **{k: str(data[k]) for k in ("homeserver", "user_id", "device_id", "access_token")}
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -152,8 +154,9 @@ class MatrixChat:
             if isinstance(who, WhoamiResponse):
                 log.info("restored session of %s, device %s", saved.user_id, saved.device_id)
                 return
-            log.warning("saved session rejected by the homeserver (%s); logging in again",
-                        _describe(who))
+            log.warning(
+                "saved session rejected by the homeserver (%s); logging in again", _describe(who)
+            )
             self.client.access_token = ""
         elif saved:
             log.info("saved session is for another account or server: not reused")
@@ -165,8 +168,10 @@ class MatrixChat:
             if not isinstance(who, WhoamiResponse):
                 raise LoginFailed(f"the access token was refused: {_describe(who)}")
             if who.user_id != self.user_id:
-                raise LoginFailed(f"the access token belongs to {who.user_id}, "
-                                  f"not to matrix.user_id {self.user_id}")
+                raise LoginFailed(
+                    f"the access token belongs to {who.user_id}, "
+                    f"not to matrix.user_id {self.user_id}"
+                )
             if not who.device_id:
                 raise LoginFailed("the homeserver did not tell the access token's device")
             self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
@@ -221,7 +226,7 @@ class MatrixChat:
                 self._authority.pop(room_id, None)
             if self._skip_history:
                 continue
-            for event in events[self._first_after_own_join(events):]:
+            for event in events[self._first_after_own_join(events) :]:
                 msg = self._incoming(room_id, event)
                 if msg is not None:
                     await self._on_message(msg)
@@ -272,8 +277,7 @@ class MatrixChat:
             return
         resp = await self.client.join(room_id)
         if isinstance(resp, JoinError):
-            log.warning("could not join %s (invited by %s): %s", room_id, inviter,
-                        _describe(resp))
+            log.warning("could not join %s (invited by %s): %s", room_id, inviter, _describe(resp))
         else:
             log.info("joined %s, invited by %s", room_id, inviter)
 

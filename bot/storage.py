@@ -170,9 +170,7 @@ class Storage:
             "FROM inbox WHERE status = 'pending' ORDER BY received_at"
         ) as cur:
             rows = await cur.fetchall()
-        return [
-            InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6])) for r in rows
-        ]
+        return [InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6])) for r in rows]
 
     async def inbox_attempt(self, event_id: str) -> None:
         await self._db.execute(

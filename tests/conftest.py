@@ -81,8 +81,7 @@ class User:
         assert isinstance(resp, RoomCreateResponse), resp
         return resp.room_id
 
-    async def send(self, room_id: str, body: str, msgtype: str = "m.text",
-                   **extra: Any) -> str:
+    async def send(self, room_id: str, body: str, msgtype: str = "m.text", **extra: Any) -> str:
         resp = await self.client.room_send(
             room_id, "m.room.message", {"msgtype": msgtype, "body": body, **extra}
         )
@@ -102,8 +101,9 @@ class User:
                 seen = len(events)
                 await self.sync(1000)
 
-    async def reply_to(self, room_id: str, event_id: str, sender: str,
-                       timeout: float = 30.0) -> Any:
+    async def reply_to(
+        self, room_id: str, event_id: str, sender: str, timeout: float = 30.0
+    ) -> Any:
         """The bot's notice replying to `event_id`."""
         return await self.wait_for(
             room_id, lambda e: is_reply(e, event_id, sender), timeout=timeout

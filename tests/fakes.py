@@ -11,8 +11,8 @@ from bot import config as configuration
 from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
 from bot.chat import SendError
-from bot.dispatch import Dispatcher, Services
 from bot.commands import build_registry
+from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
 from bot.storage import Storage
 
@@ -41,8 +41,15 @@ class FakeChat:
     sent: list[Sent] = field(default_factory=list)
     failures: list[SendError] = field(default_factory=list)
 
-    async def send_notice(self, room_id: str, message: Message, *, txn_id: str,
-                          reply_to: str | None = None, thread_root: str | None = None) -> None:
+    async def send_notice(
+        self,
+        room_id: str,
+        message: Message,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(Sent(room_id, message, txn_id, reply_to, thread_root))
@@ -54,14 +61,17 @@ class FakeChat:
 class StaticAgenda(AgendaService):
     """An AgendaService holding given sessions (no sources)."""
 
-    def __init__(self, sessions: list[Session]) -> None:  # noqa: D107 - no super(): no I/O
+    def __init__(self, sessions: list[Session]) -> None:
         self.agenda = Agenda(sessions)
 
 
 def make_config(tmp_path: Path, **sections: Any) -> configuration.Config:
     raw: dict[str, Any] = {
-        "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": "@bot:example.org",
-                   "password": "x"},
+        "matrix": {
+            "homeserver": "http://127.0.0.1:1",
+            "user_id": "@bot:example.org",
+            "password": "x",
+        },
         "storage": {"path": str(tmp_path / "data")},
     }
     for key, value in sections.items():
@@ -70,7 +80,10 @@ def make_config(tmp_path: Path, **sections: Any) -> configuration.Config:
 
 
 async def make_dispatcher(
-    tmp_path: Path, sessions: list[Session], clock: FakeClock, chat: FakeChat | None = None,
+    tmp_path: Path,
+    sessions: list[Session],
+    clock: FakeClock,
+    chat: FakeChat | None = None,
     **sections: Any,
 ) -> tuple[Dispatcher, FakeChat, Storage]:
     cfg = make_config(tmp_path, **sections)
@@ -83,4 +96,3 @@ async def make_dispatcher(
         now=clock,
     )
     return Dispatcher(build_registry(), services, chat, storage, retry_delay=0), chat, storage
-

@@ -27,10 +27,12 @@ def session(title: str, start: datetime, minutes: int = 60, **kw: object) -> Ses
     return Session(title=title, start=start, end=start + timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
 
 
-async def ask(tmp_path: Path, sessions: list[Session], text: str, now: datetime = NOW,
-              **sections: object):
-    dispatcher, chat, storage = await make_dispatcher(tmp_path, sessions, FakeClock(now),
-                                                      **sections)
+async def ask(
+    tmp_path: Path, sessions: list[Session], text: str, now: datetime = NOW, **sections: object
+):
+    dispatcher, _chat, storage = await make_dispatcher(
+        tmp_path, sessions, FakeClock(now), **sections
+    )
     try:
         msg = IncomingMessage("!room:example.org", "$ev", "@alice:example.org", text)
         reply = await dispatcher.answer(msg)
@@ -43,8 +45,13 @@ async def ask(tmp_path: Path, sessions: list[Session], text: str, now: datetime 
 async def test_grouped_by_day_in_french_with_paris_times(tmp_path: Path) -> None:
     sessions = [
         session("Webinaire Grist", paris(2026, 12, 2, 10, 0), 20, url="https://visio.example/g"),
-        session("Atelier Superset", paris(2026, 12, 2, 14, 0), 90, location="Salle 4",
-                speakers=("Camille Dupont", "Karim Martin")),
+        session(
+            "Atelier Superset",
+            paris(2026, 12, 2, 14, 0),
+            90,
+            location="Salle 4",
+            speakers=("Camille Dupont", "Karim Martin"),
+        ),
         session("Point de rentrée", paris(2026, 12, 1, 9, 30), 30),
         session("Journée BlueHats", paris(2027, 1, 6, 0, 0), 24 * 60, all_day=True),
     ]
@@ -55,7 +62,10 @@ async def test_grouped_by_day_in_french_with_paris_times(tmp_path: Path) -> None
         "mardi 1er décembre",
         "• 09h30 – 10h00 · Point de rentrée",
     ]
-    assert "mercredi 2 décembre\n• 10h00 – 10h20 · Webinaire Grist\n  🔗 https://visio.example/g" in reply.body
+    assert (
+        "mercredi 2 décembre\n• 10h00 – 10h20 · Webinaire Grist\n  🔗 https://visio.example/g"
+        in reply.body
+    )
     assert "• 14h00 – 15h30 · Atelier Superset" in reply.body
     assert "🎤 Camille Dupont, Karim Martin" in reply.body and "📍 Salle 4" in reply.body
     # Another year: the year is said.
@@ -65,8 +75,9 @@ async def test_grouped_by_day_in_french_with_paris_times(tmp_path: Path) -> None
 
 
 async def test_summer_time_shown_in_paris_time(tmp_path: Path) -> None:
-    reply = await ask(tmp_path, [session("Été", datetime(2027, 6, 3, 8, 0, tzinfo=UTC), 30)],
-                      "!agenda")
+    reply = await ask(
+        tmp_path, [session("Été", datetime(2027, 6, 3, 8, 0, tzinfo=UTC), 30)], "!agenda"
+    )
     assert "jeudi 3 juin 2027\n• 10h00 – 10h30 · Été" in reply.body
 
 
@@ -75,8 +86,10 @@ async def test_real_calendar_shifted_into_the_future_is_capped(tmp_path: Path) -
     # Whole weeks keep weekdays; the last 20 sessions land after NOW.
     twentieth_last = sorted(s.start for s in real)[-20]
     shift = timedelta(weeks=(NOW - twentieth_last).days // 7 + 1)
-    shifted = [dataclasses.replace(s, start=s.start + shift, end=s.end + shift, sid="",
-                                   search_key="") for s in real]
+    shifted = [
+        dataclasses.replace(s, start=s.start + shift, end=s.end + shift, sid="", search_key="")
+        for s in real
+    ]
     upcoming = [s for s in shifted if s.end > NOW]
     assert len(upcoming) > 10
     reply = await ask(tmp_path, shifted, "!agenda")
@@ -140,8 +153,9 @@ async def test_words_match_any_field_ignoring_case_and_accents(tmp_path: Path) -
 
 
 async def test_english_when_configured(tmp_path: Path) -> None:
-    reply = await ask(tmp_path, [session("Grist", paris(2026, 12, 2, 10, 0))], "!agenda",
-                      bot={"language": "en"})
+    reply = await ask(
+        tmp_path, [session("Grist", paris(2026, 12, 2, 10, 0))], "!agenda", bot={"language": "en"}
+    )
     assert reply.body.startswith(
         "📅 Upcoming BlueHats sessions\n\nWednesday 2 December\n• 10:00 – 11:00 · Grist"
     )

@@ -47,8 +47,9 @@ END:VCALENDAR
 """
 
 
-async def test_invite_join_help_agenda_filters(synapse: DevHomeserver, tmp_path: Path,
-                                               make_user) -> None:
+async def test_invite_join_help_agenda_filters(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
     cfg, bot_id = bot_config(synapse, tmp_path / "bot")
     alice = await make_user("alice")
     async with running(BotApp(cfg)):
@@ -83,8 +84,9 @@ async def test_invite_join_help_agenda_filters(synapse: DevHomeserver, tmp_path:
         assert "Superset" in accents.source["content"]["body"]
 
         nothing = await alice.ask(room, "!agenda kubernetes", bot_id)
-        assert "Aucune séance à venir ne correspond à « kubernetes »" in (
-            nothing.source["content"]["body"]
+        assert (
+            "Aucune séance à venir ne correspond à « kubernetes »"
+            in (nothing.source["content"]["body"])
         )
 
         unknown = await alice.ask(room, "!agendaa", bot_id)
@@ -125,9 +127,7 @@ async def test_invite_from_a_server_not_allowed_is_declined(
         room = await alice.create_room(invite=[bot_id])
         async with asyncio.timeout(30):
             while True:  # the bot leaves the invite: its membership becomes "leave"
-                members = await alice.client.room_get_state_event(
-                    room, "m.room.member", bot_id
-                )
+                members = await alice.client.room_get_state_event(room, "m.room.member", bot_id)
                 if getattr(members, "content", {}).get("membership") == "leave":
                     break
                 await asyncio.sleep(0.2)

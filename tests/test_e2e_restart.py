@@ -30,8 +30,15 @@ class BotProcess:
         start_at = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", "--config", str(self.config),
-                env=self.env, stdout=out, stderr=out,
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                "--config",
+                str(self.config),
+                env=self.env,
+                stdout=out,
+                stderr=out,
             )
         async with asyncio.timeout(60):
             while "ready:" not in self.log.read_text()[start_at:]:
@@ -54,7 +61,7 @@ def devices(hs: DevHomeserver, token: str) -> list[str]:
     req = urllib.request.Request(
         f"{hs.url}/_matrix/client/v3/devices", headers={"Authorization": f"Bearer {token}"}
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return [d["device_id"] for d in json.load(resp)["devices"]]
 
 
@@ -117,9 +124,7 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     assert json.loads(session_file.read_text())["device_id"] == session["device_id"]
     assert devices(synapse, session["access_token"]) == devices_before
     with sqlite3.connect(storage / "bluehats.db") as db:
-        assert db.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone() == (
-            0,
-        )
+        assert db.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone() == (0,)
         # Answered commands keep no text (personal data: the minimum).
         assert db.execute("SELECT count(*) FROM inbox WHERE body IS NOT NULL").fetchone() == (0,)
 

@@ -24,8 +24,9 @@ def parse(data: bytes | str, start: datetime = EVER[0], end: datetime = EVER[1])
 
 
 def cal(*events: str, extra: str = "") -> str:
-    body = "".join(f"BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\n{e.strip()}\r\nEND:VEVENT\r\n"
-                   for e in events)
+    body = "".join(
+        f"BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\n{e.strip()}\r\nEND:VEVENT\r\n" for e in events
+    )
     return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\n{extra}{body}END:VCALENDAR\r\n"
 
 
@@ -135,8 +136,10 @@ def test_window_limits_infinite_series() -> None:
     assert len(sessions) == 10
 
 
-@pytest.mark.parametrize("garbage", [b"", b"hello", b"<html>502 Bad Gateway</html>",
-                                     b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n"])
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"hello", b"<html>502 Bad Gateway</html>", b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n"],
+)
 def test_garbage_is_a_clear_error(garbage: bytes) -> None:
     with pytest.raises(CalendarError):
         parse(garbage)

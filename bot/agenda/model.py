@@ -49,9 +49,6 @@ class Session:
             )
             object.__setattr__(self, "search_key", fold(text))
 
-    def matches(self, folded_words: Iterable[str]) -> bool:
-        return all(w in self.search_key for w in folded_words)
-
 
 class Agenda:
     """Immutable, start-sorted index of sessions; queries never mutate it."""
@@ -63,6 +60,7 @@ class Agenda:
             unique.setdefault(s.sid, s)
         self._sessions = sorted(unique.values(), key=lambda s: (s.start, s.title))
         self._starts = [s.start for s in self._sessions]
+        self._keys = [s.search_key for s in self._sessions]
         self._longest = max((s.end - s.start for s in self._sessions), default=timedelta(0))
 
     def __len__(self) -> int:
@@ -81,15 +79,18 @@ class Agenda:
         words: Iterable[str] = (),
     ) -> list[Session]:
         """Sessions not yet over at `start`, starting before `end`, matching every word."""
-        folded = [fold(w) for w in words if fold(w)]
+        folded = [f for f in (fold(w) for w in words) if f]
         # Sessions that began before `start` can still be running: look back
-        # by the longest duration known, no further.
-        first = bisect_left(self._starts, start - self._longest)
-        out = []
-        for s in self._sessions[first:]:
-            if end is not None and s.start >= end:
-                break
-            if s.end > start or (s.end == s.start and s.start >= start):
-                if not folded or s.matches(folded):
-                    out.append(s)
-        return out
+        # by the longest duration known, no further. Those starting at or
+        # after `start` are not over: a slice, no per-session test.
+        lookback = bisect_left(self._starts, start - self._longest)
+        first = bisect_left(self._starts, start)
+        last = len(self._starts) if end is None else bisect_left(self._starts, end, lo=first)
+        indices = [i for i in range(lookback, first) if self._sessions[i].end > start]
+        if not folded:
+            return [self._sessions[i] for i in indices] + self._sessions[first:last]
+        keys, sessions = self._keys, self._sessions
+        indices.extend(range(first, last))
+        for word in folded:  # narrowing word by word: plain substring tests, no calls
+            indices = [i for i in indices if word in keys[i]]
+        return [sessions[i] for i in indices]

@@ -161,6 +161,11 @@ class AgendaService:
                     if size > MAX_SOURCE_BYTES:
                         raise SourceError(f"larger than {MAX_SOURCE_BYTES // 2**20} MiB")
                     chunks.append(chunk)
-                return b"".join(chunks), resp.headers.get("ETag"), resp.headers.get("Last-Modified"), True
+                return (
+                    b"".join(chunks),
+                    resp.headers.get("ETag"),
+                    resp.headers.get("Last-Modified"),
+                    True,
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SourceError(f"unreachable ({type(exc).__name__})") from None

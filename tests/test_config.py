@@ -1,0 +1,120 @@
+"""Configuration: every problem listed with its key, before connecting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot import config as configuration
+from bot.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    cfg = configuration.from_dict(raw, base=ROOT, env={})
+    assert cfg.bot.prefix == "!" and cfg.bot.timezone == "Europe/Paris"
+    assert cfg.agenda.refresh == timedelta(hours=1)
+
+
+def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "matrix": {"homeserver": "matrix.example.org", "user_id": "bot"},
+                "bot": {
+                    "timezone": "Europe/Pariss",
+                    "language": "de",
+                    "prefix": "",
+                    "moderators": ["alice"],
+                    "colour": "blue",
+                },
+                "agenda": {"refresh": "soon", "sources": ["/nowhere/agenda.ics"]},
+            }
+        )
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    for key in (
+        "matrix.homeserver",
+        "matrix.user_id",
+        "bot.timezone",
+        "bot.language",
+        "bot.prefix",
+        "bot.moderators.0",
+        "bot.colour",
+        "agenda.refresh",
+    ):
+        assert f"- {key}:" in result.stderr, key
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_broken_config_exits_2_before_connecting(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    # A homeserver that would hang if contacted: the run must not get that far.
+    path.write_text("matrix:\n  homeserver: http://10.255.255.1\n  user_id: '@bot:x.org'\n")
+    result = cli("run", "--config", str(path), env={"PATH": "/usr/bin"})
+    assert result.returncode == 2
+    assert "matrix: give matrix.password or matrix.access_token" in result.stderr
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        configuration.load(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("matrix: [unclosed\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        configuration.load(bad)
+
+
+def test_json_loads_and_secrets_come_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "matrix": {
+                    "homeserver": "https://matrix.example.org/",
+                    "user_id": "@bot:example.org",
+                },
+                "storage": {"path": "state"},
+            }
+        )
+    )
+    with pytest.raises(ConfigError):
+        configuration.load(path, env={})
+    cfg = configuration.load(path, env={"BLUEHATS_MATRIX_PASSWORD": "s3cret"})
+    assert cfg.matrix.password is not None
+    assert cfg.matrix.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg)
+    assert cfg.matrix.homeserver == "https://matrix.example.org"
+    assert cfg.matrix.allowed_servers == ["example.org"]  # default: the bot's own server
+    assert cfg.storage.path == tmp_path / "state"  # relative to the file
+
+
+def test_durations() -> None:
+    parse = configuration.parse_duration
+    assert parse("1h30m") == timedelta(hours=1, minutes=30)
+    assert parse("2d") == timedelta(days=2) and parse("45s") == timedelta(seconds=45)
+    assert parse(90) == timedelta(seconds=90)
+    for bad in ("", "1x", "h", "-1h"):
+        with pytest.raises(ValueError, match="duration"):
+            parse(bad)

@@ -1,0 +1,125 @@
+"""Agenda sources served by the test itself on loopback: 200, 304, 500, garbage, restart."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.agenda.sources import AgendaService
+from bot.storage import Storage
+from tests.fakes import FakeClock
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def calendar(title: str) -> bytes:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        "UID:a@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T100000Z\r\n"
+        f"DURATION:PT1H\r\nSUMMARY:{title}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+class Feed:
+    """What the loopback server answers, and what it was asked."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = calendar("Webinaire Grist")
+        self.etag = '"v1"'
+        self.requests: list[dict[str, str]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(dict(request.headers))
+        if self.status == 200 and request.headers.get("If-None-Match") == self.etag:
+            return web.Response(status=304)
+        return web.Response(status=self.status, body=self.body, headers={"ETag": self.etag})
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Feed, str]]:
+    feed = Feed()
+    app = web.Application()
+    app.router.add_get("/agenda.ics", feed.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield feed, f"http://127.0.0.1:{port}/agenda.ics"
+    await runner.cleanup()
+
+
+async def service(storage: Storage, http: aiohttp.ClientSession, *sources: str) -> AgendaService:
+    return AgendaService(
+        list(sources), storage, http, ZoneInfo("Europe/Paris"), timedelta(days=366), FakeClock(NOW)
+    )
+
+
+def titles(svc: AgendaService) -> list[str]:
+    return [s.title for s in svc.agenda]
+
+
+async def test_remote_calendar_304_500_garbage_and_restart(
+    served: tuple[Feed, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed, url = served
+    caplog.set_level(logging.INFO, logger="bot.agenda.sources")
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        svc = await service(storage, http, url)
+        await svc.refresh()
+        assert titles(svc) == ["Webinaire Grist"]
+
+        await svc.refresh()  # conditional GET: unchanged
+        assert feed.requests[-1].get("If-None-Match") == '"v1"'
+        assert titles(svc) == ["Webinaire Grist"]
+
+        feed.status = 500
+        await svc.refresh()
+        await svc.refresh()
+        assert titles(svc) == ["Webinaire Grist"]  # last good copy kept
+        failures = [r for r in caplog.records if "failed: HTTP 500" in r.getMessage()]
+        assert len(failures) == 1  # reported once, not at every refresh
+        assert failures[0].levelno == logging.WARNING
+
+        feed.status, feed.body, feed.etag = 200, b"<html>oops</html>", '"broken"'
+        await svc.refresh()
+        assert titles(svc) == ["Webinaire Grist"]
+
+        feed.body, feed.etag = calendar("Atelier Superset"), '"v2"'
+        await svc.refresh()
+        assert titles(svc) == ["Atelier Superset"]
+        assert any("readable again" in r.getMessage() for r in caplog.records)
+
+        # A restart while the source is down starts from the saved copy.
+        feed.status = 503
+        restarted = await service(storage, http, url)
+        await restarted.refresh()
+        assert titles(restarted) == ["Atelier Superset"]
+    await storage.close()
+
+
+async def test_unreachable_and_missing_sources_do_not_break_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = tmp_path / "good.ics"
+    good.write_bytes(calendar("Café BlueHats"))
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        svc = await service(
+            storage, http, "http://127.0.0.1:9/none.ics", str(tmp_path / "missing.ics"), str(good)
+        )
+        await svc.refresh()
+    await storage.close()
+    assert titles(svc) == ["Café BlueHats"]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "http://127.0.0.1:9/none.ics failed: unreachable" in messages
+    assert "missing.ics failed: cannot read file" in messages

@@ -1,0 +1,64 @@
+"""Storage: migrations, WAL, refusal of a newer database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.storage import SCHEMA_VERSION, Storage, StorageError
+
+
+async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    assert await storage.schema_version() == SCHEMA_VERSION
+    await storage.put("k", "v1")
+    await storage.put("k", "v2")
+    assert await storage.get("k") == "v2"
+    await storage.close()
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # Reopening applies nothing and keeps the data.
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    assert await storage.get("k") == "v2"
+    await storage.close()
+
+
+async def test_newer_database_refuses_to_start_and_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE future (x)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer version"):
+        await Storage.open(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.storage as storage_module
+
+    monkeypatch.setattr(
+        storage_module,
+        "MIGRATIONS",
+        (*storage_module.MIGRATIONS, "CREATE TABLE t (x); SELECT nonsense("),
+    )
+    monkeypatch.setattr(storage_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        await Storage.open(tmp_path / "db.sqlite")
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert "t" not in tables
+
+
+async def test_inbox_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    await storage.inbox_add("$old", "!r", "@a:x", "!aide", None, now=1000)
+    await storage.inbox_finish("$old")
+    await storage.inbox_add("$pending", "!r", "@a:x", "!aide", None, now=1000)
+    assert await storage.inbox_prune(now=10**10) == 1
+    assert await storage.inbox_status("$old") is None
+    assert await storage.inbox_status("$pending") == "pending"
+    await storage.close()
