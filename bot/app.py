@@ -69,19 +69,14 @@ class BotApp:
             await agenda.refresh()
 
             services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
-            dispatcher: Dispatcher | None = None
-
-            async def on_message(msg):  # type: ignore[no-untyped-def]
-                assert dispatcher is not None
-                await dispatcher.accept(msg)
-
-            self.chat = chat = MatrixChat(cfg.matrix, cfg.storage.path, storage, on_message)
+            self.chat = chat = MatrixChat(cfg.matrix, cfg.storage.path, storage)
             stack.push_async_callback(chat.close)
             try:
                 await chat.connect()
             except LoginFailed as exc:
                 raise StartupError(str(exc)) from None
             dispatcher = Dispatcher(build_registry(), services, chat, storage)
+            chat.on_message = dispatcher.accept
             stack.push_async_callback(dispatcher.drain)
 
             scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)

@@ -106,12 +106,12 @@ class MatrixChat:
         config: MatrixConfig,
         storage_dir: Path,
         storage: Storage,
-        on_message: MessageSink,
     ) -> None:
         self._config = config
         self._dir = storage_dir
         self._storage = storage
-        self._on_message = on_message
+        # Where new messages go, in timeline order; set before `run()`.
+        self.on_message: MessageSink | None = None
         crypto = storage_dir / "crypto"
         crypto.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(
@@ -195,6 +195,8 @@ class MatrixChat:
 
     async def run(self) -> None:
         """Sync until cancelled, resuming from the saved token."""
+        if self.on_message is None:
+            raise RuntimeError("MatrixChat.on_message must be set before run()")
         since = await self._storage.get(self._token_key)
         # Without a token, everything the first sync shows is history.
         self._skip_history = since is None
@@ -228,8 +230,8 @@ class MatrixChat:
                 continue
             for event in events[self._first_after_own_join(events) :]:
                 msg = self._incoming(room_id, event)
-                if msg is not None:
-                    await self._on_message(msg)
+                if msg is not None and self.on_message is not None:
+                    await self.on_message(msg)
         await self._storage.put(self._token_key, response.next_batch)
         self._skip_history = False
         self.synced.set()

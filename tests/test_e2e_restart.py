@@ -86,8 +86,9 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     bot = BotProcess(config, env, tmp_path / "bot.log")
     alice = await make_user("alice")
 
-    await bot.start()
+    # Invited before its very first start: the waiting invite is handled.
     room = await alice.create_room(invite=[bot_id])
+    await bot.start()
     await alice.wait_joined(room, bot_id)
     first = await alice.send(room, "!agenda")
     await alice.reply_to(room, first, bot_id)
@@ -102,6 +103,8 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     await bot.kill()
     # Commands typed while the bot is down are answered when it is back.
     while_down = await alice.send(room, "!aide")
+    # Invited while down: joined and answered after the restart.
+    second_room = await alice.create_room(invite=[bot_id])
     # Simulate the worst crash window: the answer to `first` was sent but not
     # yet marked done. The restart must resend it with the same transaction id,
     # which the homeserver deduplicates.
@@ -112,6 +115,8 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
 
     await bot.start()
     await alice.reply_to(room, while_down, bot_id)
+    await alice.wait_joined(second_room, bot_id)
+    await alice.ask(second_room, "!agenda", bot_id)
     after = await alice.send(room, "!agenda demain")
     await alice.reply_to(room, after, bot_id)
     await asyncio.sleep(2)
