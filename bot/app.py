@@ -119,10 +119,10 @@ class BotApp:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
-            if not sync.cancelled() and (exc := sync.exception()) is not None:
-                if isinstance(exc, LoginFailed):
-                    raise StartupError(str(exc))
-                raise exc
+            if not sync.cancelled() and (failure := sync.exception()) is not None:
+                if isinstance(failure, LoginFailed):
+                    raise StartupError(str(failure))
+                raise failure
             log.info("stopping")
 
     async def _mark_ready(self, chat: MatrixChat) -> None:

@@ -15,8 +15,10 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Awaitable
 from importlib.resources import files
 from pathlib import Path
+from typing import TypeVar
 
 from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomMessageNotice, SyncResponse
 
@@ -25,6 +27,7 @@ from bot.app import BotApp
 from bot.devserver import DevHomeserver, DevServerError, synapse_available
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 BOT_USER = "bluehats"
@@ -116,7 +119,7 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
         print("Arrêt du bot et du serveur local.", flush=True)
 
 
-async def _wait_or_fail(coro, bot_task: asyncio.Task[None], what: str):  # type: ignore[no-untyped-def]
+async def _wait_or_fail(coro: Awaitable[T], bot_task: asyncio.Task[None], what: str) -> T:
     """Await `coro`, unless the bot dies first or the answer takes too long."""
     waiter = asyncio.ensure_future(coro)
     done, _ = await asyncio.wait({waiter, bot_task}, return_when=asyncio.FIRST_COMPLETED)
