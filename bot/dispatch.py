@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,19 +191,19 @@ class Dispatcher:
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
-        self._spawn(msg, attempts=0)
+        self._spawn(msg, attempts=0, first_counted=True)
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
         pending = await self.storage.inbox_pending()
         for item in pending:
-            self._spawn(_message(item), attempts=item.attempts)
+            self._spawn(_message(item), attempts=item.attempts, first_counted=False)
         if pending:
             log.info("answering %d command(s) left pending by the last run", len(pending))
         return len(pending)
 
-    def _spawn(self, msg: IncomingMessage, attempts: int) -> None:
-        task = asyncio.create_task(self._process(msg, attempts))
+    def _spawn(self, msg: IncomingMessage, attempts: int, first_counted: bool) -> None:
+        task = asyncio.create_task(self._process(msg, attempts, first_counted))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -213,14 +214,30 @@ class Dispatcher:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _process(self, msg: IncomingMessage, attempts: int) -> None:
+    async def _process(self, msg: IncomingMessage, attempts: int, first_counted: bool) -> None:
+        started = time.perf_counter()
         reply = await self.answer(msg)
+        rendered = time.perf_counter()
         if reply is None:
             await self.storage.inbox_finish(msg.event_id)
             return
         while True:
+            if attempts >= SEND_ATTEMPTS:
+                # Also stops a reply that kills the bot while sending from
+                # being retried at every restart.
+                log.error(
+                    "giving up answering %s in %s after %d attempt(s)",
+                    msg.event_id,
+                    msg.room_id,
+                    attempts,
+                )
+                await self.storage.inbox_finish(msg.event_id, failed=True)
+                return
             attempts += 1
-            await self.storage.inbox_attempt(msg.event_id)
+            # Counted before sending: a crash during the send still counts.
+            # (The first attempt of a new command was counted when recorded.)
+            if not (first_counted and attempts == 1):
+                await self.storage.inbox_attempt(msg.event_id)
             try:
                 await self.chat.send_notice(
                     msg.room_id,
@@ -230,14 +247,8 @@ class Dispatcher:
                     thread_root=msg.thread_root,
                 )
             except SendError as exc:
-                if exc.permanent or attempts >= SEND_ATTEMPTS:
-                    log.error(
-                        "giving up answering %s in %s after %d attempt(s): %s",
-                        msg.event_id,
-                        msg.room_id,
-                        attempts,
-                        exc,
-                    )
+                if exc.permanent:
+                    log.error("cannot answer %s in %s: %s", msg.event_id, msg.room_id, exc)
                     await self.storage.inbox_finish(msg.event_id, failed=True)
                     return
                 delay = self._retry_delay * 2 ** (attempts - 1)
@@ -246,7 +257,15 @@ class Dispatcher:
                 )
                 await asyncio.sleep(delay)
                 continue
+            sent = time.perf_counter()
             await self.storage.inbox_finish(msg.event_id)
+            log.debug(
+                "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
+                msg.event_id,
+                (sent - started) * 1000,
+                (rendered - started) * 1000,
+                (sent - rendered) * 1000,
+            )
             return
 
     async def answer(self, msg: IncomingMessage) -> Message | None:

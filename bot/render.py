@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import markupsafe
-from babel.dates import format_date, format_time
+from babel.dates import format_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Renderer:
         )
         self._env.filters["safe_url"] = safe_url
         self._env.filters["plain"] = plain
+        self._env.globals["timezone"] = tz.key
         self._env.filters["day"] = self.day_label
         self._env.filters["hour"] = self.time_label
 
@@ -71,14 +73,21 @@ class Renderer:
         return moment.astimezone(self.tz)
 
     def day_label(self, day: date, today: date | None = None) -> str:
-        # French writes the first of the month "1er".
-        d = "d'er'" if self.language == "fr" and day.day == 1 else "d"
-        year = "" if today is None or day.year == today.year else " y"
-        return format_date(day, f"EEEE {d} MMMM{year}", locale=self.language)
+        with_year = today is not None and day.year != today.year
+        return _day_label(day, with_year, self.language)
 
     def time_label(self, moment: datetime) -> str:
-        pattern = "HH'h'mm" if self.language == "fr" else "HH:mm"
-        return format_time(self.local(moment), pattern, tzinfo=self.tz, locale=self.language)
+        # Digits only: no locale data needed ("14h05" in French, "14:05" otherwise).
+        local = self.local(moment)
+        sep = "h" if self.language == "fr" else ":"
+        return f"{local.hour:02d}{sep}{local.minute:02d}"
+
+
+@lru_cache(maxsize=1024)
+def _day_label(day: date, with_year: bool, language: str) -> str:
+    # French writes the first of the month "1er".
+    d = "d'er'" if language == "fr" and day.day == 1 else "d"
+    return format_date(day, f"EEEE {d} MMMM{' y' if with_year else ''}", locale=language)
 
 
 def _autoescape(name: str | None) -> bool:

@@ -156,10 +156,14 @@ class Storage:
         thread_root: str | None,
         now: float | None = None,
     ) -> bool:
-        """Record a command; False when this event was already recorded (redelivery)."""
+        """Record a command; False when this event was already recorded (redelivery).
+
+        The row counts one attempt already: the caller answers at once, and a
+        crash during that first send must count like any other.
+        """
         cur = await self._db.execute(
             "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "received_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 1)",
             (event_id, room_id, sender, body, thread_root, int(now or time.time())),
         )
         return cur.rowcount == 1

@@ -186,3 +186,24 @@ def test_any_text_never_raises_nor_leaks_exception_text(tmp_path: Path, body: st
         assert reply.body and reply.html
         assert "réf." not in reply.body  # the error boundary was not needed
         assert "Traceback" not in reply.body and "Error" not in reply.body
+
+
+async def test_a_reply_that_keeps_failing_is_given_up_even_across_restarts(
+    tmp_path: Path,
+) -> None:
+    chat = FakeChat(failures=[SendError("timeout", permanent=False)] * 10)
+    dispatcher, _, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW), chat)
+    try:
+        await dispatcher.accept(msg("!aide", "$z"))
+        await dispatcher.drain()
+        assert await storage.inbox_status("$z") == "failed" and chat.sent == []
+        assert len(chat.failures) == 10 - 5  # five attempts, not more
+        # A row left pending by runs that died while sending is not retried forever.
+        await storage.inbox_add("$y", ROOM, "@alice:example.org", "!aide", None)
+        for _ in range(5):
+            await storage.inbox_attempt("$y")
+        await dispatcher.resume_pending()
+        await dispatcher.drain()
+        assert await storage.inbox_status("$y") == "failed" and len(chat.failures) == 5
+    finally:
+        await storage.close()

@@ -62,3 +62,28 @@ async def test_inbox_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
     assert await storage.inbox_status("$old") is None
     assert await storage.inbox_status("$pending") == "pending"
     await storage.close()
+
+
+def test_run_refuses_a_newer_database_with_a_clear_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "bluehats.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    config = tmp_path / "config.yaml"
+    # Nothing listens on port 9: reaching the network would fail differently.
+    config.write_text(
+        "matrix: {homeserver: 'http://127.0.0.1:9', user_id: '@bot:localhost', password: x}\n"
+        "storage: {path: data}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "written by a newer version of the bot" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -150,8 +150,8 @@ def parse_ics(
     """
     try:
         calendar = icalendar.Calendar.from_ical(data)
-    except ValueError as exc:
-        raise CalendarError(f"not an iCalendar file ({exc})") from None
+    except Exception as exc:  # any parser failure means the same to the operator
+        raise CalendarError(f"not an iCalendar file ({type(exc).__name__}: {exc})") from None
     if calendar.name != "VCALENDAR":
         raise CalendarError("not an iCalendar file (no VCALENDAR)")
     try:
