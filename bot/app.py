@@ -77,6 +77,7 @@ class BotApp:
                 raise StartupError(str(exc)) from None
             dispatcher = Dispatcher(build_registry(), services, chat, storage)
             chat.on_message = dispatcher.accept
+            chat.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)
 
             scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)

@@ -112,6 +112,8 @@ class MatrixChat:
         self._storage = storage
         # Where new messages go, in timeline order; set before `run()`.
         self.on_message: MessageSink | None = None
+        # Awaited after each sync batch, before the next long-poll starts.
+        self.on_batch_end: Callable[[], Awaitable[None]] | None = None
         crypto = storage_dir / "crypto"
         crypto.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(
@@ -234,6 +236,8 @@ class MatrixChat:
                     await self.on_message(msg)
         await self._storage.put(self._token_key, response.next_batch)
         self._skip_history = False
+        if self.on_batch_end is not None:
+            await self.on_batch_end()
         self.synced.set()
 
     def _first_after_own_join(self, events: list[Any]) -> int:

@@ -207,3 +207,16 @@ async def test_a_reply_that_keeps_failing_is_given_up_even_across_restarts(
         assert await storage.inbox_status("$y") == "failed" and len(chat.failures) == 5
     finally:
         await storage.close()
+
+
+async def test_settle_lets_this_batch_answers_go_out_before_the_next_sync(
+    tmp_path: Path,
+) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(msg("!aide", "$s"))
+        assert chat.sent == []  # answered in the background…
+        await dispatcher.settle()
+        assert [s.reply_to for s in chat.sent] == ["$s"]  # …and out before settle returns
+    finally:
+        await storage.close()
