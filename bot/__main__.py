@@ -61,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         logging.getLogger("bot").error("cannot run: %s", exc)
         return EXIT_FAILURE
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return EXIT_OK
     return EXIT_OK
 
 

@@ -5,4 +5,4 @@ from bot.dispatch import Registry
 
 
 def build_registry() -> Registry:
-    return Registry().collect(help, agenda)
+    return Registry().collect(agenda, help)
