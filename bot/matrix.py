@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 
 SESSION_FILE = "session.json"
 SYNC_TIMEOUT_MS = 30_000
+# Events per room and sync. After a downtime, a busy room's timeline is cut
+# ("limited") to this many: larger than Synapse's default 10, so that the
+# commands typed while the bot was away are still seen.
+TIMELINE_LIMIT = 100
+SYNC_FILTER = {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
+# Without a saved token everything is history: ask for as little as possible.
+FIRST_RUN_FILTER = {"room": {"timeline": {"limit": 1}}}
 # Errors after which resending the same message cannot succeed.
 _PERMANENT = frozenset(
     {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
@@ -207,6 +214,8 @@ class MatrixChat:
         log.info("syncing%s", " (first run: history is not answered)" if since is None else "")
         await self.client.sync_forever(
             timeout=SYNC_TIMEOUT_MS,
+            sync_filter=SYNC_FILTER,
+            first_sync_filter=FIRST_RUN_FILTER if since is None else SYNC_FILTER,
             since=since,
             # Room state (members, encryption) is not persisted by nio: take it whole once.
             full_state=True,
@@ -230,7 +239,15 @@ class MatrixChat:
                 self._authority.pop(room_id, None)
             if self._skip_history:
                 continue
-            for event in events[self._first_after_own_join(events) :]:
+            first = self._first_after_own_join(events)
+            if joined.timeline.limited and first == 0:  # a gap, not a room just joined
+                log.warning(
+                    "%s: more than %d events since the last sync; commands older than "
+                    "those are not answered",
+                    room_id,
+                    TIMELINE_LIMIT,
+                )
+            for event in events[first:]:
                 msg = self._incoming(room_id, event)
                 if msg is not None and self.on_message is not None:
                     await self.on_message(msg)

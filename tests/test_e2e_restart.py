@@ -103,6 +103,9 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     await bot.kill()
     # Commands typed while the bot is down are answered when it is back.
     while_down = await alice.send(room, "!aide")
+    # Then a busy room: more events than a default sync timeline (10) holds.
+    for i in range(15):
+        await alice.send(room, f"discussion {i}")
     # Invited while down: joined and answered after the restart.
     second_room = await alice.create_room(invite=[bot_id])
     # Simulate the worst crash window: the answer to `first` was sent but not
