@@ -42,7 +42,6 @@ class BotApp:
         self.now = now
         self._stop = asyncio.Event()
         self.chat: MatrixChat | None = None
-        self.agenda: AgendaService | None = None
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -63,7 +62,7 @@ class BotApp:
             stack.push_async_callback(http.close)
 
             renderer = Renderer(cfg.bot.language, cfg.bot.tz, cfg.bot.templates)
-            self.agenda = agenda = AgendaService(
+            agenda = AgendaService(
                 cfg.agenda.sources, storage, http, cfg.bot.tz, cfg.agenda.horizon, self.now
             )
             await agenda.refresh()

@@ -187,17 +187,6 @@ class DevHomeserver:
             proc.kill()
             proc.wait()
 
-    def kill(self) -> None:
-        """Stop at once, as a crash would."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(

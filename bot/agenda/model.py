@@ -69,9 +69,6 @@ class Agenda:
     def __iter__(self) -> Iterator[Session]:
         return iter(self._sessions)
 
-    def get(self, sid: str) -> Session | None:
-        return next((s for s in self._sessions if s.sid == sid), None)
-
     def between(
         self,
         start: datetime,
