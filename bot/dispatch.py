@@ -237,13 +237,7 @@ class Dispatcher:
             if attempts >= SEND_ATTEMPTS:
                 # Also stops a reply that kills the bot while sending from
                 # being retried at every restart.
-                log.error(
-                    "giving up answering %s in %s after %d attempt(s)",
-                    msg.event_id,
-                    msg.room_id,
-                    attempts,
-                )
-                await self.storage.inbox_finish(msg.event_id, failed=True)
+                await self._give_up(msg, f"{attempts} attempt(s) failed")
                 return
             attempts += 1
             # Counted before sending: a crash during the send still counts.
@@ -260,8 +254,7 @@ class Dispatcher:
                 )
             except SendError as exc:
                 if exc.permanent:
-                    log.error("cannot answer %s in %s: %s", msg.event_id, msg.room_id, exc)
-                    await self.storage.inbox_finish(msg.event_id, failed=True)
+                    await self._give_up(msg, str(exc))
                     return
                 delay = self._retry_delay * 2 ** (attempts - 1)
                 log.warning(
@@ -279,6 +272,10 @@ class Dispatcher:
                 (sent - rendered) * 1000,
             )
             return
+
+    async def _give_up(self, msg: IncomingMessage, reason: str) -> None:
+        log.error("giving up answering %s in %s: %s", msg.event_id, msg.room_id, reason)
+        await self.storage.inbox_finish(msg.event_id, failed=True)
 
     async def answer(self, msg: IncomingMessage) -> Message | None:
         """The reply to a message: the one error boundary of every command."""
