@@ -23,11 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from nio import AsyncClient, InviteMemberEvent, MatrixRoom, RoomMessageText, SyncResponse
+from nio import AsyncClient, InviteMemberEvent, MatrixRoom, RoomMessageText
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.demo import send_and_wait_reply, wait_member  # noqa: E402
 from bot.devserver import DevHomeserver  # noqa: E402
 
 PASSWORD = "bench-password"
@@ -87,39 +88,6 @@ async def echo_main(url: str, user_id: str) -> None:
 
 
 # -- the measuring user ------------------------------------------------------------
-
-
-class Timer:
-    def __init__(self, client: AsyncClient, room_id: str) -> None:
-        self.client, self.room_id = client, room_id
-
-    async def round_trip(self, body: str, responder: str) -> float:
-        t0 = time.perf_counter()
-        sent = await self.client.room_send(
-            self.room_id, "m.room.message", {"msgtype": "m.text", "body": body}
-        )
-        event_id = sent.event_id  # type: ignore[union-attr]
-        while True:
-            resp = await self.client.sync(timeout=30_000)
-            if not isinstance(resp, SyncResponse):
-                continue
-            joined = resp.rooms.join.get(self.room_id)
-            for ev in joined.timeline.events if joined else []:
-                rel = ev.source.get("content", {}).get("m.relates_to", {})
-                if (
-                    ev.sender == responder
-                    and rel.get("m.in_reply_to", {}).get("event_id") == event_id
-                ):
-                    return time.perf_counter() - t0
-
-
-async def wait_member(client: AsyncClient, room_id: str, user_id: str) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            resp = await client.joined_members(room_id)
-            if user_id in {m.user_id for m in getattr(resp, "members", [])}:
-                return
-            await asyncio.sleep(0.2)
 
 
 def core_timing(ics: Path, n_runs: int = 200) -> tuple[float, float, int]:
@@ -197,17 +165,23 @@ async def bench(rounds: int, n_sessions: int, work: Path) -> None:
             await user.login(PASSWORD)
             room = await user.room_create(invite=[bot_id, echo_id])
             room_id = room.room_id  # type: ignore[union-attr]
-            await wait_member(user, room_id, bot_id)
-            await wait_member(user, room_id, echo_id)
+            async with asyncio.timeout(60):
+                await wait_member(user, room_id, bot_id)
+                await wait_member(user, room_id, echo_id)
             await user.sync(timeout=0)
-            timer = Timer(user, room_id)
-            for _ in range(3):  # warm-up: caches, connections, JIT-free but lazy imports
-                await timer.round_trip("!agenda", bot_id)
-                await timer.round_trip("ping", echo_id)
+
+            async def round_trip(body: str, responder: str) -> float:
+                t0 = time.perf_counter()
+                await send_and_wait_reply(user, room_id, body, responder)
+                return time.perf_counter() - t0
+
+            for _ in range(3):  # warm-up: caches, connections, lazy imports
+                await round_trip("!agenda", bot_id)
+                await round_trip("ping", echo_id)
             agenda_s, echo_s = [], []
             for i in range(rounds):
-                agenda_s.append(await timer.round_trip("!agenda", bot_id))
-                echo_s.append(await timer.round_trip(f"ping {i}", echo_id))
+                agenda_s.append(await round_trip("!agenda", bot_id))
+                echo_s.append(await round_trip(f"ping {i}", echo_id))
         finally:
             await user.close()
             for proc in (bot, echo):

@@ -135,29 +135,41 @@ async def _ask(user: AsyncClient, room_id: str, bot_id: str) -> str:
     if not isinstance(await user.sync(timeout=0), SyncResponse):
         raise RuntimeError("the demo user could not sync")
     async with asyncio.timeout(ANSWER_TIMEOUT):
-        while True:  # polling the server's member list, not local state
-            if bot_id in await _members(user, room_id):
-                break
-            await asyncio.sleep(0.2)
-        sent = await user.room_send(
-            room_id, "m.room.message", {"msgtype": "m.text", "body": "!agenda"}
-        )
-        sent_id = getattr(sent, "event_id", None)
-        while True:
-            resp = await user.sync(timeout=10_000)
-            if not isinstance(resp, SyncResponse):
-                continue
-            joined = resp.rooms.join.get(room_id)
-            for event in joined.timeline.events if joined else []:
-                relates = event.source.get("content", {}).get("m.relates_to", {})
-                if (
-                    isinstance(event, RoomMessageNotice)
-                    and event.sender == bot_id
-                    and relates.get("m.in_reply_to", {}).get("event_id") == sent_id
-                ):
-                    return str(event.body)
+        await wait_member(user, room_id, bot_id)
+        notice = await send_and_wait_reply(user, room_id, "!agenda", bot_id)
+    return str(notice.body)
 
 
-async def _members(user: AsyncClient, room_id: str) -> set[str]:
-    resp = await user.joined_members(room_id)
-    return {m.user_id for m in getattr(resp, "members", [])}
+async def wait_member(user: AsyncClient, room_id: str, user_id: str) -> None:
+    """Poll the server's member list until `user_id` has joined."""
+    while True:
+        resp = await user.joined_members(room_id)
+        if user_id in {m.user_id for m in getattr(resp, "members", [])}:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def send_and_wait_reply(
+    user: AsyncClient, room_id: str, body: str, responder: str
+) -> RoomMessageNotice:
+    """Send `body` and sync until `responder`'s notice replying to it arrives.
+
+    `user` must have synced once before, so that only new events are seen.
+    """
+    sent = await user.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+    sent_id = getattr(sent, "event_id", None)
+    if sent_id is None:
+        raise RuntimeError(f"could not send {body!r}: {sent}")
+    while True:
+        resp = await user.sync(timeout=30_000)
+        if not isinstance(resp, SyncResponse):
+            continue
+        joined = resp.rooms.join.get(room_id)
+        for event in joined.timeline.events if joined else []:
+            relates = event.source.get("content", {}).get("m.relates_to", {})
+            if (
+                isinstance(event, RoomMessageNotice)
+                and event.sender == responder
+                and relates.get("m.in_reply_to", {}).get("event_id") == sent_id
+            ):
+                return event
