@@ -94,17 +94,25 @@ DTEND;TZID=Europe/Paris:20270125T110000
 STATUS:CANCELLED
 SUMMARY:Point hebdo""",
     )
-    starts = [(s.start.astimezone(PARIS).strftime("%d %H:%M"), s.title) for s in parse(data)]
+    agenda = Agenda(parse(data))
+    starts = [(s.start.astimezone(PARIS).strftime("%d %H:%M"), s.title) for s in agenda]
     assert starts == [
         ("04 10:00", "Point hebdo"),
         ("18 15:00", "Point hebdo (déplacé)"),
         ("01 10:00", "Point hebdo"),
     ]
+    # The cancelled occurrence is known as cancelled (for `!session <id>`), never listed.
+    assert [s.start.astimezone(PARIS).day for s in agenda.cancelled] == [25]
+    assert all(s.uid == "weekly@t" for s in parse(data))
 
 
 def test_cancelled_event_never_listed() -> None:
     data = cal("UID:c@t\nDTSTART:20270301T100000Z\nSTATUS:CANCELLED\nSUMMARY:Annulé")
-    assert parse(data) == []
+    agenda = Agenda(parse(data))
+    assert list(agenda) == []
+    assert agenda.between(EVER[0]) == []
+    (cancelled,) = agenda.cancelled
+    assert agenda.get(cancelled.sid.upper()) == cancelled
 
 
 def test_timezones_and_dst() -> None:

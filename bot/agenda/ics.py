@@ -103,8 +103,6 @@ def _categories(event: icalendar.Event) -> tuple[str, ...]:
 
 
 def _session(event: icalendar.Event, tz: ZoneInfo, source: str) -> Session | None:
-    if str(event.get("STATUS", "")).upper() == "CANCELLED":
-        return None
     start_value = event.get("DTSTART")
     if start_value is None:
         return None
@@ -133,6 +131,8 @@ def _session(event: icalendar.Event, tz: ZoneInfo, source: str) -> Session | Non
         speakers=_speakers(event),
         categories=_categories(event),
         source=source,
+        uid=clean_text(event.get("UID")),
+        cancelled=str(event.get("STATUS", "")).upper() == "CANCELLED",
     )
 
 
@@ -144,7 +144,7 @@ def parse_ics(
     window_start: datetime,
     window_end: datetime,
 ) -> list[Session]:
-    """Every occurrence overlapping the window, cancelled ones left out.
+    """Every occurrence overlapping the window (cancelled ones flagged `cancelled`).
 
     Runs in a worker thread: a large calendar must not block the event loop.
     """

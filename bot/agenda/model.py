@@ -34,7 +34,12 @@ class Session:
     url: str = ""
     speakers: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    source: str = ""
+    event: str = ""  # the event it belongs to (a BlueHats day), when known
+    source: str = ""  # where it comes from, as shown in logs
+    # The source's own identifier (iCalendar UID, YAML id): only a hint to
+    # pair a moved session with its old self, never its identity.
+    uid: str = field(default="", compare=False)
+    cancelled: bool = False
     sid: str = field(default="", compare=False)
     search_key: str = field(default="", compare=False, repr=False)
 
@@ -51,13 +56,23 @@ class Session:
 
 
 class Agenda:
-    """Immutable, start-sorted index of sessions; queries never mutate it."""
+    """Immutable, start-sorted index of sessions; queries never mutate it.
+
+    Cancelled sessions are kept aside: never listed, but `get` still finds
+    them, so that `!session <id>` can say the session was cancelled.
+    """
 
     def __init__(self, sessions: Iterable[Session] = ()) -> None:
         unique: dict[str, Session] = {}
+        cancelled: dict[str, Session] = {}
         for s in sessions:
             # The same session from two sources (or twice in one) is listed once.
-            unique.setdefault(s.sid, s)
+            if s.cancelled:
+                cancelled.setdefault(s.sid, s)
+            else:
+                unique.setdefault(s.sid, s)
+        self._by_sid = unique
+        self._cancelled = {sid: s for sid, s in cancelled.items() if sid not in unique}
         self._sessions = sorted(unique.values(), key=lambda s: (s.start, s.title))
         self._starts = [s.start for s in self._sessions]
         self._keys = [s.search_key for s in self._sessions]
@@ -68,6 +83,24 @@ class Agenda:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(self._sessions)
+
+    @property
+    def cancelled(self) -> list[Session]:
+        return sorted(self._cancelled.values(), key=lambda s: (s.start, s.title))
+
+    def get(self, sid: str) -> Session | None:
+        """A session (or a cancelled one) by its short id, any case."""
+        key = sid.strip().lower()
+        return self._by_sid.get(key) or self._cancelled.get(key)
+
+    def next(self, now: datetime, words: Iterable[str] = ()) -> Session | None:
+        """The first session starting at or after `now` (matching every word)."""
+        first = bisect_left(self._starts, now)
+        folded = [f for f in (fold(w) for w in words) if f]
+        for i in range(first, len(self._sessions)):
+            if all(word in self._keys[i] for word in folded):
+                return self._sessions[i]
+        return None
 
     def between(
         self,
