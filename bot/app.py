@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -65,7 +65,8 @@ class BotApp:
             agenda = AgendaService(
                 cfg.agenda.sources, storage, http, cfg.bot.tz, cfg.agenda.horizon, self.now
             )
-            await agenda.refresh()
+            # Saved copies only: start-up never waits for a remote calendar.
+            await agenda.start()
 
             services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
             self.chat = chat = MatrixChat(cfg.matrix, cfg.storage.path, storage)
@@ -88,7 +89,8 @@ class BotApp:
                 id="agenda-refresh",
                 coalesce=True,
                 max_instances=1,
-                next_run_time=datetime.now(UTC) + timedelta(seconds=refresh_s),
+                # At once, in the background: picks up what changed while down.
+                next_run_time=datetime.now(UTC),
             )
             scheduler.add_job(
                 storage.inbox_prune,

@@ -6,7 +6,7 @@ fake. Commands and rendering only ever see these types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.render import Message
@@ -19,6 +19,19 @@ class IncomingMessage:
     sender: str
     body: str
     thread_root: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileUpload:
+    """A file to post in the room (an `.ics` export…), instead of a notice."""
+
+    filename: str
+    mimetype: str
+    data: bytes = field(repr=False)
+
+
+# What a command answers: a notice, or a file.
+Reply = Message | FileUpload
 
 
 class ChatClient(Protocol):
@@ -35,6 +48,17 @@ class ChatClient(Protocol):
         thread_root: str | None = None,
     ) -> None:
         """Send an `m.notice`; the same `txn_id` never posts twice."""
+
+    async def send_file(
+        self,
+        room_id: str,
+        upload: FileUpload,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        """Upload a file (encrypted in encrypted rooms) and post it as `m.file`."""
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         """The user's power level in the room (creators of v12 rooms: infinity)."""

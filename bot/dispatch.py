@@ -20,7 +20,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from bot.chat import ChatClient, IncomingMessage, SendError
+from bot.chat import ChatClient, FileUpload, IncomingMessage, Reply, SendError
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
 from bot.storage import InboxItem, Storage
@@ -79,7 +79,7 @@ class Context:
         return self.services.renderer.render(template, prefix=self.prefix, **ctx)
 
 
-Handler = Callable[[Context], Awaitable[Message]]
+Handler = Callable[[Context], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
@@ -245,13 +245,7 @@ class Dispatcher:
             if not (first_counted and attempts == 1):
                 await self.storage.inbox_attempt(msg.event_id)
             try:
-                await self.chat.send_notice(
-                    msg.room_id,
-                    reply,
-                    txn_id=txn_id_for(msg.event_id),
-                    reply_to=msg.event_id,
-                    thread_root=msg.thread_root,
-                )
+                await self._send(msg, reply)
             except SendError as exc:
                 if exc.permanent:
                     await self._give_up(msg, str(exc))
@@ -273,11 +267,30 @@ class Dispatcher:
             )
             return
 
+    async def _send(self, msg: IncomingMessage, reply: Reply) -> None:
+        txn_id = txn_id_for(msg.event_id)
+        if isinstance(reply, FileUpload):
+            await self.chat.send_file(
+                msg.room_id,
+                reply,
+                txn_id=txn_id,
+                reply_to=msg.event_id,
+                thread_root=msg.thread_root,
+            )
+        else:
+            await self.chat.send_notice(
+                msg.room_id,
+                reply,
+                txn_id=txn_id,
+                reply_to=msg.event_id,
+                thread_root=msg.thread_root,
+            )
+
     async def _give_up(self, msg: IncomingMessage, reason: str) -> None:
         log.error("giving up answering %s in %s: %s", msg.event_id, msg.room_id, reason)
         await self.storage.inbox_finish(msg.event_id, failed=True)
 
-    async def answer(self, msg: IncomingMessage) -> Message | None:
+    async def answer(self, msg: IncomingMessage) -> Reply | None:
         """The reply to a message: the one error boundary of every command."""
         parsed = parse(msg.body, self.prefix)
         if parsed is None:

@@ -10,6 +10,7 @@ zero times.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ClientError
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -33,12 +35,13 @@ from nio import (
     SendRetryError,
     SyncError,
     SyncResponse,
+    UploadResponse,
     WhoamiResponse,
 )
 from nio.exceptions import OlmUnverifiedDeviceError
 
 from bot import permissions
-from bot.chat import IncomingMessage, SendError
+from bot.chat import FileUpload, IncomingMessage, SendError
 from bot.config import MatrixConfig
 from bot.render import Message
 from bot.storage import Storage
@@ -322,6 +325,53 @@ class MatrixChat:
             "formatted_body": message.html,
             "m.mentions": {},
         }
+        await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def send_file(
+        self,
+        room_id: str,
+        upload: FileUpload,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        room = self.client.rooms.get(room_id)
+        encrypt = bool(room and room.encrypted)
+        try:
+            resp, keys = await self.client.upload(
+                lambda _limited, _timeouts: io.BytesIO(upload.data),
+                content_type=upload.mimetype,
+                filename=upload.filename,
+                encrypt=encrypt,
+                filesize=len(upload.data),
+            )
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"upload failed: {type(exc).__name__}", permanent=False) from None
+        if not isinstance(resp, UploadResponse):
+            status = getattr(resp, "status_code", None)
+            raise SendError(f"upload failed: {_describe(resp)}", permanent=status == "M_TOO_LARGE")
+        content: dict[str, Any] = {
+            "msgtype": "m.file",
+            "body": upload.filename,
+            "filename": upload.filename,
+            "info": {"mimetype": upload.mimetype, "size": len(upload.data)},
+            "m.mentions": {},
+        }
+        if encrypt and keys is not None:
+            content["file"] = {**keys, "url": resp.content_uri, "mimetype": upload.mimetype}
+        else:
+            content["url"] = resp.content_uri
+        await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def _send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        txn_id: str,
+        reply_to: str | None,
+        thread_root: str | None,
+    ) -> None:
         if thread_root:
             content["m.relates_to"] = {
                 "rel_type": "m.thread",

@@ -8,7 +8,7 @@ template directory overrides the packaged templates file by file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import markupsafe
-from babel.dates import format_date
+from babel.dates import format_date, format_timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,18 @@ class Renderer:
     def day_label(self, day: date, today: date | None = None) -> str:
         with_year = today is not None and day.year != today.year
         return _day_label(day, with_year, self.language)
+
+    def until(self, moment: datetime, now: datetime) -> str:
+        """'dans 3 heures', 'dans 2 jours': how long until `moment`."""
+        return str(
+            format_timedelta(
+                max(moment - now, timedelta(minutes=1)),
+                granularity="minute",
+                threshold=1.5,
+                add_direction=True,
+                locale=self.language,
+            )
+        )
 
     def time_label(self, moment: datetime) -> str:
         # Digits only: no locale data needed ("14h05" in French, "14:05" otherwise).

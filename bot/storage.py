@@ -1,14 +1,18 @@
 """SQLite storage (aiosqlite): the only module that writes SQL.
 
 The database is the bot's memory across restarts: the sync token, the inbox of
-commands being answered (so that each is answered exactly once) and the last
-good copy of every agenda source.
+commands being answered (so that each is answered exactly once), the last
+good copy of every agenda source, moderators' edits of the agenda and the
+programme changes found (the queue of change notices).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -48,6 +52,30 @@ MIGRATIONS: tuple[str, ...] = (
         fetched_at    INTEGER NOT NULL
     );
     """,
+    """
+    -- Moderators' edits, applied in order on top of the sources at every
+    -- rebuild. `target` is the id of the session changed (for 'add': the id
+    -- of the session created). `fields` is JSON.
+    CREATE TABLE agenda_edits (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        action     TEXT NOT NULL CHECK (action IN ('add', 'modify', 'cancel')),
+        target     TEXT NOT NULL,
+        fields     TEXT NOT NULL DEFAULT '{}',
+        author     TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX agenda_edits_target ON agenda_edits (target);
+    -- Programme changes found by a refresh or an edit, written in the same
+    -- transaction as what they were computed from: none lost, none twice.
+    CREATE TABLE agenda_changes (
+        key        TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        sid        TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX agenda_changes_created ON agenda_changes (created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -79,9 +107,41 @@ class CachedSource:
     fetched_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class SourceBody:
+    """A freshly fetched source to save as its new last good copy."""
+
+    source: str
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    id: int
+    action: str
+    target: str
+    fields: dict[str, object]
+    author: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    key: str
+    kind: str
+    sid: str
+    payload: dict[str, object]
+    created_at: int
+
+
 class Storage:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection: a statement issued while a transaction is open
+        # would join it (and be rolled back with it). Every write takes this.
+        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -139,11 +199,12 @@ class Storage:
         return str(row[0]) if row else None
 
     async def put(self, key: str, value: str) -> None:
-        await self._db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        async with self._write:
+            await self._db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- inbox ---------------------------------------------------------------
 
@@ -161,11 +222,12 @@ class Storage:
         The row counts one attempt already: the caller answers at once, and a
         crash during that first send must count like any other.
         """
-        cur = await self._db.execute(
-            "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 1)",
-            (event_id, room_id, sender, body, thread_root, int(now or time.time())),
-        )
+        async with self._write:
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
+                "received_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 1)",
+                (event_id, room_id, sender, body, thread_root, int(now or time.time())),
+            )
         return cur.rowcount == 1
 
     async def inbox_pending(self) -> list[InboxItem]:
@@ -177,15 +239,17 @@ class Storage:
         return [InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6])) for r in rows]
 
     async def inbox_attempt(self, event_id: str) -> None:
-        await self._db.execute(
-            "UPDATE inbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,)
-        )
+        async with self._write:
+            await self._db.execute(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,)
+            )
 
     async def inbox_finish(self, event_id: str, *, failed: bool = False) -> None:
-        await self._db.execute(
-            "UPDATE inbox SET status = ?, body = NULL, finished_at = ? WHERE event_id = ?",
-            ("failed" if failed else "done", int(time.time()), event_id),
-        )
+        async with self._write:
+            await self._db.execute(
+                "UPDATE inbox SET status = ?, body = NULL, finished_at = ? WHERE event_id = ?",
+                ("failed" if failed else "done", int(time.time()), event_id),
+            )
 
     async def inbox_status(self, event_id: str) -> str | None:
         async with self._db.execute(
@@ -196,9 +260,10 @@ class Storage:
 
     async def inbox_prune(self, now: float | None = None) -> int:
         cutoff = int((now or time.time()) - INBOX_RETENTION_S)
-        cur = await self._db.execute(
-            "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?", (cutoff,)
-        )
+        async with self._write:
+            cur = await self._db.execute(
+                "DELETE FROM inbox WHERE status != 'pending' AND finished_at < ?", (cutoff,)
+            )
         return cur.rowcount
 
     # -- agenda sources -------------------------------------------------------
@@ -217,13 +282,82 @@ class Storage:
     async def source_put(
         self, source: str, body: bytes, etag: str | None, last_modified: str | None
     ) -> None:
-        await self._db.execute(
-            "INSERT INTO source_cache (source, body, etag, last_modified, fetched_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET body = excluded.body, "
-            "etag = excluded.etag, last_modified = excluded.last_modified, "
-            "fetched_at = excluded.fetched_at",
-            (source, body, etag, last_modified, int(time.time())),
-        )
+        await self.commit_agenda([SourceBody(source, body, etag, last_modified)], [])
+
+    # -- agenda edits and changes ------------------------------------------------
+
+    async def commit_agenda(
+        self,
+        bodies: Iterable[SourceBody],
+        changes: Iterable[ChangeRecord],
+        edit: tuple[str, str, dict[str, object], str] | None = None,
+        drop_edits: Iterable[int] = (),
+    ) -> int | None:
+        """Save new source copies, an edit and the changes they make, in one transaction.
+
+        Returns the new edit's id. A crash leaves either the old copies and no
+        change, or the new copies and their changes: a restart recomputes the
+        same changes (same keys) at most, never loses or doubles one.
+        """
+        async with self._write:
+            return await self._commit_agenda(list(bodies), list(changes), edit, list(drop_edits))
+
+    async def _commit_agenda(
+        self,
+        bodies: list[SourceBody],
+        changes: list[ChangeRecord],
+        edit: tuple[str, str, dict[str, object], str] | None,
+        drop_edits: list[int],
+    ) -> int | None:
+        now = int(time.time())
+        edit_id: int | None = None
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for b in bodies:
+                await self._db.execute(
+                    "INSERT INTO source_cache (source, body, etag, last_modified, fetched_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                    "body = excluded.body, etag = excluded.etag, "
+                    "last_modified = excluded.last_modified, fetched_at = excluded.fetched_at",
+                    (b.source, b.body, b.etag, b.last_modified, now),
+                )
+            if edit is not None:
+                action, target, fields, author = edit
+                cur = await self._db.execute(
+                    "INSERT INTO agenda_edits (action, target, fields, author, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (action, target, json.dumps(fields, ensure_ascii=False), author, now),
+                )
+                edit_id = cur.lastrowid
+            for edit_id_to_drop in drop_edits:
+                await self._db.execute("DELETE FROM agenda_edits WHERE id = ?", (edit_id_to_drop,))
+            for c in changes:
+                await self._db.execute(
+                    "INSERT OR IGNORE INTO agenda_changes (key, kind, sid, payload, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (c.key, c.kind, c.sid, json.dumps(c.payload, ensure_ascii=False), now),
+                )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return edit_id
+
+    async def edits(self) -> list[Edit]:
+        async with self._db.execute(
+            "SELECT id, action, target, fields, author, created_at FROM agenda_edits ORDER BY id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [Edit(r[0], r[1], r[2], json.loads(r[3]), r[4], int(r[5])) for r in rows]
+
+    async def changes_since(self, since: int) -> list[ChangeRecord]:
+        async with self._db.execute(
+            "SELECT key, kind, sid, payload, created_at FROM agenda_changes "
+            "WHERE created_at >= ? ORDER BY created_at, rowid",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [ChangeRecord(r[0], r[1], r[2], json.loads(r[3]), int(r[4])) for r in rows]
 
 
 def _split_sql(script: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from bot import config as configuration
 from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
-from bot.chat import SendError
+from bot.chat import FileUpload, SendError
 from bot.commands import build_registry
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
@@ -28,7 +28,7 @@ class FakeClock:
 @dataclass
 class Sent:
     room_id: str
-    message: Message
+    message: Message | FileUpload
     txn_id: str
     reply_to: str | None
     thread_root: str | None
@@ -53,6 +53,19 @@ class FakeChat:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(Sent(room_id, message, txn_id, reply_to, thread_root))
+
+    async def send_file(
+        self,
+        room_id: str,
+        upload: FileUpload,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(Sent(room_id, upload, txn_id, reply_to, thread_root))
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)

@@ -60,16 +60,18 @@ async def test_grouped_by_day_in_french_with_paris_times(tmp_path: Path) -> None
         "📅 Prochaines séances BlueHats",
         "",
         "mardi 1er décembre",
-        "• 09h30 – 10h00 · Point de rentrée",
+        f"• 09h30 – 10h00 · Point de rentrée [{sessions[2].sid}]",
     ]
     assert (
-        "mercredi 2 décembre\n• 10h00 – 10h20 · Webinaire Grist\n  🔗 https://visio.example/g"
-        in reply.body
+        f"mercredi 2 décembre\n• 10h00 – 10h20 · Webinaire Grist [{sessions[0].sid}]\n"
+        "  🔗 https://visio.example/g" in reply.body
     )
-    assert "• 14h00 – 15h30 · Atelier Superset" in reply.body
+    assert f"• 14h00 – 15h30 · Atelier Superset [{sessions[1].sid}]" in reply.body
     assert "🎤 Camille Dupont, Karim Martin" in reply.body and "📍 Salle 4" in reply.body
     # Another year: the year is said.
-    assert "mercredi 6 janvier 2027\n• toute la journée · Journée BlueHats" in reply.body
+    assert "mercredi 6 janvier 2027\n• toute la journée · Journée BlueHats [" in reply.body
+    # Every session shows its id; the footer says what to do with it.
+    assert reply.body.endswith("Détails : !session <identifiant> · dans votre agenda : !agenda ics")
     assert '<a href="https://visio.example/g">' in reply.html
     assert reply.html.index("mardi 1er décembre") < reply.html.index("mercredi 2 décembre")
 
@@ -78,7 +80,7 @@ async def test_summer_time_shown_in_paris_time(tmp_path: Path) -> None:
     reply = await ask(
         tmp_path, [session("Été", datetime(2027, 6, 3, 8, 0, tzinfo=UTC), 30)], "!agenda"
     )
-    assert "jeudi 3 juin 2027\n• 10h00 – 10h30 · Été" in reply.body
+    assert "jeudi 3 juin 2027\n• 10h00 – 10h30 · Été [" in reply.body
 
 
 async def test_real_calendar_shifted_into_the_future_is_capped(tmp_path: Path) -> None:

@@ -35,9 +35,13 @@ class Feed:
         self.body = calendar("Webinaire Grist")
         self.etag = '"v1"'
         self.requests: list[dict[str, str]] = []
+        # Statuses to answer before `status`, one per request (flaky server).
+        self.first: list[int] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(dict(request.headers))
+        if self.first:
+            return web.Response(status=self.first.pop(0), text="busy")
         if self.status == 200 and request.headers.get("If-None-Match") == self.etag:
             return web.Response(status=304)
         return web.Response(status=self.status, body=self.body, headers={"ETag": self.etag})
@@ -48,6 +52,7 @@ async def served() -> AsyncIterator[tuple[Feed, str]]:
     feed = Feed()
     app = web.Application()
     app.router.add_get("/agenda.ics", feed.handle)
+    app.router.add_get("/programme", feed.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -57,9 +62,17 @@ async def served() -> AsyncIterator[tuple[Feed, str]]:
     await runner.cleanup()
 
 
-async def service(storage: Storage, http: aiohttp.ClientSession, *sources: str) -> AgendaService:
+async def service(
+    storage: Storage, http: aiohttp.ClientSession, *sources: str, retry_delays=(0.0, 0.0)
+) -> AgendaService:
     return AgendaService(
-        list(sources), storage, http, ZoneInfo("Europe/Paris"), timedelta(days=366), FakeClock(NOW)
+        list(sources),
+        storage,
+        http,
+        ZoneInfo("Europe/Paris"),
+        timedelta(days=366),
+        FakeClock(NOW),
+        retry_delays=retry_delays,
     )
 
 
@@ -102,6 +115,7 @@ async def test_remote_calendar_304_500_garbage_and_restart(
         # A restart while the source is down starts from the saved copy.
         feed.status = 503
         restarted = await service(storage, http, url)
+        await restarted.start()
         await restarted.refresh()
         assert titles(restarted) == ["Atelier Superset"]
     await storage.close()
@@ -123,3 +137,101 @@ async def test_unreachable_and_missing_sources_do_not_break_others(
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "http://127.0.0.1:9/none.ics failed: unreachable" in messages
     assert "missing.ics failed: cannot read file" in messages
+
+
+async def test_flaky_server_retried_within_one_refresh_404_not_retried(
+    served: tuple[Feed, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed, url = served
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        svc = await service(storage, http, url)
+        feed.first = [503, 502]  # two failures, then the calendar
+        await svc.refresh()
+        assert titles(svc) == ["Webinaire Grist"]
+        assert len(feed.requests) == 3
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+        feed.requests.clear()
+        feed.first = [404]
+        await svc.refresh()
+        assert len(feed.requests) == 1  # a 404 will not pass by retrying
+        assert titles(svc) == ["Webinaire Grist"]
+        assert any("failed: HTTP 404" in r.getMessage() for r in caplog.records)
+    await storage.close()
+
+
+async def test_start_uses_saved_copies_without_network(
+    served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    feed, url = served
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        first = await service(storage, http, url)
+        await first.start()
+        assert titles(first) == []  # never fetched: nothing yet, and no waiting
+        assert feed.requests == []
+        await first.refresh()
+        restarted = await service(storage, http, url)
+        await restarted.start()
+        assert titles(restarted) == ["Webinaire Grist"]
+        assert len(feed.requests) == 1  # only the refresh went to the network
+    await storage.close()
+
+
+PROGRAMME = """
+events:
+  - title: Journée BlueHats Grist
+    place: Paris
+    dates: 2026-12-01
+    sessions:
+      - time: 11h-12h
+        title: Webinaire Grist
+      - time: 14h-15h
+        title: Atelier Superset
+        room: Salle B
+"""
+
+
+async def test_yaml_programme_by_url_merged_with_calendar(
+    served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    """A YAML programme (no extension: recognised by content) merges with an .ics;
+    the session both announce (11:00 Paris = 10:00 UTC, same title) is listed once."""
+    feed, url = served
+    programme_url = url.replace("/agenda.ics", "/programme")
+    yaml_feed_body = PROGRAMME.encode()
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    local = tmp_path / "programme.yaml"
+    local.write_bytes(yaml_feed_body)
+    async with aiohttp.ClientSession() as http:
+        svc = await service(storage, http, url, str(local))
+        await svc.refresh()
+        assert titles(svc) == ["Webinaire Grist", "Atelier Superset"]
+        (superset,) = [s for s in svc.agenda if s.title == "Atelier Superset"]
+        assert superset.location == "Salle B, Paris"
+        assert superset.event == "Journée BlueHats Grist"
+
+        feed.body, feed.etag = yaml_feed_body, '"yaml"'
+        by_url = await service(storage, http, programme_url)
+        await by_url.refresh()
+        assert titles(by_url) == ["Webinaire Grist", "Atelier Superset"]
+    await storage.close()
+
+
+async def test_broken_yaml_keeps_last_good_copy_and_says_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = tmp_path / "programme.yaml"
+    local.write_text(PROGRAMME)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        svc = await service(storage, http, str(local))
+        await svc.refresh()
+        local.write_text(PROGRAMME.replace("14h-15h", "15h-14h"))
+        await svc.refresh()
+    await storage.close()
+    assert titles(svc) == ["Webinaire Grist", "Atelier Superset"]
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "programme.yaml failed" in warning.getMessage()
+    assert "events.0.sessions.1" in warning.getMessage()

@@ -1,36 +1,60 @@
-"""Loading agenda sources (files and http(s) URLs) into one `Agenda`.
+"""Loading agenda sources (iCalendar or YAML, files or http(s) URLs) into one `Agenda`.
+
+The agenda is rebuilt from three layers: every source's last good copy,
+then moderators' edits (in order), then compared with the previous agenda to
+find programme changes. New copies, an edit and the changes it makes are
+saved in one transaction, so a change notice is neither lost nor doubled by
+a crash.
 
 A source that fails keeps its last good copy (in memory, and in the database
 across restarts); the failure is logged once when it starts and once when it
-ends, not at every refresh.
+ends, not at every refresh. Start-up uses the saved copies and never waits
+for the network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from bot.agenda.changes import Change, diff
 from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
-from bot.storage import Storage
+from bot.agenda.programme import ProgrammeError, parse_programme
+from bot.storage import ChangeRecord, Edit, SourceBody, Storage
 
 log = logging.getLogger(__name__)
 
 MAX_SOURCE_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+# Waits before the 2nd and 3rd attempts of a fetch that failed in a way that
+# may pass (network, 5xx, 429).
+RETRY_DELAYS = (2.0, 10.0)
+MAX_RETRY_AFTER = 60.0
 # Occurrences already over by more than this are not kept in memory.
 LOOKBEHIND = timedelta(days=1)
+MODERATOR_SOURCE = "modérateurs"
+
+ChangeListener = Callable[[list[ChangeRecord]], Awaitable[None]]
 
 
 class SourceError(Exception):
-    pass
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+class EditError(Exception):
+    """A moderator's edit cannot apply (unknown id…); the message is for logs."""
 
 
 def is_url(source: str) -> bool:
@@ -48,6 +72,136 @@ def describe(source: str) -> str:
     return f"{parsed.scheme}://{host}{parsed.path}"
 
 
+def source_format(source: str, body: bytes) -> str:
+    """'ics' or 'yaml': by the name's extension, else by the content."""
+    path = urlparse(source).path if is_url(source) else source
+    suffix = PurePosixPath(path).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    if suffix in (".ics", ".ical", ".icalendar"):
+        return "ics"
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper()
+    return "ics" if head.startswith(b"BEGIN:VCALENDAR") else "yaml"
+
+
+def parse_source(
+    body: bytes,
+    source: str,
+    *,
+    tz: ZoneInfo,
+    window_start: datetime,
+    window_end: datetime,
+) -> list[Session]:
+    """Sessions of one source's content; SourceError when it is unusable."""
+    parser = parse_ics if source_format(source, body) == "ics" else parse_programme
+    try:
+        return parser(
+            body,
+            source=describe(source),
+            tz=tz,
+            window_start=window_start,
+            window_end=window_end,
+        )
+    except (CalendarError, ProgrammeError) as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds asked by a 429's Retry-After (a number only), bounded."""
+    try:
+        return min(max(float(value or 0), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    sessions: list[Session]
+    fresh: SourceBody | None  # a new copy to save, None when unchanged (304, same file)
+
+
+# -- moderators' edits --------------------------------------------------------
+
+EDITABLE = ("title", "start", "end", "location", "url", "speakers", "description")
+
+
+def fields_to_session_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
+    """Stored edit fields (JSON) → Session keyword arguments."""
+    out: dict[str, Any] = {}
+    for key in EDITABLE:
+        if key not in fields:
+            continue
+        value = fields[key]
+        if key in ("start", "end"):
+            value = datetime.fromisoformat(value).astimezone(UTC)
+        elif key == "speakers":
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def session_to_fields(session: Session) -> dict[str, Any]:
+    return {
+        "title": session.title,
+        "start": session.start.isoformat(),
+        "end": session.end.isoformat(),
+        "location": session.location,
+        "url": session.url,
+        "speakers": list(session.speakers),
+        "description": session.description,
+    }
+
+
+def apply_edits(sessions: Iterable[Session], edits: Sequence[Edit]) -> list[Session]:
+    """Sessions after moderators' edits, in order. Modified sessions keep their id."""
+    by_sid: dict[str, Session] = {}
+    for s in sessions:
+        known = by_sid.get(s.sid)
+        # The same session from several sources: first wins, active over cancelled.
+        if known is None or (known.cancelled and not s.cancelled):
+            by_sid[s.sid] = s
+    for edit in edits:
+        if edit.action == "add":
+            kwargs = fields_to_session_kwargs(edit.fields)
+            by_sid[edit.target] = Session(
+                **kwargs, source=MODERATOR_SOURCE, uid=f"edit:{edit.target}", sid=edit.target
+            )
+            continue
+        current = by_sid.get(edit.target)
+        if current is None:
+            # Its source moved or removed it since: the edit no longer applies.
+            log.debug("agenda: edit %d targets %s, no longer in the agenda", edit.id, edit.target)
+            continue
+        if edit.action == "modify":
+            kwargs = fields_to_session_kwargs(edit.fields)
+            by_sid[edit.target] = replace(current, **kwargs, sid=edit.target, search_key="")
+        elif edit.action == "cancel":
+            by_sid[edit.target] = replace(current, cancelled=True)
+    return list(by_sid.values())
+
+
+def change_record(change: Change) -> ChangeRecord:
+    def state(s: Session | None) -> dict[str, Any] | None:
+        if s is None:
+            return None
+        return {
+            "title": s.title,
+            "start": s.start.isoformat(),
+            "end": s.end.isoformat(),
+            "all_day": s.all_day,
+            "location": s.location,
+            "url": s.url,
+        }
+
+    return ChangeRecord(
+        key=change.key,
+        kind=change.kind.value,
+        sid=change.before.sid,
+        payload={"before": state(change.before), "after": state(change.after)},
+        created_at=0,
+    )
+
+
 class AgendaService:
     def __init__(
         self,
@@ -57,6 +211,9 @@ class AgendaService:
         tz: ZoneInfo,
         horizon: timedelta,
         now: Callable[[], datetime],
+        *,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        on_changes: ChangeListener | None = None,
     ) -> None:
         self._sources = sources
         self._storage = storage
@@ -64,35 +221,121 @@ class AgendaService:
         self._tz = tz
         self._horizon = horizon
         self._now = now
+        self._retry_delays = tuple(retry_delays)
+        self.on_changes = on_changes
         self._good: dict[str, list[Session]] = {}
         self._failing: set[str] = set()
-        self._lock = asyncio.Lock()
+        self._edits: list[Edit] = []
+        self._lock = asyncio.Lock()  # guards the agenda, the edits and the copies
+        self._refreshing = asyncio.Lock()
         self.agenda = Agenda()
 
-    async def refresh(self) -> Agenda:
-        """Reload every source; on failure keep its last good copy."""
+    # -- building -------------------------------------------------------------
+
+    async def start(self) -> Agenda:
+        """The agenda from saved copies and edits, without any network access.
+
+        Files never read before are read now (they are local); URLs never
+        fetched wait for the first refresh.
+        """
         async with self._lock:
             now = self._now()
+            self._edits = await self._storage.edits()
+            fresh = []
             for source in self._sources:
-                try:
-                    sessions = await self._load(source, now)
-                except SourceError as exc:
-                    self._report_failure(source, str(exc))
-                    if source not in self._good:
-                        await self._load_cached(source, now)
-                    continue
-                if source in self._failing:
-                    self._failing.discard(source)
-                    log.info("agenda: source %s is readable again", describe(source))
-                self._good[source] = sessions
-            self.agenda = Agenda(s for src in self._sources for s in self._good.get(src, []))
-            log.info(
-                "agenda: %d sessions from %d/%d sources",
-                len(self.agenda),
-                sum(1 for s in self._sources if s in self._good),
-                len(self._sources),
-            )
+                cached = await self._storage.source_get(source)
+                if cached is not None:
+                    try:
+                        self._good[source] = await self._parse(cached.body, source, now)
+                        continue
+                    except SourceError as exc:
+                        log.warning("agenda: saved copy of %s unusable: %s", describe(source), exc)
+                if not is_url(source):
+                    try:
+                        loaded = await self._load(source, now)
+                    except SourceError as exc:
+                        self._report_failure(source, str(exc))
+                        continue
+                    self._good[source] = loaded.sessions
+                    if loaded.fresh is not None:
+                        fresh.append(loaded.fresh)
+            if fresh:
+                await self._storage.commit_agenda(fresh, [])
+            self.agenda = self._build()
+            self._log_size()
             return self.agenda
+
+    def _build(self) -> Agenda:
+        merged = [s for src in self._sources for s in self._good.get(src, [])]
+        return Agenda(apply_edits(merged, self._edits))
+
+    def _log_size(self) -> None:
+        log.info(
+            "agenda: %d sessions from %d/%d sources and %d edit(s)",
+            len(self.agenda),
+            sum(1 for s in self._sources if s in self._good),
+            len(self._sources),
+            len(self._edits),
+        )
+
+    async def _commit(
+        self,
+        new: Agenda,
+        bodies: list[SourceBody],
+        edit: tuple[str, str, dict[str, Any], str] | None = None,
+        drop_edits: Sequence[int] = (),
+    ) -> int | None:
+        """Diff against the current agenda, save everything at once, then switch."""
+        found = diff(self.agenda, new, now=self._now())
+        if found.suppressed:
+            log.warning(
+                "agenda: %d upcoming sessions vanished at once; not announced as cancelled "
+                "(a broken publication is more likely than a mass cancellation)",
+                len(found.suppressed),
+            )
+        records = [change_record(c) for c in found.changes]
+        edit_id = await self._storage.commit_agenda(bodies, records, edit, drop_edits)
+        self.agenda = new
+        for c in found.changes:
+            log.info("agenda: programme change (%s): %s [%s]", c.kind, c.before.title, c.before.sid)
+        if records and self.on_changes is not None:
+            try:
+                await self.on_changes(records)
+            except Exception:
+                log.exception("agenda: delivering change notices failed")
+        return edit_id
+
+    # -- refreshing -----------------------------------------------------------
+
+    async def refresh(self) -> Agenda:
+        """Reload every source (in parallel); on failure keep its last good copy."""
+        async with self._refreshing:
+            now = self._now()
+            results = await asyncio.gather(
+                *(self._load(source, now) for source in self._sources), return_exceptions=True
+            )
+            async with self._lock:
+                bodies = []
+                for source, result in zip(self._sources, results, strict=True):
+                    if isinstance(result, SourceError):
+                        self._report_failure(source, str(result))
+                        continue
+                    if isinstance(result, BaseException):
+                        log.error(
+                            "agenda: source %s: unexpected error",
+                            describe(source),
+                            exc_info=result,
+                        )
+                        continue
+                    if source in self._failing:
+                        self._failing.discard(source)
+                        log.info("agenda: source %s is readable again", describe(source))
+                    self._good[source] = result.sessions
+                    if result.fresh is not None:
+                        bodies.append(result.fresh)
+                await self._commit(self._build(), bodies)
+                self._log_size()
+                return self.agenda
 
     def _report_failure(self, source: str, reason: str) -> None:
         if source in self._failing:
@@ -102,48 +345,55 @@ class AgendaService:
         kept = "keeping its last good copy" if source in self._good else "no copy yet"
         log.warning("agenda: source %s failed: %s (%s)", describe(source), reason, kept)
 
-    async def _load_cached(self, source: str, now: datetime) -> None:
-        cached = await self._storage.source_get(source)
-        if cached is None:
-            return
-        try:
-            self._good[source] = await self._parse(cached.body, source, now)
-        except SourceError:
-            return
-        log.info("agenda: using the copy of %s saved at %s", describe(source), cached.fetched_at)
-
-    async def _load(self, source: str, now: datetime) -> list[Session]:
+    async def _load(self, source: str, now: datetime) -> _Loaded:
         if is_url(source):
-            body, etag, last_modified, fresh = await self._fetch(source)
+            cached = await self._storage.source_get(source)
+            body, etag, last_modified, fresh = await self._fetch(source, cached)
         else:
             try:
                 body = await asyncio.to_thread(Path(source).read_bytes)
             except OSError as exc:
                 raise SourceError(f"cannot read file ({exc.strerror})") from None
+            cached = await self._storage.source_get(source)
             etag = last_modified = None
-            fresh = True
+            fresh = cached is None or cached.body != body
+        if not fresh and source in self._good:
+            return _Loaded(self._good[source], None)
         # Parse before saving: a garbage answer must not replace a good copy.
         sessions = await self._parse(body, source, now)
-        if fresh:
-            await self._storage.source_put(source, body, etag, last_modified)
-        return sessions
+        return _Loaded(sessions, SourceBody(source, body, etag, last_modified) if fresh else None)
 
     async def _parse(self, body: bytes, source: str, now: datetime) -> list[Session]:
-        try:
-            return await asyncio.to_thread(
-                parse_ics,
-                body,
-                source=describe(source),
-                tz=self._tz,
-                window_start=now - LOOKBEHIND,
-                window_end=now + self._horizon,
-            )
-        except CalendarError as exc:
-            raise SourceError(str(exc)) from None
+        return await asyncio.to_thread(
+            parse_source,
+            body,
+            source,
+            tz=self._tz,
+            window_start=now - LOOKBEHIND,
+            window_end=now + self._horizon,
+        )
 
-    async def _fetch(self, url: str) -> tuple[bytes, str | None, str | None, bool]:
-        """Body, ETag, Last-Modified, and whether the body is new (not a 304)."""
-        cached = await self._storage.source_get(url)
+    async def _fetch(self, url: str, cached: Any) -> tuple[bytes, str | None, str | None, bool]:
+        """Body, ETag, Last-Modified, and whether the body is new (not a 304).
+
+        Failures that may pass (network, 5xx, 429) are retried with growing
+        waits; others (404, too large) are not.
+        """
+        delays = (0.0, *self._retry_delays)
+        for attempt, delay in enumerate(delays, start=1):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                return await self._fetch_once(url, cached)
+            except SourceError as exc:
+                if not exc.retryable or attempt == len(delays):
+                    raise
+                log.debug("agenda: %s: %s, attempt %d failed", describe(url), exc, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(
+        self, url: str, cached: Any
+    ) -> tuple[bytes, str | None, str | None, bool]:
         headers = {"User-Agent": "bluehats-bot"}
         if cached and cached.etag:
             headers["If-None-Match"] = cached.etag
@@ -154,7 +404,10 @@ class AgendaService:
                 if resp.status == 304 and cached is not None:
                     return cached.body, cached.etag, cached.last_modified, False
                 if resp.status != 200:
-                    raise SourceError(f"HTTP {resp.status}")
+                    retryable = resp.status >= 500 or resp.status == 429
+                    if resp.status == 429:
+                        await asyncio.sleep(_retry_after(resp.headers.get("Retry-After")))
+                    raise SourceError(f"HTTP {resp.status}", retryable=retryable)
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(64 * 1024):
                     size += len(chunk)
@@ -168,4 +421,60 @@ class AgendaService:
                     True,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SourceError(f"unreachable ({type(exc).__name__})") from None
+            raise SourceError(f"unreachable ({type(exc).__name__})", retryable=True) from None
+
+    # -- moderators' edits ----------------------------------------------------
+
+    async def add(self, session: Session, author: str) -> Session:
+        """Add a session; it keeps the id computed from its start and title."""
+        fields = session_to_fields(session)
+        await self._edit("add", session.sid, fields, author)
+        return self._require(session.sid)
+
+    async def modify(self, sid: str, fields: dict[str, Any], author: str) -> Session:
+        """Change some fields of a session; it keeps its id."""
+        await self._edit("modify", sid, fields, author)
+        return self._require(sid)
+
+    async def cancel(self, sid: str, author: str) -> Session:
+        await self._edit("cancel", sid, {}, author)
+        return self._require(sid)
+
+    async def restore(self, sid: str, author: str) -> Session:
+        """Undo moderators' cancellations of a session (not a source's)."""
+        async with self._lock:
+            drop = [e.id for e in self._edits if e.action == "cancel" and e.target == sid]
+            if not drop:
+                raise EditError(f"no cancellation of {sid} by a moderator")
+            kept = self._edits
+            self._edits = [e for e in kept if e.id not in drop]
+            try:
+                await self._commit(self._build(), [], drop_edits=drop)
+            except BaseException:
+                self._edits = kept
+                raise
+            log.info("agenda: %s restored %s", author, sid)
+        return self._require(sid)
+
+    def _require(self, sid: str) -> Session:
+        session = self.agenda.get(sid)
+        if session is None:  # pragma: no cover - edits always leave their target
+            raise EditError(f"session {sid} not found after the edit")
+        return session
+
+    async def _edit(self, action: str, target: str, fields: dict[str, Any], author: str) -> None:
+        async with self._lock:
+            if action != "add" and self.agenda.get(target) is None:
+                raise EditError(f"unknown session {target}")
+            pending = Edit(-1, action, target, fields, author, 0)
+            kept = self._edits
+            self._edits = [*kept, pending]
+            try:
+                edit_id = await self._commit(
+                    self._build(), [], edit=(action, target, fields, author)
+                )
+            except BaseException:
+                self._edits = kept
+                raise
+            self._edits = [*kept, replace(pending, id=edit_id or -1)]
+            log.info("agenda: %s: %s %s", author, action, target)

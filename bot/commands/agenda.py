@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
+from bot.agenda.export import to_ics
 from bot.agenda.model import Session
+from bot.chat import FileUpload, Reply
 from bot.dispatch import Context, command, echo
 from bot.render import Message, Renderer
 from bot.textnorm import fold
@@ -21,6 +23,7 @@ WINDOWS = {
     "semaine": "week",
     "week": "week",
 }
+EXPORT_WORDS = frozenset({"ics", "ical", "icalendar", "export", "exporter"})
 MAX_WORDS = 8
 
 
@@ -55,16 +58,20 @@ def window(kind: str | None, now: datetime, renderer: Renderer) -> tuple[datetim
     return now, now + timedelta(days=7)
 
 
-def parse_args(args: str) -> tuple[str | None, list[str]]:
+def parse_args(args: str) -> tuple[str | None, list[str], bool]:
+    """(window, words, export as .ics?)"""
     kind = None
     words = []
+    export = False
     for word in args.split():
         folded = fold(word)
         if folded in WINDOWS and kind is None:
             kind = WINDOWS[folded]
+        elif folded in EXPORT_WORDS and not export:
+            export = True
         elif folded:
             words.append(word)
-    return kind, words[:MAX_WORDS]
+    return kind, words[:MAX_WORDS], export
 
 
 def summarise(description: str, limit: int = 160) -> str:
@@ -119,12 +126,15 @@ def render_agenda(
 
 
 @command("agenda", "programme", "calendrier", "calendar")
-async def agenda_command(ctx: Context) -> Message:
+async def agenda_command(ctx: Context) -> Reply:
     services = ctx.services
-    kind, words = parse_args(ctx.args)
+    kind, words, export = parse_args(ctx.args)
     now = services.now()
     start, end = window(kind, now, services.renderer)
     sessions = services.agenda.agenda.between(start, end, words)
+    if export and sessions:
+        data = to_ics(sessions, tz=services.renderer.tz, now=now, name="Agenda BlueHats")
+        return FileUpload(filename="agenda-bluehats.ics", mimetype="text/calendar", data=data)
     return render_agenda(
         sessions,
         now=now,

@@ -1,0 +1,253 @@
+"""A programme in YAML (a BlueHats day announced as a table) → sessions.
+
+The format, documented with an example in `agenda.example.yaml`::
+
+    events:
+      - title: Journées BlueHats au salon Open Source Experience 2024
+        place: Paris                   # optional
+        link: https://…                # optional, http(s)
+        timezone: Europe/Paris         # optional, default: the bot's zone
+        dates: [2024-12-04, 2024-12-05]   # or a single date
+        sessions:
+          - date: 2024-12-04           # optional when the event has one date
+            time: 10h00-10h30          # or start: "10:00" and end: "10:30"
+            title: Ouverture           # required
+            speakers: [Nom (Organisation)]   # or "A, B"
+            room: Salle BlueHats
+            link: https://…
+            tags: [grist]
+            description: …
+            id: osxp24-ouverture       # optional: the author's own key
+            cancelled: false
+
+Text is plain text, never HTML. Every problem is reported at once with its
+dotted path (`events.0.sessions.2.end: …`), like the configuration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.agenda.model import Session
+
+_TIME = r"(\d{1,2})\s*(?:[h:]\s*(\d{2})?)?"
+_TIME_RE = re.compile(rf"^{_TIME}$", re.IGNORECASE)
+_RANGE_RE = re.compile(rf"^{_TIME}\s*[-–—]\s*{_TIME}$", re.IGNORECASE)
+
+
+class ProgrammeError(Exception):
+    """The data is not a usable programme; the message lists every problem."""
+
+
+def _clock(hour: str, minute: str | None, text: str) -> time:
+    try:
+        return time(int(hour), int(minute or 0))
+    except ValueError:
+        raise ValueError(f"not a time of day: {text!r}") from None
+
+
+def parse_time(value: Any) -> time:
+    """'10h', '10h30', '10:30', or a YAML sexagesimal int (10:30 unquoted = 630)."""
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 10:30 as 630 (minutes).
+        hours, minutes = divmod(value, 60)
+        return _clock(str(hours), str(minutes), str(value))
+    text = str(value).strip()
+    if match := _TIME_RE.match(text):
+        return _clock(match[1], match[2], text)
+    raise ValueError(f"not a time of day: {text!r} (examples: 10h, 10h30, 10:30)")
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _link(value: Any) -> str:
+    text = _text(value)
+    if text and urlparse(text).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) link: {text!r}")
+    return text
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected a list or a comma-separated text")
+    return tuple(t for t in (_text(i) for i in items) if t)
+
+
+def _dates(value: Any) -> list[date]:
+    return value if isinstance(value, list) else [value]
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Link = Annotated[str, BeforeValidator(_link)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
+Clock = Annotated[time, BeforeValidator(parse_time)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionEntry(_Model):
+    title: Text
+    date: dt.date | None = None
+    time: str | None = None
+    start: Clock | None = None
+    end: Clock | None = None
+    speakers: Names = ()
+    room: Text = ""
+    link: Link = ""
+    tags: Names = ()
+    description: str = ""
+    id: Text = ""
+    cancelled: bool = False
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        if not value:
+            raise ValueError("the title is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _times(self) -> SessionEntry:
+        start, end = self.start, self.end
+        if self.time is not None:
+            match = _RANGE_RE.match(self.time.strip())
+            if not match:
+                raise ValueError(f"time: not a range: {self.time!r} (example: 10h00-10h30)")
+            start = _clock(match[1], match[2], self.time)
+            end = _clock(match[3], match[4], self.time)
+        if start is None or end is None:
+            raise ValueError("give time: 10h00-10h30, or start and end")
+        if end <= start:
+            raise ValueError(f"end {end:%H:%M} is not after start {start:%H:%M}")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        return self
+
+
+class EventEntry(_Model):
+    title: Text
+    place: Text = ""
+    link: Link = ""
+    timezone: str | None = None
+    dates: Annotated[list[dt.date], BeforeValidator(_dates)] = Field(min_length=1)
+    sessions: list[SessionEntry] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (example: Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _session_dates(self) -> EventEntry:
+        problems = []
+        for i, s in enumerate(self.sessions):
+            if s.date is None and len(self.dates) > 1:
+                problems.append(f"sessions.{i}.date: required, the event has several dates")
+            elif s.date is not None and s.date not in self.dates:
+                problems.append(f"sessions.{i}.date: {s.date} is not one of the event's dates")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Programme(_Model):
+    events: list[EventEntry] = Field(min_length=1)
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if err["type"] == "missing":
+            msg = "missing"
+        for part in msg.split("; "):
+            # Problems found at event level name the session themselves.
+            if part.startswith("sessions."):
+                sub, _, text = part.partition(": ")
+                out.append(f"{where}.{sub}: {text}")
+            else:
+                out.append(f"{where}: {part}")
+    return out
+
+
+def parse_programme(
+    data: bytes,
+    *,
+    source: str,
+    tz: ZoneInfo,
+    window_start: datetime,
+    window_end: datetime,
+) -> list[Session]:
+    """Sessions overlapping the window; ProgrammeError listing every problem otherwise."""
+    try:
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProgrammeError(f"not valid YAML{where}") from None
+    if not isinstance(raw, dict) or "events" not in raw:
+        raise ProgrammeError("not a programme: expected a mapping with an 'events' list")
+    try:
+        programme = Programme.model_validate(raw)
+    except ValidationError as exc:
+        raise ProgrammeError("; ".join(_problems(exc))) from None
+    sessions = []
+    for event in programme.events:
+        zone = ZoneInfo(event.timezone) if event.timezone else tz
+        for entry in event.sessions:
+            day = entry.date or event.dates[0]
+            assert entry.start is not None and entry.end is not None  # set by the validator
+            start = datetime.combine(day, entry.start, zone).astimezone(UTC)
+            end = datetime.combine(day, entry.end, zone).astimezone(UTC)
+            if end <= window_start or start >= window_end:
+                continue
+            sessions.append(
+                Session(
+                    title=entry.title,
+                    start=start,
+                    end=end,
+                    description=entry.description.strip(),
+                    location=", ".join(p for p in (entry.room, event.place) if p),
+                    url=entry.link or event.link,
+                    speakers=entry.speakers,
+                    categories=entry.tags,
+                    event=event.title,
+                    source=source,
+                    uid=entry.id,
+                    cancelled=entry.cancelled,
+                )
+            )
+    return sessions

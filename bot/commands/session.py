@@ -1,0 +1,358 @@
+"""`!session <id>`, `!prochain`, and moderators' edits of the programme.
+
+    !session <id> [ics]
+    !session ajouter <date> <début>-<fin> "<titre>" [salle=…] [intervenants=…] [lien=…]
+    !session modifier <id> [<date>] [<début>[-<fin>]] [titre=…] [salle=…] [intervenants=…] [lien=…]
+    !session annuler <id>
+    !session rétablir <id>
+    !prochain [mots…]
+
+Bad input gets one line saying what is wrong and the syntax expected; the
+wording lives in the templates (`session_problem`), keyed by a problem code.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from bot.agenda.export import safe_filename, to_ics
+from bot.agenda.model import Session
+from bot.agenda.sources import EditError, session_to_fields
+from bot.chat import FileUpload, Reply
+from bot.commands.agenda import MAX_WORDS, views
+from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
+from bot.permissions import Role
+from bot.render import Message
+from bot.textnorm import fold
+
+ICS_MIMETYPE = "text/calendar"
+
+SUBCOMMANDS = {
+    "ajouter": "add",
+    "add": "add",
+    "creer": "add",
+    "nouvelle": "add",
+    "modifier": "modify",
+    "edit": "modify",
+    "modify": "modify",
+    "deplacer": "modify",
+    "annuler": "cancel",
+    "cancel": "cancel",
+    "retablir": "restore",
+    "restore": "restore",
+}
+OPTIONS = {
+    "titre": "title",
+    "title": "title",
+    "salle": "location",
+    "lieu": "location",
+    "room": "location",
+    "location": "location",
+    "intervenants": "speakers",
+    "intervenant": "speakers",
+    "intervenantes": "speakers",
+    "speakers": "speakers",
+    "lien": "url",
+    "url": "url",
+    "link": "url",
+    "description": "description",
+    "date": "date",
+    "jour": "date",
+    "heure": "time",
+    "horaire": "time",
+    "time": "time",
+}
+_QUOTES = str.maketrans({"«": '"', "»": '"', "“": '"', "”": '"', "„": '"', "\u00a0": " "})
+_TIME = r"(\d{1,2})(?:[h:](\d{2})?)?"
+_TIME_RE = re.compile(rf"^{_TIME}$", re.IGNORECASE)
+_RANGE_RE = re.compile(rf"^{_TIME}\s*(?:-|–|—|à|a)\s*{_TIME}$", re.IGNORECASE)
+_DMY_RE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2}|\d{4}))?$")
+_ISO_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+MAX_FIELD = 300
+
+
+class Problem(Exception):
+    """Bad input for an edit: a code for the template, and the offending text."""
+
+    def __init__(self, code: str, value: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.value = echo(value)
+
+
+@dataclass
+class EditArgs:
+    day: date | None = None
+    start: time | None = None
+    end: time | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def tokens(text: str) -> list[str]:
+    """Words, with "double quotes" (or « guillemets ») grouping; apostrophes are text."""
+    lexer = shlex.shlex(text.translate(_QUOTES), posix=True)
+    lexer.whitespace_split = True
+    lexer.quotes = '"'
+    lexer.escape = ""
+    lexer.commenters = ""
+    try:
+        return [t.strip() for t in lexer if t.strip()]
+    except ValueError:
+        raise Problem("quote") from None
+
+
+def parse_day(text: str, today: date) -> date | None:
+    """A date typed by a person; None when `text` is not one."""
+    folded = fold(text)
+    if folded in ("aujourd'hui", "aujourdhui", "today"):
+        return today
+    if folded in ("demain", "tomorrow"):
+        return today + timedelta(days=1)
+    if folded in ("apres-demain",):
+        return today + timedelta(days=2)
+    try:
+        if m := _ISO_RE.match(text):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        if m := _DMY_RE.match(text):
+            day, month = int(m[1]), int(m[2])
+            if m[3] is None:  # no year: the next such date
+                found = date(today.year, month, day)
+                return found if found >= today else date(today.year + 1, month, day)
+            year = int(m[3]) + (2000 if len(m[3]) == 2 else 0)
+            return date(year, month, day)
+    except ValueError:
+        raise Problem("bad_date", text) from None
+    return None
+
+
+def _time(hour: str, minute: str | None, text: str) -> time:
+    try:
+        return time(int(hour), int(minute or 0))
+    except ValueError:
+        raise Problem("bad_time", text) from None
+
+
+def parse_times(text: str) -> tuple[time, time | None] | None:
+    """'14h-15h30' → (14:00, 15:30); '14h' → (14:00, None); None when not a time."""
+    if m := _RANGE_RE.match(text):
+        return _time(m[1], m[2], text), _time(m[3], m[4], text)
+    if (m := _TIME_RE.match(text)) and (("h" in text.lower()) or (":" in text)):
+        return _time(m[1], m[2], text), None
+    return None
+
+
+def parse_edit(words: list[str], today: date) -> EditArgs:
+    """Date, times, title and key=value options, in any order.
+
+    Bare words after an option continue its value (`salle=Salle B`), unless
+    they are the date or times; other bare words make the title.
+    """
+    args = EditArgs()
+    title: list[str] = []
+    options: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for word in words:
+        key, sep, value = word.partition("=")
+        name = OPTIONS.get(fold(key)) if sep else None
+        if sep and name is None and current is None:
+            raise Problem("unknown_option", key)
+        if name is not None:
+            current = options.setdefault(name, [])
+            current.clear()
+            if value.strip():
+                current.append(value.strip())
+            continue
+        if args.day is None and (found := parse_day(word, today)) is not None:
+            args.day = found
+        elif args.start is None and (times := parse_times(word)) is not None:
+            args.start, args.end = times
+        elif current is not None:
+            current.append(word)
+        else:
+            title.append(word)
+    for name, parts in options.items():
+        value = " ".join(" ".join(parts).split())[:MAX_FIELD]
+        if name == "date":
+            if (found := parse_day(value, today)) is None:
+                raise Problem("bad_date", value)
+            args.day = found
+        elif name == "time":
+            if (times := parse_times(value)) is None:
+                raise Problem("bad_time", value)
+            args.start, args.end = times
+        elif name == "speakers":
+            args.fields["speakers"] = [s.strip() for s in value.split(",") if s.strip()]
+        elif name == "url":
+            if value and not value.startswith(("https://", "http://")):
+                raise Problem("bad_link", value)
+            args.fields["url"] = value
+        else:
+            args.fields[name] = value
+    if title:
+        args.fields["title"] = " ".join(" ".join(title).split())[:MAX_FIELD]
+    if "title" in args.fields and not args.fields["title"]:
+        raise Problem("no_title")
+    return args
+
+
+def _instant(day: date, at: time, ctx: Context) -> datetime:
+    return datetime.combine(day, at, ctx.services.renderer.tz)
+
+
+def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Message:
+    now = ctx.services.now()
+    renderer = ctx.services.renderer
+    (view,) = views([session], now, renderer)
+    extra.setdefault("before", None)
+    extra.setdefault("ongoing", [])
+    return ctx.render(
+        "session",
+        v=view,
+        heading=heading,
+        today=renderer.local(now).date(),
+        until=renderer.until(session.start, now) if session.start > now else "",
+        **extra,
+    )
+
+
+def _problem(ctx: Context, problem: Problem, action: str) -> Message:
+    return ctx.render("session_problem", problem=problem.code, value=problem.value, action=action)
+
+
+def export(ctx: Context, sessions: list[Session], name: str, filename: str) -> FileUpload:
+    data = to_ics(sessions, tz=ctx.services.renderer.tz, now=ctx.services.now(), name=name)
+    return FileUpload(filename=f"{filename}.ics", mimetype=ICS_MIMETYPE, data=data)
+
+
+@command("session", "seance")
+async def session_command(ctx: Context) -> Reply:
+    first = ctx.args.split(" ", 1)[0]
+    if not first:
+        raise UsageError
+    action = SUBCOMMANDS.get(fold(first))
+    if action is None:
+        return await _show(ctx, ctx.args.split())
+    if await ctx.role() < Role.MODERATOR:
+        raise PermissionDenied(f"session {first}")
+    try:
+        words = tokens(ctx.args)
+        if action == "add":
+            return await _add(ctx, words[1:])
+        if len(words) < 2:
+            raise Problem("no_id")
+        session = ctx.services.agenda.agenda.get(words[1])
+        if session is None:
+            raise Problem("unknown_id", words[1])
+        if action == "modify":
+            return await _modify(ctx, session, words[2:])
+        if action == "cancel":
+            return await _cancel(ctx, session)
+        return await _restore(ctx, session)
+    except Problem as problem:
+        return _problem(ctx, problem, action)
+
+
+async def _show(ctx: Context, words: list[str]) -> Reply:
+    session = ctx.services.agenda.agenda.get(words[0])
+    if session is None:
+        return _problem(ctx, Problem("unknown_id", words[0]), "show")
+    if len(words) > 1 and fold(words[1]) in ("ics", "ical", "calendrier", "calendar"):
+        if session.cancelled:
+            return _detail(ctx, session, "show")
+        return export(ctx, [session], session.title, safe_filename(session.title))
+    return _detail(ctx, session, "show")
+
+
+async def _add(ctx: Context, words: list[str]) -> Message:
+    today = ctx.services.renderer.local(ctx.services.now()).date()
+    args = parse_edit(words, today)
+    if args.day is None:
+        raise Problem("no_date")
+    if args.start is None or args.end is None:
+        raise Problem("no_time")
+    if "title" not in args.fields:
+        raise Problem("no_title")
+    start, end = _instant(args.day, args.start, ctx), _instant(args.day, args.end, ctx)
+    if end <= start:
+        raise Problem("end_before_start", f"{args.start:%H:%M}-{args.end:%H:%M}")
+    if end <= ctx.services.now():
+        raise Problem("past", f"{args.day:%d/%m/%Y}")
+    fields = dict(args.fields)
+    session = Session(
+        title=fields.pop("title"),
+        start=start,
+        end=end,
+        location=fields.get("location", ""),
+        url=fields.get("url", ""),
+        speakers=tuple(fields.get("speakers", ())),
+        description=fields.get("description", ""),
+    )
+    if (known := ctx.services.agenda.agenda.get(session.sid)) and not known.cancelled:
+        raise Problem("exists", known.sid)
+    added = await ctx.services.agenda.add(session, ctx.msg.sender)
+    return _detail(ctx, added, "added")
+
+
+async def _modify(ctx: Context, session: Session, words: list[str]) -> Message:
+    if session.cancelled:
+        raise Problem("cancelled", session.sid)
+    renderer = ctx.services.renderer
+    start_local = renderer.local(session.start)
+    args = parse_edit(words, start_local.date())
+    fields = dict(args.fields)
+    if args.day is not None or args.start is not None:
+        day = args.day or start_local.date()
+        start = _instant(day, args.start or start_local.time(), ctx)
+        if args.end is not None:
+            end = _instant(day, args.end, ctx)
+        else:  # same duration
+            end = start + (session.end - session.start)
+        if end <= start:
+            raise Problem("end_before_start", f"{args.start or start_local:%H:%M}")
+        if end <= ctx.services.now():
+            raise Problem("past", f"{day:%d/%m/%Y}")
+        fields["start"], fields["end"] = start.isoformat(), end.isoformat()
+    current = session_to_fields(session)
+    fields = {k: v for k, v in fields.items() if current.get(k) != v}
+    if not fields:
+        raise Problem("nothing")
+    try:
+        changed = await ctx.services.agenda.modify(session.sid, fields, ctx.msg.sender)
+    except EditError:
+        raise Problem("unknown_id", session.sid) from None
+    (before,) = views([session], ctx.services.now(), renderer)
+    return _detail(ctx, changed, "modified", before=before)
+
+
+async def _cancel(ctx: Context, session: Session) -> Message:
+    if session.cancelled:
+        raise Problem("cancelled", session.sid)
+    try:
+        cancelled = await ctx.services.agenda.cancel(session.sid, ctx.msg.sender)
+    except EditError:
+        raise Problem("unknown_id", session.sid) from None
+    return _detail(ctx, cancelled, "cancelled")
+
+
+async def _restore(ctx: Context, session: Session) -> Message:
+    try:
+        restored = await ctx.services.agenda.restore(session.sid, ctx.msg.sender)
+    except EditError:
+        raise Problem("not_cancelled", session.sid) from None
+    return _detail(ctx, restored, "restored")
+
+
+@command("prochain", "next", "suivant", "prochaine")
+async def next_command(ctx: Context) -> Message:
+    words = ctx.args.split()[:MAX_WORDS]
+    now = ctx.services.now()
+    agenda = ctx.services.agenda.agenda
+    session = agenda.next(now, words)
+    ongoing = agenda.between(now, now, words)
+    if session is None:
+        return ctx.render("next_none", words=echo(" ".join(words)), ongoing=ongoing)
+    return _detail(ctx, session, "next", ongoing=ongoing)

@@ -1,0 +1,64 @@
+"""Change notices ("⚠️ Changement de programme …") rendered from stored changes.
+
+Changes are stored (see `bot.storage.ChangeRecord`) when a refresh or an edit
+finds them; rooms subscribed to reminders receive them (subscriptions: the
+broadcasts work). Rendering reads only the stored record, so a notice sent
+after a restart says exactly what was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.agenda.model import Session
+from bot.commands.agenda import SessionView, views
+from bot.render import Message, Renderer
+from bot.storage import ChangeRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeView:
+    kind: str
+    sid: str
+    title: str
+    before: SessionView
+    after: SessionView | None
+
+
+def _session(state: dict[str, Any]) -> Session:
+    return Session(
+        title=str(state["title"]),
+        start=datetime.fromisoformat(state["start"]),
+        end=datetime.fromisoformat(state["end"]),
+        all_day=bool(state.get("all_day", False)),
+        location=str(state.get("location", "")),
+        url=str(state.get("url", "")),
+    )
+
+
+def change_view(record: ChangeRecord, now: datetime, renderer: Renderer) -> ChangeView:
+    payload = record.payload
+    before_state = payload["before"]
+    after_state = payload.get("after")
+    if not isinstance(before_state, dict):
+        raise ValueError(f"change {record.key}: no 'before' state")
+    sessions = [_session(before_state)]
+    if isinstance(after_state, dict):
+        sessions.append(_session(after_state))
+    shown = views(sessions, now, renderer)
+    return ChangeView(
+        kind=record.kind,
+        sid=record.sid,
+        title=sessions[-1].title,
+        before=shown[0],
+        after=shown[1] if len(shown) > 1 else None,
+    )
+
+
+def render_change(
+    record: ChangeRecord, *, now: datetime, renderer: Renderer, prefix: str
+) -> Message:
+    view = change_view(record, now, renderer)
+    return renderer.render("change", c=view, today=renderer.local(now).date(), prefix=prefix)
