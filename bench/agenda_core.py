@@ -47,6 +47,8 @@ PARIS = ZoneInfo("Europe/Paris")
 
 
 def stats(values: list[float]) -> str:
+    if not values:
+        return "no sample (the loop never ran)"
     ms = sorted(v * 1000 for v in values)
     p90 = ms[int(len(ms) * 0.9) - 1] if len(ms) >= 10 else ms[-1]
     return f"median {statistics.median(ms):7.2f} ms   p90 {p90:7.2f} ms   (n={len(ms)})"
@@ -145,10 +147,13 @@ async def bench(n: int, runs: int, work: Path) -> None:
             stop.set()
             late = await ticker
             await asker
-            worst = max(late) * 1000 if late else float("nan")
+            if late:
+                ticks = f"ticker lateness {stats(late)}, worst {max(late) * 1000:.0f} ms"
+            else:
+                ticks = "the loop was blocked for the whole refresh"
             print(
-                f"  {label}: refresh {took:.2f} s; ticker lateness {stats(late)}, "
-                f"worst {worst:.0f} ms; !agenda answered {len(answers)} times during it"
+                f"  {label}: refresh {took:.2f} s; {ticks}; "
+                f"!agenda answered {len(answers)} times during it"
                 + (f", {stats(answers)}" if answers else "")
             )
     await storage.close()
