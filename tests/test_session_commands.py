@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -312,3 +313,22 @@ def test_typed_dates_and_times() -> None:
     assert args.fields == {"title": "Atelier Grist", "speakers": ["Ana", "Léo"]}
     with pytest.raises(Problem):
         parse_edit(["lien=ftp://x"], today)
+
+
+async def test_english_answers(bot: Bot) -> None:
+    services = bot.dispatcher.services
+    bot.dispatcher.services = dataclasses.replace(services, renderer=Renderer("en", PARIS))
+    text = await bot.text("!next")
+    assert text.startswith("⏭️ Next BlueHats session, in 28 hours")
+    assert "Tuesday 24 November, 14:00 – 15:00" in text
+    lines = (await bot.text('!session add 30/11 15h-14h "X"', sender=MOD)).splitlines()
+    assert lines[0].startswith("The end must be after the start")
+    assert lines[1].startswith('Syntax: !session add <date> <start>-<end> "<title>"')
+    sid = sid_of(bot, "Atelier Superset")
+    assert "✅ Session changed" in await bot.text(f"!session edit {sid} 11h", sender=MOD)
+    (change,) = await bot.storage.changes_since(0)
+    notice = render_change(change, now=NOW, renderer=Renderer("en", PARIS), prefix="!").body
+    assert notice.startswith(
+        '⚠️ Programme change: "Atelier Superset": Wednesday 25 November, 10:00 – 11:00 → '
+        "11:00 – 12:00"
+    )
