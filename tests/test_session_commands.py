@@ -276,6 +276,8 @@ async def test_bad_edits_get_one_clear_line_and_change_nothing(
 async def test_modify_needs_something_and_duplicates_refused(bot: Bot) -> None:
     sid = sid_of(bot, "Atelier Superset")
     assert (await bot.text(f"!session modifier {sid}", sender=MOD)).startswith("Rien à modifier")
+    same = await bot.text(f"!session modifier {sid} 25/11 10h-11h salle=Salle A", sender=MOD)
+    assert same.startswith("Rien à modifier")
     text = await bot.text('!session ajouter 25/11 10h-11h "atelier superset"', sender=MOD)
     assert text.startswith(f"Cette séance existe déjà (identifiant {sid})")
 

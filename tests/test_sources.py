@@ -235,3 +235,28 @@ async def test_broken_yaml_keeps_last_good_copy_and_says_where(
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "programme.yaml failed" in warning.getMessage()
     assert "events.0.sessions.1" in warning.getMessage()
+
+
+async def test_unchanged_recurring_calendar_keeps_expanding(tmp_path: Path) -> None:
+    """A file that never changes still yields next weeks' occurrences as time passes."""
+    weekly = tmp_path / "weekly.ics"
+    weekly.write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        b"UID:w@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261124T100000Z\r\n"
+        b"DURATION:PT1H\r\nRRULE:FREQ=WEEKLY\r\nSUMMARY:Cafe BlueHats\r\nEND:VEVENT\r\n"
+        b"END:VCALENDAR\r\n"
+    )
+    clock = FakeClock(NOW)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    async with aiohttp.ClientSession() as http:
+        svc = AgendaService(
+            [str(weekly)], storage, http, ZoneInfo("Europe/Paris"), timedelta(days=14), clock
+        )
+        await svc.start()
+        assert len(svc.agenda.between(NOW)) == 2
+        clock.value = NOW + timedelta(days=60)
+        await svc.refresh()
+    await storage.close()
+    upcoming = svc.agenda.between(clock.value)
+    assert len(upcoming) == 2
+    assert upcoming[0].start > NOW + timedelta(days=59)

@@ -42,6 +42,9 @@ RETRY_DELAYS = (2.0, 10.0)
 MAX_RETRY_AFTER = 60.0
 # Occurrences already over by more than this are not kept in memory.
 LOOKBEHIND = timedelta(days=1)
+# An unchanged source is parsed again after this long anyway: recurring
+# events are expanded up to `horizon` from the time of parsing.
+REPARSE_AFTER = timedelta(hours=12)
 MODERATOR_SOURCE = "modérateurs"
 
 ChangeListener = Callable[[list[ChangeRecord]], Awaitable[None]]
@@ -224,6 +227,7 @@ class AgendaService:
         self._retry_delays = tuple(retry_delays)
         self.on_changes = on_changes
         self._good: dict[str, list[Session]] = {}
+        self._parsed_at: dict[str, datetime] = {}
         self._failing: set[str] = set()
         self._edits: list[Edit] = []
         self._lock = asyncio.Lock()  # guards the agenda, the edits and the copies
@@ -357,14 +361,15 @@ class AgendaService:
             cached = await self._storage.source_get(source)
             etag = last_modified = None
             fresh = cached is None or cached.body != body
-        if not fresh and source in self._good:
+        parsed_at = self._parsed_at.get(source)
+        if not fresh and source in self._good and parsed_at and now - parsed_at < REPARSE_AFTER:
             return _Loaded(self._good[source], None)
         # Parse before saving: a garbage answer must not replace a good copy.
         sessions = await self._parse(body, source, now)
         return _Loaded(sessions, SourceBody(source, body, etag, last_modified) if fresh else None)
 
     async def _parse(self, body: bytes, source: str, now: datetime) -> list[Session]:
-        return await asyncio.to_thread(
+        sessions = await asyncio.to_thread(
             parse_source,
             body,
             source,
@@ -372,6 +377,8 @@ class AgendaService:
             window_start=now - LOOKBEHIND,
             window_end=now + self._horizon,
         )
+        self._parsed_at[source] = now
+        return sessions
 
     async def _fetch(self, url: str, cached: Any) -> tuple[bytes, str | None, str | None, bool]:
         """Body, ETag, Last-Modified, and whether the body is new (not a 304).

@@ -25,6 +25,8 @@ WINDOWS = {
 }
 EXPORT_WORDS = frozenset({"ics", "ical", "icalendar", "export", "exporter"})
 MAX_WORDS = 8
+# An .ics answer holds at most this many sessions (about 1 kB each).
+MAX_EXPORT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,9 @@ async def agenda_command(ctx: Context) -> Reply:
     start, end = window(kind, now, services.renderer)
     sessions = services.agenda.agenda.between(start, end, words)
     if export and sessions:
-        data = to_ics(sessions, tz=services.renderer.tz, now=now, name="Agenda BlueHats")
+        data = to_ics(
+            sessions[:MAX_EXPORT], tz=services.renderer.tz, now=now, name="Agenda BlueHats"
+        )
         return FileUpload(filename="agenda-bluehats.ics", mimetype="text/calendar", data=data)
     return render_agenda(
         sessions,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from bot.agenda.export import safe_filename, to_ics
@@ -315,7 +315,8 @@ async def _modify(ctx: Context, session: Session, words: list[str]) -> Message:
             raise Problem("end_before_start", f"{args.start or start_local:%H:%M}")
         if end <= ctx.services.now():
             raise Problem("past", f"{day:%d/%m/%Y}")
-        fields["start"], fields["end"] = start.isoformat(), end.isoformat()
+        fields["start"] = start.astimezone(UTC).isoformat()
+        fields["end"] = end.astimezone(UTC).isoformat()
     current = session_to_fields(session)
     fields = {k: v for k, v in fields.items() if current.get(k) != v}
     if not fields:
