@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot import __version__, config
@@ -38,9 +39,36 @@ def _load_config(path: Path) -> config.Config | None:
         return None
 
 
+def _source_problems(cfg: config.Config) -> list[tuple[str, str]]:
+    """Local agenda files that would not load (URLs are not fetched here)."""
+    from bot.agenda.sources import LOOKBEHIND, SourceError, is_url, parse_source
+
+    now = datetime.now(UTC)
+    problems = []
+    for i, source in enumerate(cfg.agenda.sources):
+        if is_url(source):
+            continue
+        try:
+            parse_source(
+                Path(source).read_bytes(),
+                source,
+                tz=cfg.bot.tz,
+                window_start=now - LOOKBEHIND,
+                window_end=now + cfg.agenda.horizon,
+            )
+        except (SourceError, OSError) as exc:
+            problems.append((f"agenda.sources.{i}", f"{source}: {exc}"))
+    return problems
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     if cfg is None:
+        return EXIT_CONFIG
+    if problems := _source_problems(cfg):
+        print(f"{args.config}: {len(problems)} agenda source(s) unusable:", file=sys.stderr)
+        for key, msg in problems:
+            print(f"  - {key}: {msg}", file=sys.stderr)
         return EXIT_CONFIG
     print(
         f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "

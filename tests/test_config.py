@@ -118,3 +118,26 @@ def test_durations() -> None:
     for bad in ("", "1x", "h", "-1h"):
         with pytest.raises(ValueError, match="duration"):
             parse(bad)
+
+
+def test_check_config_reads_local_agenda_sources(tmp_path: Path) -> None:
+    programme = tmp_path / "programme.yaml"
+    programme.write_text(
+        "events:\n  - title: E\n    dates: 2027-01-05\n    sessions:\n"
+        "      - {time: 11h-10h, title: Atelier}\n"
+    )
+    calendar = tmp_path / "agenda.ics"
+    calendar.write_text("<html>not a calendar</html>")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "matrix: {homeserver: 'http://127.0.0.1:1', user_id: '@bot:x.org', password: x}\n"
+        "agenda: {sources: [programme.yaml, agenda.ics]}\n"
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "- agenda.sources.0:" in result.stderr
+    assert "events.0.sessions.0: end 10:00 is not after start 11:00" in result.stderr
+    assert "- agenda.sources.1:" in result.stderr and "not an iCalendar file" in result.stderr
+    programme.write_text(programme.read_text().replace("11h-10h", "10h-11h"))
+    calendar.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nEND:VCALENDAR\r\n")
+    assert cli("check-config", "--config", str(path)).returncode == 0
