@@ -314,9 +314,11 @@ class Dispatcher:
             return await cmd.handler(ctx)
         except UsageError:
             return ctx.render("usage", command=cmd.name if cmd else name)
-        except PermissionDenied:
-            log.info("refused %s to %s in %s", name, msg.sender, msg.room_id)
-            return ctx.render("refused", command=name)
+        except PermissionDenied as exc:
+            # The exception names what was refused: "session ajouter", not "session".
+            refused = str(exc) or name
+            log.info("refused %s to %s in %s", refused, msg.sender, msg.room_id)
+            return ctx.render("refused", command=refused)
         except Exception:
             ref = secrets.token_hex(2)
             log.exception("command %s failed (ref %s, event %s)", name, ref, msg.event_id)

@@ -150,7 +150,8 @@ async def test_member_refused_nothing_changes(bot: Bot) -> None:
         f"!session annuler {sid}",
     ):
         text = await bot.text(command, sender=MEMBER)
-        assert "réservée aux modérateurs" in text
+        verb = command.split()[1]
+        assert text == f"Désolé, « !session {verb} » est réservée aux modérateurs de ce salon."
     assert list(bot.agenda.agenda) == before
     assert await bot.storage.edits() == []
 
