@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.agenda.model import Session
+from bot.agenda.sources import fields_to_session_kwargs
 from bot.commands.agenda import SessionView, views
 from bot.render import Message, Renderer
 from bot.storage import ChangeRecord
@@ -28,14 +29,7 @@ class ChangeView:
 
 
 def _session(state: dict[str, Any]) -> Session:
-    return Session(
-        title=str(state["title"]),
-        start=datetime.fromisoformat(state["start"]),
-        end=datetime.fromisoformat(state["end"]),
-        all_day=bool(state.get("all_day", False)),
-        location=str(state.get("location", "")),
-        url=str(state.get("url", "")),
-    )
+    return Session(**fields_to_session_kwargs(state))
 
 
 def change_view(record: ChangeRecord, now: datetime, renderer: Renderer) -> ChangeView:

@@ -279,11 +279,6 @@ class Storage:
             return None
         return CachedSource(row[0], bytes(row[1]), row[2], row[3], int(row[4]))
 
-    async def source_put(
-        self, source: str, body: bytes, etag: str | None, last_modified: str | None
-    ) -> None:
-        await self.commit_agenda([SourceBody(source, body, etag, last_modified)], [])
-
     # -- agenda edits and changes ------------------------------------------------
 
     async def commit_agenda(

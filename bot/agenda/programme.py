@@ -27,7 +27,6 @@ dotted path (`events.0.sessions.2.end: …`), like the configuration.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -44,22 +43,12 @@ from pydantic import (
     model_validator,
 )
 
+from bot.agenda.clock import time_of_day, time_range
 from bot.agenda.model import Session
-
-_TIME = r"(\d{1,2})\s*(?:[h:]\s*(\d{2})?)?"
-_TIME_RE = re.compile(rf"^{_TIME}$", re.IGNORECASE)
-_RANGE_RE = re.compile(rf"^{_TIME}\s*[-–—]\s*{_TIME}$", re.IGNORECASE)
 
 
 class ProgrammeError(Exception):
     """The data is not a usable programme; the message lists every problem."""
-
-
-def _clock(hour: str, minute: str | None, text: str) -> time:
-    try:
-        return time(int(hour), int(minute or 0))
-    except ValueError:
-        raise ValueError(f"not a time of day: {text!r}") from None
 
 
 def parse_time(value: Any) -> time:
@@ -69,11 +58,11 @@ def parse_time(value: Any) -> time:
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML 1.1 reads an unquoted 10:30 as 630 (minutes).
         hours, minutes = divmod(value, 60)
-        return _clock(str(hours), str(minutes), str(value))
-    text = str(value).strip()
-    if match := _TIME_RE.match(text):
-        return _clock(match[1], match[2], text)
-    raise ValueError(f"not a time of day: {text!r} (examples: 10h, 10h30, 10:30)")
+        return parse_time(f"{hours}:{minutes:02d}")
+    found = time_of_day(str(value))
+    if found is None:
+        raise ValueError(f"not a time of day: {value!r} (examples: 10h, 10h30, 10:30)")
+    return found
 
 
 def _text(value: Any) -> str:
@@ -135,11 +124,10 @@ class SessionEntry(_Model):
     def _times(self) -> SessionEntry:
         start, end = self.start, self.end
         if self.time is not None:
-            match = _RANGE_RE.match(self.time.strip())
-            if not match:
+            found = time_range(self.time)
+            if found is None:
                 raise ValueError(f"time: not a range: {self.time!r} (example: 10h00-10h30)")
-            start = _clock(match[1], match[2], self.time)
-            end = _clock(match[3], match[4], self.time)
+            start, end = found
         if start is None or end is None:
             raise ValueError("give time: 10h00-10h30, or start and end")
         if end <= start:

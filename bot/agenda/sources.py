@@ -125,7 +125,7 @@ class _Loaded:
 
 # -- moderators' edits --------------------------------------------------------
 
-EDITABLE = ("title", "start", "end", "location", "url", "speakers", "description")
+EDITABLE = ("title", "start", "end", "all_day", "location", "url", "speakers", "description")
 
 
 def fields_to_session_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
@@ -144,10 +144,12 @@ def fields_to_session_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def session_to_fields(session: Session) -> dict[str, Any]:
+    """A session's editable fields as JSON-ready values (edits, change records)."""
     return {
         "title": session.title,
         "start": session.start.isoformat(),
         "end": session.end.isoformat(),
+        "all_day": session.all_day,
         "location": session.location,
         "url": session.url,
         "speakers": list(session.speakers),
@@ -184,23 +186,15 @@ def apply_edits(sessions: Iterable[Session], edits: Sequence[Edit]) -> list[Sess
 
 
 def change_record(change: Change) -> ChangeRecord:
-    def state(s: Session | None) -> dict[str, Any] | None:
-        if s is None:
-            return None
-        return {
-            "title": s.title,
-            "start": s.start.isoformat(),
-            "end": s.end.isoformat(),
-            "all_day": s.all_day,
-            "location": s.location,
-            "url": s.url,
-        }
-
+    after = change.after
     return ChangeRecord(
         key=change.key,
         kind=change.kind.value,
         sid=change.before.sid,
-        payload={"before": state(change.before), "after": state(change.after)},
+        payload={
+            "before": session_to_fields(change.before),
+            "after": None if after is None else session_to_fields(after),
+        },
         created_at=0,
     )
 

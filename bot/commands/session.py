@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from bot.agenda.clock import time_of_day, time_range
 from bot.agenda.export import safe_filename, to_ics
 from bot.agenda.model import Session
 from bot.agenda.sources import EditError, session_to_fields
@@ -67,9 +68,6 @@ OPTIONS = {
     "time": "time",
 }
 _QUOTES = str.maketrans({"«": '"', "»": '"', "“": '"', "”": '"', "„": '"', "\u00a0": " "})
-_TIME = r"(\d{1,2})(?:[h:](\d{2})?)?"
-_TIME_RE = re.compile(rf"^{_TIME}$", re.IGNORECASE)
-_RANGE_RE = re.compile(rf"^{_TIME}\s*(?:-|–|—|à|a)\s*{_TIME}$", re.IGNORECASE)
 _DMY_RE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2}|\d{4}))?$")
 _ISO_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 MAX_FIELD = 300
@@ -129,20 +127,15 @@ def parse_day(text: str, today: date) -> date | None:
     return None
 
 
-def _time(hour: str, minute: str | None, text: str) -> time:
-    try:
-        return time(int(hour), int(minute or 0))
-    except ValueError:
-        raise Problem("bad_time", text) from None
-
-
 def parse_times(text: str) -> tuple[time, time | None] | None:
     """'14h-15h30' → (14:00, 15:30); '14h' → (14:00, None); None when not a time."""
-    if m := _RANGE_RE.match(text):
-        return _time(m[1], m[2], text), _time(m[3], m[4], text)
-    if (m := _TIME_RE.match(text)) and (("h" in text.lower()) or (":" in text)):
-        return _time(m[1], m[2], text), None
-    return None
+    try:
+        if found := time_range(text):
+            return found
+        start = time_of_day(text, bare_hour=False)
+    except ValueError:
+        raise Problem("bad_time", text) from None
+    return None if start is None else (start, None)
 
 
 def parse_edit(words: list[str], today: date) -> EditArgs:
