@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -46,8 +46,6 @@ LOOKBEHIND = timedelta(days=1)
 # events are expanded up to `horizon` from the time of parsing.
 REPARSE_AFTER = timedelta(hours=12)
 MODERATOR_SOURCE = "modérateurs"
-
-ChangeListener = Callable[[list[ChangeRecord]], Awaitable[None]]
 
 
 class SourceError(Exception):
@@ -210,7 +208,6 @@ class AgendaService:
         now: Callable[[], datetime],
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
-        on_changes: ChangeListener | None = None,
     ) -> None:
         self._sources = sources
         self._storage = storage
@@ -219,7 +216,6 @@ class AgendaService:
         self._horizon = horizon
         self._now = now
         self._retry_delays = tuple(retry_delays)
-        self.on_changes = on_changes
         self._good: dict[str, list[Session]] = {}
         self._parsed_at: dict[str, datetime] = {}
         self._failing: set[str] = set()
@@ -294,13 +290,9 @@ class AgendaService:
         records = [change_record(c) for c in found.changes]
         edit_id = await self._storage.commit_agenda(bodies, records, edit, drop_edits)
         self.agenda = new
+        # Stored changes are the queue of notices for subscribed rooms.
         for c in found.changes:
             log.info("agenda: programme change (%s): %s [%s]", c.kind, c.before.title, c.before.sid)
-        if records and self.on_changes is not None:
-            try:
-                await self.on_changes(records)
-            except Exception:
-                log.exception("agenda: delivering change notices failed")
         return edit_id
 
     # -- refreshing -----------------------------------------------------------
