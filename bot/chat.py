@@ -60,6 +60,9 @@ class ChatClient(Protocol):
     ) -> None:
         """Upload a file (encrypted in encrypted rooms) and post it as `m.file`."""
 
+    async def display_name(self, user_id: str) -> str | None:
+        """The user's display name (None if unset); UnknownUser if no such user."""
+
     async def power_level(self, room_id: str, user_id: str) -> float:
         """The user's power level in the room (creators of v12 rooms: infinity)."""
 
@@ -70,3 +73,7 @@ class SendError(Exception):
     def __init__(self, reason: str, *, permanent: bool) -> None:
         super().__init__(reason)
         self.permanent = permanent
+
+
+class UnknownUser(Exception):
+    """The homeserver says this user does not exist."""

@@ -63,6 +63,8 @@ class Context:
     services: Services
     registry: Registry
     lookup_role: Callable[[], Awaitable[Role]]
+    storage: Storage
+    chat: ChatClient
     _role: Role | None = None
 
     async def role(self) -> Role:
@@ -304,6 +306,8 @@ class Dispatcher:
             services=services,
             registry=self.registry,
             lookup_role=lambda: self.role_of(msg.room_id, msg.sender),
+            storage=self.storage,
+            chat=self.chat,
         )
         cmd = self.registry.find(name)
         try:

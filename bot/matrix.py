@@ -28,6 +28,7 @@ from nio import (
     JoinError,
     LocalProtocolError,
     LoginResponse,
+    ProfileGetDisplayNameResponse,
     RoomGetStateResponse,
     RoomMemberEvent,
     RoomMessageText,
@@ -41,7 +42,7 @@ from nio import (
 from nio.exceptions import OlmUnverifiedDeviceError
 
 from bot import permissions
-from bot.chat import FileUpload, IncomingMessage, SendError
+from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
 from bot.config import MatrixConfig
 from bot.render import Message
 from bot.storage import Storage
@@ -323,9 +324,18 @@ class MatrixChat:
             "body": message.body,
             "format": "org.matrix.custom.html",
             "formatted_body": message.html,
-            "m.mentions": {},
+            "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
         }
         await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def display_name(self, user_id: str) -> str | None:
+        resp = await self.client.get_displayname(user_id)
+        if isinstance(resp, ProfileGetDisplayNameResponse):
+            return resp.displayname or None
+        if getattr(resp, "status_code", None) == "M_NOT_FOUND":
+            raise UnknownUser(user_id)
+        log.info("no display name for %s: %s", user_id, _describe(resp))
+        return None
 
     async def send_file(
         self,

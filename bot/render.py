@@ -25,6 +25,8 @@ from babel.dates import format_date, format_timedelta
 class Message:
     body: str
     html: str
+    # Users this message mentions on purpose (pills): they get notified.
+    mentions: tuple[str, ...] = ()
 
 
 def packaged_templates() -> Path:

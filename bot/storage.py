@@ -76,6 +76,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX agenda_changes_created ON agenda_changes (created_at);
     """,
+    """
+    -- Mentor directory: the minimum (Matrix ID, display name cache, topics,
+    -- who added them and when). Topics: normalised key + label as shown.
+    CREATE TABLE mentors (
+        user_id      TEXT PRIMARY KEY,
+        display_name TEXT
+    );
+    CREATE TABLE mentor_topics (
+        user_id   TEXT NOT NULL REFERENCES mentors (user_id) ON DELETE CASCADE,
+        topic_key TEXT NOT NULL,
+        label     TEXT NOT NULL,
+        added_by  TEXT NOT NULL,
+        added_at  INTEGER NOT NULL,
+        PRIMARY KEY (user_id, topic_key)
+    );
+    CREATE INDEX mentor_topics_key ON mentor_topics (topic_key);
+    CREATE TABLE mentor_requests (
+        user_id      TEXT NOT NULL,
+        topic_key    TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, topic_key)
+    );
+    -- Who did what to the directory, and when; readable by moderators.
+    CREATE TABLE mentor_audit (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        actor  TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at     INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -134,6 +167,37 @@ class ChangeRecord:
     sid: str
     payload: dict[str, object]
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MentorTopic:
+    user_id: str
+    display_name: str | None
+    topic_key: str
+    label: str
+    added_by: str
+    added_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MentorRequest:
+    user_id: str
+    topic_key: str
+    label: str
+    requested_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    actor: str
+    action: str
+    target: str
+    detail: str
+    at: int
+
+
+# Who a self-removed mentor becomes in the audit log (their ID is erased).
+ERASED = "(personne retirée)"
 
 
 class Storage:
@@ -337,6 +401,154 @@ class Storage:
             await self._db.execute("ROLLBACK")
             raise
         return edit_id
+
+    # -- mentor directory -------------------------------------------------------
+
+    async def _tx(self, statements: list[tuple[str, tuple[object, ...]]]) -> list[int]:
+        """Run statements in one transaction; the row count of each."""
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = []
+                for sql, params in statements:
+                    cur = await self._db.execute(sql, params)
+                    counts.append(cur.rowcount)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return counts
+
+    @staticmethod
+    def _audit(actor: str, action: str, target: str, detail: str) -> tuple[str, tuple[object, ...]]:
+        return (
+            "INSERT INTO mentor_audit (actor, action, target, detail, at) VALUES (?, ?, ?, ?, ?)",
+            (actor, action, target, detail, int(time.time())),
+        )
+
+    async def mentor_add(
+        self,
+        user_id: str,
+        display_name: str | None,
+        topics: list[tuple[str, str]],
+        actor: str,
+        action: str = "add",
+    ) -> int:
+        """Give a mentor topics (key, label); returns how many were new. Audited."""
+        now = int(time.time())
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (
+                "INSERT INTO mentors (user_id, display_name) VALUES (?, ?) ON CONFLICT (user_id) "
+                "DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
+                (user_id, display_name),
+            )
+        ]
+        for key, label in topics:
+            statements.append(
+                (
+                    "INSERT OR IGNORE INTO mentor_topics "
+                    "(user_id, topic_key, label, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+                    (user_id, key, label, actor, now),
+                )
+            )
+            statements.append(
+                (
+                    "DELETE FROM mentor_requests WHERE user_id = ? AND topic_key = ?",
+                    (user_id, key),
+                )
+            )
+        labels = ", ".join(label for _, label in topics)
+        statements.append(self._audit(actor, action, user_id, labels))
+        counts = await self._tx(statements)
+        return sum(counts[1 : 1 + 2 * len(topics) : 2])
+
+    async def mentor_remove(self, user_id: str, topic_key: str | None, actor: str) -> int:
+        """Remove a mentor's topic (or all); returns topics removed. Audited."""
+        params: tuple[str, ...]
+        if topic_key is None:
+            where, params = "user_id = ?", (user_id,)
+        else:
+            where, params = "user_id = ? AND topic_key = ?", (user_id, topic_key)
+        counts = await self._tx(
+            [
+                (f"DELETE FROM mentor_topics WHERE {where}", params),  # noqa: S608 - fixed text
+                (
+                    "DELETE FROM mentors WHERE user_id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM mentor_topics WHERE mentor_topics.user_id = mentors.user_id)",
+                    (user_id,),
+                ),
+                self._audit(actor, "remove", user_id, topic_key or "*"),
+            ]
+        )
+        return counts[0]
+
+    async def mentor_erase_self(self, user_id: str) -> int:
+        """Everything about this person goes; the audit keeps the facts, not the ID."""
+        counts = await self._tx(
+            [
+                ("DELETE FROM mentor_topics WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM mentor_requests WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM mentors WHERE user_id = ?", (user_id,)),
+                ("UPDATE mentor_audit SET target = ? WHERE target = ?", (ERASED, user_id)),
+                ("UPDATE mentor_audit SET actor = ? WHERE actor = ?", (ERASED, user_id)),
+                self._audit(ERASED, "erase-self", ERASED, ""),
+            ]
+        )
+        return counts[0] + counts[1]
+
+    async def mentor_request(self, user_id: str, topics: list[tuple[str, str]]) -> int:
+        now = int(time.time())
+        counts = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO mentor_requests (user_id, topic_key, label, "
+                    "requested_at) SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM "
+                    "mentor_topics WHERE user_id = ? AND topic_key = ?)",
+                    (user_id, key, label, now, user_id, key),
+                )
+                for key, label in topics
+            ]
+        )
+        return sum(counts)
+
+    async def mentor_requests(self, user_id: str | None = None) -> list[MentorRequest]:
+        sql = "SELECT user_id, topic_key, label, requested_at FROM mentor_requests"
+        params: tuple[object, ...] = ()
+        if user_id is not None:
+            sql += " WHERE user_id = ?"
+            params = (user_id,)
+        async with self._db.execute(sql + " ORDER BY requested_at, user_id, rowid", params) as cur:
+            rows = await cur.fetchall()
+        return [MentorRequest(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def mentor_topics(
+        self, *, user_id: str | None = None, topic_key: str | None = None
+    ) -> list[MentorTopic]:
+        sql = (
+            "SELECT t.user_id, m.display_name, t.topic_key, t.label, t.added_by, t.added_at "
+            "FROM mentor_topics t JOIN mentors m ON m.user_id = t.user_id"
+        )
+        clauses, params = [], []
+        if user_id is not None:
+            clauses.append("t.user_id = ?")
+            params.append(user_id)
+        if topic_key is not None:
+            clauses.append("t.topic_key = ?")
+            params.append(topic_key)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY t.topic_key, COALESCE(m.display_name, t.user_id)"
+        async with self._db.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [MentorTopic(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows]
+
+    async def mentor_audit(self, limit: int = 20) -> list[AuditEntry]:
+        async with self._db.execute(
+            "SELECT actor, action, target, detail, at FROM mentor_audit ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
     async def edits(self) -> list[Edit]:
         async with self._db.execute(

@@ -10,7 +10,7 @@ from typing import Any
 from bot import config as configuration
 from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
-from bot.chat import FileUpload, SendError
+from bot.chat import FileUpload, SendError, UnknownUser
 from bot.commands import build_registry
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
@@ -40,6 +40,8 @@ class FakeChat:
     levels: dict[tuple[str, str], float] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
     failures: list[SendError] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    unknown_users: set[str] = field(default_factory=set)
 
     async def send_notice(
         self,
@@ -66,6 +68,11 @@ class FakeChat:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(Sent(room_id, upload, txn_id, reply_to, thread_root))
+
+    async def display_name(self, user_id: str) -> str | None:
+        if user_id in self.unknown_users:
+            raise UnknownUser(user_id)
+        return self.names.get(user_id)
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)

@@ -1,0 +1,302 @@
+"""The mentor directory: who can help with which free software.
+
+    !mentors [sujet]                          anyone
+    !mentor proposer sujet1, sujet2           anyone (a moderator validates)
+    !mentor retirer-moi                       the mentor: removed everywhere
+    !mes-donnees                              anyone: what the bot holds about them
+    !mentor ajouter @user:serveur s1, s2      moderators
+    !mentor retirer @user:serveur [sujet]     moderators
+    !mentor demandes | valider @user | journal   moderators
+
+Topics are compared by `bot.textnorm.fold` (case, accents, spaces): the one
+normalisation used everywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from bot.chat import UnknownUser
+from bot.config import MXID_RE
+from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
+from bot.permissions import Role
+from bot.render import Message
+from bot.storage import MentorTopic
+from bot.textnorm import fold
+
+MAX_TOPICS = 10
+MAX_LABEL = 60
+SUGGESTIONS = 3
+
+SUBCOMMANDS = {
+    "ajouter": "add",
+    "add": "add",
+    "retirer": "remove",
+    "remove": "remove",
+    "proposer": "propose",
+    "propose": "propose",
+    "demandes": "requests",
+    "requests": "requests",
+    "valider": "approve",
+    "approve": "approve",
+    "retirer-moi": "erase",
+    "remove-me": "erase",
+    "journal": "log",
+    "log": "log",
+}
+MODERATOR_ACTIONS = frozenset({"add", "remove", "requests", "approve", "log"})
+
+
+class Problem(Exception):
+    def __init__(self, code: str, value: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.value = echo(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    user_id: str
+    name: str  # display name, or the Matrix ID
+
+    @property
+    def link(self) -> str:
+        return "https://matrix.to/#/" + quote(self.user_id, safe="@:")
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    key: str
+    label: str
+    mentors: list[Person]
+
+
+def parse_topics(text: str) -> list[tuple[str, str]]:
+    """'Superset, données ouvertes' → [(key, label)…], deduplicated by key."""
+    seen: dict[str, str] = {}
+    for part in text.replace(";", ",").split(","):
+        label = " ".join(part.split())[:MAX_LABEL]
+        key = fold(label)
+        if key and key not in seen:
+            seen[key] = label
+    if len(seen) > MAX_TOPICS:
+        raise Problem("too_many", str(MAX_TOPICS))
+    return list(seen.items())
+
+
+def matrix_id(text: str) -> str:
+    candidate = text.strip().rstrip(",")
+    if not MXID_RE.match(candidate):
+        raise Problem("bad_id", candidate)
+    return candidate
+
+
+def suggest(query: str, keys: list[str]) -> list[str]:
+    """Close topics: spelling neighbours first, then topics containing the words."""
+    close = difflib.get_close_matches(query, keys, n=SUGGESTIONS, cutoff=0.6)
+    near = [k for k in keys if k not in close and (query in k or k in query)]
+    return (close + near)[:SUGGESTIONS]
+
+
+def group(rows: list[MentorTopic]) -> list[Topic]:
+    by_key: dict[str, list[MentorTopic]] = defaultdict(list)
+    for row in rows:
+        by_key[row.topic_key].append(row)
+    topics = []
+    for key, items in by_key.items():
+        # The label used by most (then the earliest) is the one shown.
+        labels = [i.label for i in sorted(items, key=lambda i: i.added_at)]
+        label = max(labels, key=labels.count)
+        people = [Person(i.user_id, i.display_name or i.user_id) for i in items]
+        topics.append(Topic(key, label, people))
+    return sorted(topics, key=lambda t: t.key)
+
+
+def _problem(ctx: Context, problem: Problem, action: str) -> Message:
+    return ctx.render("mentor_problem", problem=problem.code, value=problem.value, action=action)
+
+
+def _when(ctx: Context, timestamp: int) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    renderer = ctx.services.renderer
+    return f"{renderer.day_label(renderer.local(moment).date())} {renderer.time_label(moment)}"
+
+
+@command("mentors", "mentores", "mentorat")
+async def mentors_command(ctx: Context) -> Message:
+    rows = await ctx.storage.mentor_topics()
+    topics = group(rows)
+    query = " ".join(ctx.args.split())[:MAX_LABEL]
+    if not query:
+        return ctx.render("mentors", topics=topics, topic=None, query="", suggestions=[])
+    key = fold(query)
+    found = next((t for t in topics if t.key == key), None)
+    if found is None:
+        labels = {t.key: t.label for t in topics}
+        suggestions = [labels[k] for k in suggest(key, list(labels))]
+        return ctx.render(
+            "mentors", topics=topics, topic=None, query=echo(query), suggestions=suggestions
+        )
+    message = ctx.render("mentors", topics=topics, topic=found, query=query, suggestions=[])
+    return replace(message, mentions=tuple(p.user_id for p in found.mentors))
+
+
+@command("mentor")
+async def mentor_command(ctx: Context) -> Message:
+    first, _, rest = ctx.args.partition(" ")
+    if not first:
+        raise UsageError
+    action = SUBCOMMANDS.get(fold(first))
+    if action is None:
+        return _problem(ctx, Problem("unknown_action", first), "any")
+    if action in MODERATOR_ACTIONS and await ctx.role() < Role.MODERATOR:
+        raise PermissionDenied(f"mentor {first}")
+    try:
+        if action == "add":
+            return await _add(ctx, rest)
+        if action == "remove":
+            return await _remove(ctx, rest)
+        if action == "propose":
+            return await _propose(ctx, rest)
+        if action == "requests":
+            return await _requests(ctx)
+        if action == "approve":
+            return await _approve(ctx, rest)
+        if action == "erase":
+            return await _erase(ctx)
+        return await _log(ctx)
+    except Problem as problem:
+        return _problem(ctx, problem, action)
+
+
+async def _person(ctx: Context, user_id: str) -> Person:
+    try:
+        name = await ctx.chat.display_name(user_id)
+    except UnknownUser:
+        raise Problem("unknown_user", user_id) from None
+    return Person(user_id, name or user_id)
+
+
+async def _add(ctx: Context, rest: str) -> Message:
+    who, _, topics_text = rest.strip().partition(" ")
+    if not who:
+        raise Problem("no_id")
+    user_id = matrix_id(who)
+    topics = parse_topics(topics_text)
+    if not topics:
+        raise Problem("no_topics")
+    person = await _person(ctx, user_id)
+    added = await ctx.storage.mentor_add(
+        user_id, None if person.name == user_id else person.name, topics, ctx.msg.sender
+    )
+    message = ctx.render(
+        "mentor_done",
+        outcome="added",
+        person=person,
+        labels=[label for _, label in topics],
+        count=added,
+    )
+    return replace(message, mentions=(user_id,))
+
+
+async def _remove(ctx: Context, rest: str) -> Message:
+    who, _, topic_text = rest.strip().partition(" ")
+    if not who:
+        raise Problem("no_id")
+    user_id = matrix_id(who)
+    topic_key = fold(topic_text) or None
+    removed = await ctx.storage.mentor_remove(user_id, topic_key, ctx.msg.sender)
+    if not removed:
+        raise Problem("not_mentor" if topic_key is None else "not_mentor_topic", user_id)
+    return ctx.render(
+        "mentor_done",
+        outcome="removed",
+        person=Person(user_id, user_id),
+        labels=[" ".join(topic_text.split())] if topic_key else [],
+        count=removed,
+    )
+
+
+async def _propose(ctx: Context, rest: str) -> Message:
+    topics = parse_topics(rest)
+    if not topics:
+        raise Problem("no_topics")
+    added = await ctx.storage.mentor_request(ctx.msg.sender, topics)
+    return ctx.render(
+        "mentor_done",
+        outcome="proposed" if added else "already",
+        person=Person(ctx.msg.sender, ctx.msg.sender),
+        labels=[label for _, label in topics],
+        count=added,
+    )
+
+
+async def _requests(ctx: Context) -> Message:
+    pending = await ctx.storage.mentor_requests()
+    by_user: dict[str, list[str]] = defaultdict(list)
+    for r in pending:
+        by_user[r.user_id].append(r.label)
+    return ctx.render("mentor_requests", requests=sorted(by_user.items()))
+
+
+async def _approve(ctx: Context, rest: str) -> Message:
+    who = rest.strip()
+    if not who:
+        raise Problem("no_id")
+    user_id = matrix_id(who.split()[0])
+    pending = await ctx.storage.mentor_requests(user_id)
+    if not pending:
+        raise Problem("no_request", user_id)
+    person = await _person(ctx, user_id)
+    topics = [(r.topic_key, r.label) for r in pending]
+    added = await ctx.storage.mentor_add(
+        user_id,
+        None if person.name == user_id else person.name,
+        topics,
+        ctx.msg.sender,
+        action="approve",
+    )
+    message = ctx.render(
+        "mentor_done",
+        outcome="added",
+        person=person,
+        labels=[label for _, label in topics],
+        count=added,
+    )
+    return replace(message, mentions=(user_id,))
+
+
+async def _erase(ctx: Context) -> Message:
+    removed = await ctx.storage.mentor_erase_self(ctx.msg.sender)
+    return ctx.render(
+        "mentor_done",
+        outcome="erased" if removed else "nothing",
+        person=Person(ctx.msg.sender, ctx.msg.sender),
+        labels=[],
+        count=removed,
+    )
+
+
+async def _log(ctx: Context) -> Message:
+    entries = await ctx.storage.mentor_audit()
+    return ctx.render(
+        "mentor_log",
+        entries=[(e, _when(ctx, e.at)) for e in entries],
+    )
+
+
+@command("mes-donnees", "my-data", "mesdonnees")
+async def my_data_command(ctx: Context) -> Message:
+    user_id = ctx.msg.sender
+    topics = await ctx.storage.mentor_topics(user_id=user_id)
+    requests = await ctx.storage.mentor_requests(user_id)
+    return ctx.render(
+        "my_data",
+        user_id=user_id,
+        topics=[(t, _when(ctx, t.added_at)) for t in topics],
+        requests=[(r, _when(ctx, r.requested_at)) for r in requests],
+    )

@@ -1,0 +1,182 @@
+"""The mentor directory with a fake chat: roles, lookup, requests, self-removal, data export."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.chat import IncomingMessage
+from bot.commands.mentors import Problem, matrix_id, parse_topics, suggest
+from bot.dispatch import Dispatcher
+from bot.render import Message, Renderer
+from bot.storage import ERASED, Storage
+from tests.fakes import FakeChat, FakeClock, make_dispatcher
+
+ROOM = "!room:example.org"
+MOD = "@mod:example.org"
+ADMIN = "@admin:example.org"
+MEMBER = "@member:example.org"
+CAMILLE = "@camille:example.org"
+
+
+class Room:
+    def __init__(self, dispatcher: Dispatcher, chat: FakeChat, storage: Storage) -> None:
+        self.dispatcher, self.chat, self.storage = dispatcher, chat, storage
+        self._n = 0
+
+    async def say(self, text: str, sender: str = MEMBER) -> Message:
+        self._n += 1
+        reply = await self.dispatcher.answer(IncomingMessage(ROOM, f"$m{self._n}", sender, text))
+        assert isinstance(reply, Message)
+        return reply
+
+
+@pytest.fixture
+async def room(tmp_path: Path) -> AsyncIterator[Room]:
+    chat = FakeChat(
+        levels={(ROOM, MOD): 50},
+        names={CAMILLE: "Camille Dupont", MEMBER: "Membre"},
+        unknown_users={"@ghost:example.org"},
+    )
+    dispatcher, chat, storage = await make_dispatcher(
+        tmp_path,
+        [],
+        FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
+        chat,
+        bot={"moderators": [ADMIN]},
+    )
+    yield Room(dispatcher, chat, storage)
+    await storage.close()
+
+
+def test_topics_normalised_and_suggested() -> None:
+    topics = parse_topics(" Données  OUVERTES, données ouvertes ; Superset,, ")
+    assert topics == [("donnees ouvertes", "Données OUVERTES"), ("superset", "Superset")]
+    assert suggest("supserset", ["superset", "grist", "matomo"]) == ["superset"]
+    assert suggest("donnees", ["donnees ouvertes", "grist"]) == ["donnees ouvertes"]
+    assert suggest("kubernetes", ["superset", "grist"]) == []
+    with pytest.raises(Problem):
+        matrix_id("camille")
+    with pytest.raises(Problem):
+        parse_topics(",".join(f"t{i}" for i in range(11)))
+
+
+async def test_moderator_registers_anyone_finds_with_pills(room: Room) -> None:
+    added = await room.say(f"!mentor ajouter {CAMILLE} Superset, Données ouvertes", sender=MOD)
+    assert added.body.startswith("✅ Camille Dupont (@camille:example.org) est mentor pour")
+    assert added.mentions == (CAMILLE,)
+
+    listing = await room.say("!mentors")
+    assert (
+        "• Données ouvertes : 1 mentor" in listing.body and "• Superset : 1 mentor" in listing.body
+    )
+    assert listing.mentions == ()
+
+    found = await room.say("!mentors donnees OUVERTES")
+    assert "Mentors pour « Données ouvertes »" in found.body
+    assert "• Camille Dupont (@camille:example.org)" in found.body
+    assert '<a href="https://matrix.to/#/@camille:example.org">Camille Dupont</a>' in found.html
+    assert found.mentions == (CAMILLE,)
+
+    missed = await room.say("!mentors supserset")
+    assert missed.body.startswith("Aucun mentor pour « supserset ». Sujets proches : Superset.")
+    assert missed.mentions == ()
+
+
+async def test_member_refused_config_moderator_accepted(room: Room) -> None:
+    refused = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=MEMBER)
+    assert refused.body == "Désolé, « !mentor ajouter » est réservée aux modérateurs de ce salon."
+    assert await room.storage.mentor_topics() == []
+    # Power level 0 in this room, but listed in bot.moderators.
+    accepted = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=ADMIN)
+    assert accepted.body.startswith("✅ Camille Dupont")
+    assert [t.added_by for t in await room.storage.mentor_topics()] == [ADMIN]
+
+
+@pytest.mark.parametrize(
+    ("command", "first_line"),
+    [
+        ("!mentor ajouter camille Grist", "« camille » n'est pas un identifiant Matrix"),
+        (f"!mentor ajouter {CAMILLE}", "Il manque les sujets"),
+        (f"!mentor ajouter {CAMILLE} , ,", "Il manque les sujets"),
+        ("!mentor ajouter @ghost:example.org Grist", "Le serveur ne connaît pas @ghost"),
+        ("!mentor ajouter", "Il manque l'identifiant Matrix"),
+        (f"!mentor retirer {CAMILLE}", f"{CAMILLE} n'est pas dans l'annuaire"),
+        (f"!mentor valider {CAMILLE}", f"{CAMILLE} n'a pas de demande en attente"),
+        ("!mentor danser", "Je ne connais pas « !mentor danser »"),
+    ],
+)
+async def test_bad_input_one_clear_line_with_syntax(
+    room: Room, command: str, first_line: str
+) -> None:
+    lines = (await room.say(command, sender=MOD)).body.splitlines()
+    assert lines[0].startswith(first_line), lines
+    assert lines[1].startswith("Syntaxe : !mentor ")
+    assert len(lines) == 2
+    assert await room.storage.mentor_topics() == []
+
+
+async def test_propose_validate_remove_and_journal(room: Room) -> None:
+    proposed = await room.say("!mentor proposer Matomo, Grist", sender=CAMILLE)
+    assert proposed.body.startswith("Merci ! Votre proposition (Matomo, Grist)")
+    assert "Aucun mentor" in (await room.say("!mentors matomo")).body  # not before validation
+    requests = await room.say("!mentor demandes", sender=MOD)
+    assert f"• {CAMILLE} : Matomo, Grist" in requests.body
+    approved = await room.say(f"!mentor valider {CAMILLE}", sender=MOD)
+    assert "est mentor pour : Matomo, Grist" in approved.body
+    assert "Aucune demande en attente" in (await room.say("!mentor demandes", sender=MOD)).body
+    assert "Camille Dupont" in (await room.say("!mentors MATOMO")).body
+
+    removed = await room.say(f"!mentor retirer {CAMILLE} matomo", sender=MOD)
+    assert removed.body.startswith(f"✅ {CAMILLE} est retiré·e de l'annuaire pour « matomo »")
+    assert "Aucun mentor" in (await room.say("!mentors matomo")).body
+    assert "Camille Dupont" in (await room.say("!mentors grist")).body
+
+    journal = (await room.say("!mentor journal", sender=MOD)).body.splitlines()
+    assert journal[0].startswith("Journal de l'annuaire")
+    assert journal[1].endswith(f"{MOD} : retire {CAMILLE} (matomo)")
+    assert journal[2].endswith(f"{MOD} : valide {CAMILLE} (Matomo, Grist)")
+    assert "réservée aux modérateurs" in (await room.say("!mentor journal")).body
+
+
+async def test_my_data_and_self_removal_leave_nothing(room: Room) -> None:
+    await room.say(f"!mentor ajouter {CAMILLE} Superset", sender=MOD)
+    await room.say("!mentor proposer Grist", sender=CAMILLE)
+    mine = (await room.say("!mes-données", sender=CAMILLE)).body
+    assert f"Ce que le bot garde à votre sujet ({CAMILLE})" in mine
+    assert "– Superset (ajouté le lundi 23 novembre" in mine or "– Superset (ajouté le" in mine
+    assert f"par {MOD})" in mine
+    assert "– Grist (le " in mine
+
+    erased = await room.say("!mentor retirer-moi", sender=CAMILLE)
+    assert erased.body.startswith("✅ Vous êtes retiré·e de l'annuaire des mentors")
+    assert await room.storage.mentor_topics() == []
+    assert await room.storage.mentor_requests() == []
+    audit = await room.storage.mentor_audit()
+    assert all(CAMILLE not in (e.actor, e.target, e.detail) for e in audit)
+    assert audit[0].action == "erase-self" and audit[0].actor == ERASED
+    assert "Rien dans l'annuaire des mentors." in (await room.say("!my-data", sender=CAMILLE)).body
+    again = await room.say("!mentor retirer-moi", sender=CAMILLE)
+    assert again.body == "L'annuaire des mentors ne contient rien à votre sujet."
+
+
+async def test_english_directory(room: Room) -> None:
+    services = room.dispatcher.services
+    room.dispatcher.services = dataclasses.replace(
+        services, renderer=Renderer("en", services.renderer.tz)
+    )
+    added = await room.say(f"!mentor add {CAMILLE} Superset", sender=MOD)
+    assert added.body.startswith(f"✅ Camille Dupont ({CAMILLE}) is a mentor for: Superset.")
+    found = await room.say("!mentors superset")
+    assert found.body.startswith('🤝 Mentors for "Superset":')
+    lines = (await room.say("!mentor add nobody Grist", sender=MOD)).body.splitlines()
+    assert lines == [
+        '"nobody" is not a Matrix ID (expected: @name:server).',
+        "Syntax: !mentor add @name:server topic1, topic2 — e.g. "
+        "!mentor add @camille.dupont:agent.tchap.gouv.fr Superset, Grist",
+    ]
+    assert "Nothing in the mentor directory." in (await room.say("!my-data")).body
