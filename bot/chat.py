@@ -19,6 +19,9 @@ class IncomingMessage:
     sender: str
     body: str
     thread_root: str | None = None
+    # Users the sender mentioned with pills (`m.mentions`): clients put the
+    # display name in `body`, the Matrix ID only here. Not kept in the inbox.
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

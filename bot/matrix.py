@@ -283,7 +283,11 @@ class MatrixChat:
         if relates.get("rel_type") == "m.replace" or "m.new_content" in content:
             return None  # an edit: the original was the command
         thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        return IncomingMessage(room_id, event.event_id, event.sender, event.body, thread_root)
+        mentioned = (content.get("m.mentions") or {}).get("user_ids") or []
+        mentions = tuple(u for u in mentioned if isinstance(u, str) and u != self.user_id)
+        return IncomingMessage(
+            room_id, event.event_id, event.sender, event.body, thread_root, mentions[:20]
+        )
 
     async def _on_invite(self, room_id: str, invite_state: Iterable[Any]) -> None:
         inviter = next(

@@ -45,7 +45,13 @@ async def test_mentor_directory(synapse: DevHomeserver, tmp_path: Path, make_use
         assert body(added).startswith("✅ Camille Dupont")
         assert added.source["content"]["m.mentions"] == {"user_ids": [mentor.user_id]}
 
-        by_admin = await admin.ask(room, f"!mentor ajouter {mentor.user_id} Grist", bot_id)
+        # As Element sends a pill: display name in the body, the ID in m.mentions.
+        pill = await admin.send(
+            room,
+            "!mentor ajouter Camille Dupont Grist",
+            **{"m.mentions": {"user_ids": [mentor.user_id]}},
+        )
+        by_admin = await admin.reply_to(room, pill, bot_id)
         assert "est mentor pour : Grist" in body(by_admin)
 
         found = await member.ask(room, "!mentors donnees OUVERTES", bot_id)

@@ -180,3 +180,18 @@ async def test_english_directory(room: Room) -> None:
         "!mentor add @camille.dupont:agent.tchap.gouv.fr Superset, Grist",
     ]
     assert "Nothing in the mentor directory." in (await room.say("!my-data")).body
+
+
+async def test_pill_instead_of_a_typed_id(room: Room) -> None:
+    """Clients put the display name in the body and the ID in `m.mentions`."""
+    msg = IncomingMessage(
+        ROOM, "$pill", MOD, "!mentor ajouter Camille Dupont : Superset, Grist", None, (CAMILLE,)
+    )
+    reply = await room.dispatcher.answer(msg)
+    assert isinstance(reply, Message)
+    assert reply.body.startswith(f"✅ Camille Dupont ({CAMILLE}) est mentor pour : Superset, Grist")
+    # A pill whose text is not the person's name is not guessed at.
+    odd = IncomingMessage(ROOM, "$odd", MOD, "!mentor ajouter Cam Grist", None, (CAMILLE,))
+    reply = await room.dispatcher.answer(odd)
+    assert isinstance(reply, Message)
+    assert reply.body.startswith("« Cam » n'est pas un identifiant Matrix")

@@ -173,6 +173,26 @@ async def mentor_command(ctx: Context) -> Message:
         return _problem(ctx, problem, action)
 
 
+async def _target(ctx: Context, rest: str) -> tuple[Person, str]:
+    """Who the command is about, and the text after them.
+
+    Typed as @name:server, or as a pill: then the body holds the display
+    name and `m.mentions` the ID.
+    """
+    text = rest.strip()
+    who, _, after = text.partition(" ")
+    if MXID_RE.match(who.rstrip(",")) or len(ctx.msg.mentions) != 1:
+        if not who:
+            raise Problem("no_id")
+        user_id = matrix_id(who)
+        return await _person(ctx, user_id), after
+    person = await _person(ctx, ctx.msg.mentions[0])
+    for shown in (person.name, f"@{person.name}"):
+        if text.startswith(shown):
+            return person, text[len(shown) :].lstrip(" :,")
+    raise Problem("bad_id", who)
+
+
 async def _person(ctx: Context, user_id: str) -> Person:
     try:
         name = await ctx.chat.display_name(user_id)
@@ -182,14 +202,11 @@ async def _person(ctx: Context, user_id: str) -> Person:
 
 
 async def _add(ctx: Context, rest: str) -> Message:
-    who, _, topics_text = rest.strip().partition(" ")
-    if not who:
-        raise Problem("no_id")
-    user_id = matrix_id(who)
+    person, topics_text = await _target(ctx, rest)
+    user_id = person.user_id
     topics = parse_topics(topics_text)
     if not topics:
         raise Problem("no_topics")
-    person = await _person(ctx, user_id)
     added = await ctx.storage.mentor_add(
         user_id, None if person.name == user_id else person.name, topics, ctx.msg.sender
     )
@@ -204,10 +221,14 @@ async def _add(ctx: Context, rest: str) -> Message:
 
 
 async def _remove(ctx: Context, rest: str) -> Message:
-    who, _, topic_text = rest.strip().partition(" ")
-    if not who:
-        raise Problem("no_id")
-    user_id = matrix_id(who)
+    if ctx.msg.mentions:
+        person, topic_text = await _target(ctx, rest)
+        user_id = person.user_id
+    else:  # a typed ID: no profile lookup (the user may be gone from the server)
+        who, _, topic_text = rest.strip().partition(" ")
+        if not who:
+            raise Problem("no_id")
+        user_id = matrix_id(who)
     topic_key = fold(topic_text) or None
     removed = await ctx.storage.mentor_remove(user_id, topic_key, ctx.msg.sender)
     if not removed:
@@ -244,14 +265,11 @@ async def _requests(ctx: Context) -> Message:
 
 
 async def _approve(ctx: Context, rest: str) -> Message:
-    who = rest.strip()
-    if not who:
-        raise Problem("no_id")
-    user_id = matrix_id(who.split()[0])
+    person, _ = await _target(ctx, rest)
+    user_id = person.user_id
     pending = await ctx.storage.mentor_requests(user_id)
     if not pending:
         raise Problem("no_request", user_id)
-    person = await _person(ctx, user_id)
     topics = [(r.topic_key, r.label) for r in pending]
     added = await ctx.storage.mentor_add(
         user_id,
