@@ -14,6 +14,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.agenda.sources import AgendaService
+from bot.broadcast import Broadcaster
 from bot.commands import build_registry
 from bot.config import Config
 from bot.dispatch import Dispatcher, Services
@@ -76,6 +77,15 @@ class BotApp:
             except LoginFailed as exc:
                 raise StartupError(str(exc)) from None
             dispatcher = Dispatcher(build_registry(), services, chat, storage)
+            broadcaster = Broadcaster(
+                storage,
+                chat,
+                renderer,
+                prefix=cfg.bot.prefix,
+                now=self.now,
+                pace=cfg.broadcasts.pace,
+            )
+            agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept
             chat.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)
@@ -113,10 +123,11 @@ class BotApp:
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
             ready = asyncio.create_task(self._mark_ready(chat))
+            posting = asyncio.create_task(self._broadcast(chat, broadcaster), name="broadcasts")
             try:
                 await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sync, stopper, ready):
+                for task in (sync, stopper, ready, posting):
                     if not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -126,6 +137,11 @@ class BotApp:
                     raise StartupError(str(failure))
                 raise failure
             log.info("stopping")
+
+    async def _broadcast(self, chat: MatrixChat, broadcaster: Broadcaster) -> None:
+        # Resumes what a crash left pending once the client is in sync.
+        await chat.synced.wait()
+        await broadcaster.run()
 
     async def _mark_ready(self, chat: MatrixChat) -> None:
         await chat.synced.wait()

@@ -161,11 +161,17 @@ class AgendaConfig(_Model):
         return value
 
 
+class BroadcastConfig(_Model):
+    # Pause between two posts to rooms (Tchap asks bots for about 1 message/s).
+    pace: Duration = timedelta(seconds=1)
+
+
 class Config(_Model):
     matrix: MatrixConfig
     storage: StorageConfig = StorageConfig()
     bot: BotConfig = BotConfig()
     agenda: AgendaConfig = AgendaConfig()
+    broadcasts: BroadcastConfig = BroadcastConfig()
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

@@ -109,6 +109,33 @@ MIGRATIONS: tuple[str, ...] = (
         at     INTEGER NOT NULL
     );
     """,
+    """
+    -- Rooms that receive scheduled posts, by kind.
+    CREATE TABLE subscriptions (
+        room_id  TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (room_id, kind)
+    );
+    -- One row per (broadcast, room), with its transaction id, written before
+    -- sending and marked after: a crash resends with the same id, which the
+    -- homeserver deduplicates.
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        broadcast  TEXT NOT NULL,
+        room_id    TEXT NOT NULL,
+        txn_id     TEXT NOT NULL,
+        status     TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'sent', 'failed', 'skipped')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        sent_at    INTEGER,
+        UNIQUE (broadcast, room_id)
+    );
+    CREATE INDEX outbox_pending ON outbox (id) WHERE status = 'pending';
+    ALTER TABLE agenda_changes ADD COLUMN fanned_out INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -196,8 +223,20 @@ class AuditEntry:
     at: int
 
 
+# Subscription kinds (what a room receives).
+REMINDERS = "rappels"
+
 # Who a self-removed mentor becomes in the audit log (their ID is erased).
 ERASED = "(personne retirée)"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    broadcast: str
+    room_id: str
+    txn_id: str
+    attempts: int
 
 
 class Storage:
@@ -549,6 +588,98 @@ class Storage:
         ) as cur:
             rows = await cur.fetchall()
         return [AuditEntry(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    # -- subscriptions and the outbox -------------------------------------------
+
+    async def subscribe(self, room_id: str, kind: str, actor: str) -> bool:
+        """False when the room was already subscribed."""
+        (count,) = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO subscriptions (room_id, kind, added_by, added_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (room_id, kind, actor, int(time.time())),
+                )
+            ]
+        )
+        return count == 1
+
+    async def unsubscribe(self, room_id: str, kind: str) -> bool:
+        (count,) = await self._tx(
+            [("DELETE FROM subscriptions WHERE room_id = ? AND kind = ?", (room_id, kind))]
+        )
+        return count == 1
+
+    async def subscriptions(self, room_id: str) -> list[str]:
+        async with self._db.execute(
+            "SELECT kind FROM subscriptions WHERE room_id = ? ORDER BY kind", (room_id,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [str(r[0]) for r in rows]
+
+    async def fan_out_changes(self, kind: str, txn_prefix: str) -> int:
+        """Queue every new programme change for the rooms subscribed to `kind`.
+
+        One transaction: the outbox rows and the change marked as fanned out,
+        so a crash queues a change for its rooms once, never twice.
+        """
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
+                    "SELECT 'change:' || c.key, s.room_id, "
+                    "? || substr(c.key, 1, 24) || '-' || s.rowid, ? "
+                    "FROM agenda_changes c JOIN subscriptions s ON s.kind = ? "
+                    "WHERE c.fanned_out = 0 ORDER BY c.created_at, c.rowid",
+                    (txn_prefix, int(time.time()), kind),
+                )
+                queued = cur.rowcount
+                await self._db.execute(
+                    "UPDATE agenda_changes SET fanned_out = 1 WHERE fanned_out = 0"
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return queued
+
+    async def outbox_pending(self) -> list[OutboxItem]:
+        async with self._db.execute(
+            "SELECT id, broadcast, room_id, txn_id, attempts FROM outbox "
+            "WHERE status = 'pending' ORDER BY id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    async def outbox_attempt(self, item_id: int) -> None:
+        async with self._write:
+            await self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,)
+            )
+
+    async def outbox_finish(self, item_id: int, status: str) -> None:
+        async with self._write:
+            await self._db.execute(
+                "UPDATE outbox SET status = ?, sent_at = ? WHERE id = ?",
+                (status, int(time.time()), item_id),
+            )
+
+    async def outbox_status(self, broadcast: str) -> dict[str, str]:
+        async with self._db.execute(
+            "SELECT room_id, status FROM outbox WHERE broadcast = ?", (broadcast,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def change(self, key: str) -> ChangeRecord | None:
+        async with self._db.execute(
+            "SELECT key, kind, sid, payload, created_at FROM agenda_changes WHERE key = ?", (key,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return ChangeRecord(row[0], row[1], row[2], json.loads(row[3]), int(row[4]))
 
     async def edits(self) -> list[Edit]:
         async with self._db.execute(

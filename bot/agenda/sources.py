@@ -223,6 +223,8 @@ class AgendaService:
         self._lock = asyncio.Lock()  # guards the agenda, the edits and the copies
         self._refreshing = asyncio.Lock()
         self.agenda = Agenda()
+        # Called after programme changes are stored (wakes the broadcaster).
+        self.on_recorded: Callable[[], None] | None = None
 
     # -- building -------------------------------------------------------------
 
@@ -293,6 +295,8 @@ class AgendaService:
         # Stored changes are the queue of notices for subscribed rooms.
         for c in found.changes:
             log.info("agenda: programme change (%s): %s [%s]", c.kind, c.before.title, c.before.sid)
+        if records and self.on_recorded is not None:
+            self.on_recorded()
         return edit_id
 
     # -- refreshing -----------------------------------------------------------

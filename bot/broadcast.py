@@ -1,0 +1,143 @@
+"""Posts to subscribed rooms, exactly once, through the outbox.
+
+A broadcast becomes one outbox row per room (with its transaction id) in the
+same transaction that marks it queued; each row is sent with that id and
+marked after. A crash anywhere resends pending rows with the same id, which
+the homeserver deduplicates: no duplicate, no loss. Sends are paced
+(`broadcasts.pace`), and each room has its own task, so a slow or failing
+room never holds the others back.
+
+Today's broadcasts: programme-change notices to rooms subscribed to
+`rappels`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from bot.chat import ChatClient, SendError
+from bot.notices import render_change
+from bot.render import Message, Renderer
+from bot.storage import REMINDERS, OutboxItem, Storage
+
+log = logging.getLogger(__name__)
+
+TXN_PREFIX = "bh-o-"
+SEND_ATTEMPTS = 5
+# Woken at once by a programme change; otherwise checks this often.
+IDLE_CHECK_S = 60.0
+
+
+class Broadcaster:
+    def __init__(
+        self,
+        storage: Storage,
+        chat: ChatClient,
+        renderer: Renderer,
+        *,
+        prefix: str,
+        now: Callable[[], datetime],
+        pace: timedelta,
+        retry_delay: float = 5.0,
+    ) -> None:
+        self._storage = storage
+        self._chat = chat
+        self._renderer = renderer
+        self._prefix = prefix
+        self._now = now
+        self._pace = pace.total_seconds()
+        self._retry_delay = retry_delay
+        self._pacer = asyncio.Lock()
+        self._last_send = 0.0
+        self._running = asyncio.Lock()
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        """Deliver until cancelled: at start, when woken, and every minute."""
+        while True:
+            try:
+                await self.deliver()
+            except Exception:
+                log.exception("broadcasts: delivery round failed; retrying later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), IDLE_CHECK_S)
+            self.wake.clear()
+
+    async def deliver(self) -> int:
+        """Queue what is new, then send every pending row; returns rows sent."""
+        async with self._running:
+            queued = await self._storage.fan_out_changes(REMINDERS, TXN_PREFIX)
+            if queued:
+                log.info("broadcasts: %d post(s) queued", queued)
+            by_room: dict[str, list[OutboxItem]] = defaultdict(list)
+            for item in await self._storage.outbox_pending():
+                by_room[item.room_id].append(item)
+            results = await asyncio.gather(
+                *(self._deliver_room(items) for items in by_room.values())
+            )
+            return sum(results)
+
+    async def _deliver_room(self, items: list[OutboxItem]) -> int:
+        sent = 0
+        for item in items:
+            if await self._deliver_one(item):
+                sent += 1
+        return sent
+
+    async def _deliver_one(self, item: OutboxItem) -> bool:
+        message = await self._render(item)
+        if message is None:
+            await self._storage.outbox_finish(item.id, "skipped")
+            return False
+        attempts = item.attempts
+        while attempts < SEND_ATTEMPTS:
+            attempts += 1
+            await self._storage.outbox_attempt(item.id)  # counted before: a crash counts
+            await self._wait_turn()
+            try:
+                await self._chat.send_notice(item.room_id, message, txn_id=item.txn_id)
+            except SendError as exc:
+                if exc.permanent:
+                    break
+                log.warning("broadcasts: %s to %s: %s", item.broadcast, item.room_id, exc)
+                await asyncio.sleep(self._retry_delay * 2 ** (attempts - 1))
+                continue
+            await self._storage.outbox_finish(item.id, "sent")
+            return True
+        log.error("broadcasts: giving up %s to %s", item.broadcast, item.room_id)
+        await self._storage.outbox_finish(item.id, "failed")
+        return False
+
+    async def _wait_turn(self) -> None:
+        """At most one post every `pace` seconds, across all rooms."""
+        async with self._pacer:
+            delay = self._last_send + self._pace - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._last_send = time.monotonic()
+
+    async def _render(self, item: OutboxItem) -> Message | None:
+        """The post, or None when it no longer makes sense (the session started)."""
+        kind, _, key = item.broadcast.partition(":")
+        if kind != "change":
+            log.error("broadcasts: unknown broadcast %s", item.broadcast)
+            return None
+        record = await self._storage.change(key)
+        if record is None:
+            return None
+        now = self._now()
+        starts = [
+            datetime.fromisoformat(str(state["start"]))
+            for state in (record.payload.get("before"), record.payload.get("after"))
+            if isinstance(state, dict)
+        ]
+        if starts and max(starts) <= now:
+            log.info("broadcasts: %s not sent, the session has started", item.broadcast)
+            return None
+        return render_change(record, now=now, renderer=self._renderer, prefix=self._prefix)

@@ -1,0 +1,53 @@
+"""`!abonner rappels`, `!desabonner rappels`, `!abonnements`: what a room receives.
+
+Subscribed to `rappels`, a room receives the programme-change notices
+("⚠️ Changement de programme …"), each exactly once (see `bot.broadcast`).
+"""
+
+from __future__ import annotations
+
+from bot.dispatch import Context, command, echo
+from bot.permissions import Role
+from bot.render import Message
+from bot.storage import REMINDERS
+from bot.textnorm import fold
+
+KINDS = {"rappels": REMINDERS, "rappel": REMINDERS, "reminders": REMINDERS}
+
+
+def _kind(ctx: Context) -> str | None:
+    return KINDS.get(fold(ctx.args))
+
+
+def _render(ctx: Context, outcome: str, kind: str | None) -> Message:
+    return ctx.render(
+        "subscription",
+        outcome=outcome,
+        kind=kind,
+        typed=echo(ctx.args),
+        kinds=sorted(set(KINDS.values())),
+    )
+
+
+@command("abonner", "subscribe", role=Role.MODERATOR)
+async def subscribe_command(ctx: Context) -> Message:
+    kind = _kind(ctx)
+    if kind is None:
+        return _render(ctx, "unknown_kind", None)
+    added = await ctx.storage.subscribe(ctx.msg.room_id, kind, ctx.msg.sender)
+    return _render(ctx, "subscribed" if added else "already", kind)
+
+
+@command("desabonner", "unsubscribe", role=Role.MODERATOR)
+async def unsubscribe_command(ctx: Context) -> Message:
+    kind = _kind(ctx)
+    if kind is None:
+        return _render(ctx, "unknown_kind", None)
+    removed = await ctx.storage.unsubscribe(ctx.msg.room_id, kind)
+    return _render(ctx, "unsubscribed" if removed else "not_subscribed", kind)
+
+
+@command("abonnements", "subscriptions")
+async def subscriptions_command(ctx: Context) -> Message:
+    kinds = await ctx.storage.subscriptions(ctx.msg.room_id)
+    return ctx.render("subscriptions", kinds=kinds)

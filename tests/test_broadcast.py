@@ -1,0 +1,145 @@
+"""Programme-change notices to subscribed rooms through the outbox, with a fake chat and clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from bot.agenda.sources import AgendaService
+from bot.broadcast import Broadcaster
+from bot.chat import IncomingMessage, SendError
+from bot.commands import build_registry
+from bot.dispatch import Dispatcher, Services
+from bot.render import Message, Renderer
+from bot.storage import Storage
+from tests.fakes import FakeChat, FakeClock, make_config
+
+PARIS = ZoneInfo("Europe/Paris")
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+MOD = "@mod:example.org"
+ROOMS = ["!a:example.org", "!b:example.org", "!c:example.org"]
+CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\nUID:g@t\r\n"
+    b"DTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Paris:20261124T140000\r\n"
+    b"DURATION:PT1H\r\nSUMMARY:Webinaire Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@dataclass
+class World:
+    dispatcher: Dispatcher
+    chat: FakeChat
+    storage: Storage
+    agenda: AgendaService
+    clock: FakeClock
+
+    def broadcaster(self) -> Broadcaster:
+        return Broadcaster(
+            self.storage,
+            self.chat,
+            Renderer("fr", PARIS),
+            prefix="!",
+            now=self.clock,
+            pace=timedelta(0),
+            retry_delay=0,
+        )
+
+    async def say(self, text: str, room: str = ROOMS[0], sender: str = MOD) -> str:
+        reply = await self.dispatcher.answer(IncomingMessage(room, f"$x{text}", sender, text))
+        assert isinstance(reply, Message)
+        return reply.body
+
+    def notices(self) -> list[tuple[str, str, str]]:
+        return [
+            (s.room_id, s.message.body, s.txn_id)
+            for s in self.chat.sent
+            if isinstance(s.message, Message) and s.message.body.startswith("⚠️")
+        ]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    source = tmp_path / "agenda.ics"
+    source.write_bytes(CALENDAR)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    clock = FakeClock(NOW)
+    chat = FakeChat(levels={(room, MOD): 50 for room in ROOMS})
+    async with aiohttp.ClientSession() as http:
+        agenda = AgendaService([str(source)], storage, http, PARIS, timedelta(days=366), clock)
+        await agenda.start()
+        cfg = make_config(tmp_path)
+        services = Services(config=cfg, renderer=Renderer("fr", PARIS), agenda=agenda, now=clock)
+        dispatcher = Dispatcher(build_registry(), services, chat, storage, retry_delay=0)
+        yield World(dispatcher, chat, storage, agenda, clock)
+    await storage.close()
+
+
+def grist(world: World) -> str:
+    (session,) = list(world.agenda.agenda)
+    return session.sid
+
+
+async def test_each_subscribed_room_gets_each_change_once(world: World) -> None:
+    assert (await world.say("!abonner rappels", room=ROOMS[0])).startswith("✅ Ce salon recevra")
+    assert (await world.say("!abonner rappels", room=ROOMS[1])).startswith("✅")
+    assert await world.say("!abonner rappels", room=ROOMS[1]) == (
+        "Ce salon est déjà abonné aux rappels."
+    )
+    refused = await world.say("!abonner rappels", room=ROOMS[2], sender="@member:example.org")
+    assert "réservée aux modérateurs" in refused
+    assert "rappels" in await world.say("!abonnements", room=ROOMS[0])
+    assert "aucune publication" in await world.say("!abonnements", room=ROOMS[2])
+
+    await world.say(f"!session modifier {grist(world)} 15h-16h")
+    broadcaster = world.broadcaster()
+    assert await broadcaster.deliver() == 2
+    notices = world.notices()
+    assert sorted(room for room, _, _ in notices) == ROOMS[:2]
+    assert notices[0][1].startswith(
+        "⚠️ Changement de programme : « Webinaire Grist » : mardi 24 novembre, "
+        "14h00 – 15h00 → 15h00 – 16h00"
+    )
+    assert len({txn for _, _, txn in notices}) == 2
+    assert all(s.reply_to is None for s in world.chat.sent if s.room_id in ROOMS[1:])
+    assert await broadcaster.deliver() == 0  # nothing twice
+
+    # Unsubscribed: the next change reaches room A only.
+    assert (await world.say("!desabonner rappels", room=ROOMS[1])).startswith("✅")
+    await world.say(f"!session annuler {grist(world)}")
+    assert await world.broadcaster().deliver() == 1
+    assert [room for room, _, _ in world.notices()].count(ROOMS[1]) == 1
+    assert "est annulée" in world.notices()[-1][1]
+
+
+async def test_crash_after_send_resends_with_the_same_txn_id(world: World) -> None:
+    for room in ROOMS:
+        await world.say("!abonner rappels", room=room)
+    await world.say(f"!session modifier {grist(world)} 15h-16h")
+    world.chat.failures = [SendError("timeout", permanent=False)]  # one transient failure
+    assert await world.broadcaster().deliver() == 3
+    first = {room: txn for room, _, txn in world.notices()}
+    # A crash between the send and its mark: the row is still pending.
+    await world.storage._db.execute(
+        "UPDATE outbox SET status = 'pending' WHERE room_id = ?", (ROOMS[2],)
+    )
+    assert await world.broadcaster().deliver() == 1
+    room, _, txn = world.notices()[-1]
+    assert (room, txn) == (ROOMS[2], first[ROOMS[2]])  # the homeserver drops the duplicate
+
+
+async def test_notice_for_a_session_already_started_is_skipped(world: World) -> None:
+    await world.say("!abonner rappels")
+    await world.say(f"!session modifier {grist(world)} salle=Salle B")
+    world.clock.value = datetime(2026, 11, 24, 15, tzinfo=PARIS).astimezone(UTC)
+    assert await world.broadcaster().deliver() == 0
+    assert world.notices() == []
+    statuses = await world.storage.outbox_status(
+        "change:" + (await world.storage.changes_since(0))[0].key
+    )
+    assert statuses == {ROOMS[0]: "skipped"}

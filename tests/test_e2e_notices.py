@@ -1,0 +1,64 @@
+"""Programme-change notices on a real Synapse: subscribed rooms get one, others none."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.app import BotApp
+from bot.devserver import DevHomeserver
+from tests.conftest import bot_config, running
+
+pytestmark = pytest.mark.e2e
+
+
+def body(event: Any) -> str:
+    return str(event.source["content"]["body"])
+
+
+def is_notice(event: Any, bot_id: str) -> bool:
+    content = event.source.get("content", {})
+    return (
+        event.sender == bot_id
+        and content.get("msgtype") == "m.notice"
+        and str(content.get("body", "")).startswith("⚠️ Changement de programme")
+    )
+
+
+async def test_change_notice_reaches_subscribed_rooms_once(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    cfg, bot_id = bot_config(synapse, tmp_path / "bot", broadcasts={"pace": "0s"})
+    alice = await make_user("alice")
+    day = datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=5)
+    async with running(BotApp(cfg)):
+        subscribed = await alice.create_room(invite=[bot_id])
+        quiet = await alice.create_room(invite=[bot_id])
+        for room in (subscribed, quiet):
+            await alice.wait_joined(room, bot_id)
+        ok = await alice.ask(subscribed, "!abonner rappels", bot_id)
+        assert body(ok).startswith("✅ Ce salon recevra les avis de changement de programme")
+
+        added = await alice.ask(
+            quiet, f'!session ajouter {day:%d/%m/%Y} 14h-15h "Atelier Grist"', bot_id
+        )
+        sid = re.search(r"Identifiant : (\w+)", body(added)).group(1)  # type: ignore[union-attr]
+        assert await alice.ask(quiet, f"!session modifier {sid} 16h-17h", bot_id)
+
+        notice = await alice.wait_for(subscribed, lambda e: is_notice(e, bot_id))
+        assert "« Atelier Grist »" in body(notice) and "14h00 – 15h00 → 16h00 – 17h00" in body(
+            notice
+        )
+        assert "m.relates_to" not in notice.source["content"]  # a post, not a reply
+        # A few more syncs: still exactly one notice there, none in the other room.
+        for _ in range(3):
+            await alice.sync(500)
+            await asyncio.sleep(0.2)
+        assert len([e for e in alice.events[subscribed] if is_notice(e, bot_id)]) == 1
+        assert not [e for e in alice.events.get(quiet, []) if is_notice(e, bot_id)]
