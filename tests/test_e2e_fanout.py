@@ -1,0 +1,90 @@
+"""The bot SIGKILLed in the middle of a fan-out to 20 rooms: after a restart each room has one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from bot.devserver import DevHomeserver
+from tests.conftest import sample_agenda, unique
+from tests.test_e2e_restart import BotProcess
+
+pytestmark = pytest.mark.e2e
+
+ROOMS = 20
+
+
+def notices(user: Any, room: str, bot_id: str) -> list[Any]:
+    return [
+        e
+        for e in user.events.get(room, [])
+        if e.sender == bot_id
+        and str(e.source.get("content", {}).get("body", "")).startswith("⚠️ Changement")
+    ]
+
+
+async def test_sigkill_during_fan_out_no_duplicate_no_loss(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    localpart, password = unique("bot"), "secret-bot-password-42"
+    bot_id = synapse.register(localpart, password)
+    storage = tmp_path / "data"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "matrix": {"homeserver": synapse.url, "user_id": bot_id},
+                "storage": {"path": str(storage)},
+                "agenda": {"sources": [str(sample_agenda())]},
+                # Slow enough to be killed in the middle of the 20 posts.
+                "broadcasts": {"pace": 0.3},  # seconds
+            }
+        )
+    )
+    bot = BotProcess(
+        config, {**os.environ, "BLUEHATS_MATRIX_PASSWORD": password}, tmp_path / "b.log"
+    )
+    alice = await make_user("alice")
+    rooms = [await alice.create_room(invite=[bot_id]) for _ in range(ROOMS)]
+    await bot.start()
+    for room in rooms:
+        await alice.wait_joined(room, bot_id)
+        await alice.ask(room, "!abonner rappels", bot_id)
+
+    day = datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=4)
+    added = await alice.ask(rooms[0], f'!session ajouter {day:%d/%m/%Y} 10h-11h "Café"', bot_id)
+    found = re.search(r"Identifiant : (\w+)", added.source["content"]["body"])
+    assert found
+    sid = found.group(1)
+    await alice.ask(rooms[0], f"!session modifier {sid} 11h-12h", bot_id)
+
+    async with asyncio.timeout(60):
+        while sum(1 for r in rooms if notices(alice, r, bot_id)) < 3:
+            await alice.sync(200)
+    await bot.kill()
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        pending = db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+    assert 0 < pending < ROOMS  # killed in the middle
+
+    await bot.start()
+    async with asyncio.timeout(90):
+        while not all(notices(alice, r, bot_id) for r in rooms):
+            await alice.sync(500)
+    await asyncio.sleep(2)
+    await alice.sync(500)
+    assert [len(notices(alice, r, bot_id)) for r in rooms] == [1] * ROOMS
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        assert db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall() == [
+            ("sent", ROOMS)
+        ]
+    assert await bot.terminate() == 0
+    assert "Traceback" not in bot.log.read_text()
