@@ -81,9 +81,12 @@ class BotApp:
                 storage,
                 chat,
                 renderer,
+                agenda,
                 prefix=cfg.bot.prefix,
                 now=self.now,
                 pace=cfg.broadcasts.pace,
+                offsets=cfg.reminders.offsets,
+                grace=cfg.reminders.grace,
             )
             agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept

@@ -7,8 +7,11 @@ the homeserver deduplicates: no duplicate, no loss. Sends are paced
 (`broadcasts.pace`), and each room has its own task, so a slow or failing
 room never holds the others back.
 
-Today's broadcasts: programme-change notices to rooms subscribed to
-`rappels`.
+Broadcasts to rooms subscribed to `rappels`: programme-change notices, and
+a reminder before each session per `reminders.offsets`. Reminders are not
+kept anywhere but in the outbox: what is due is derived from the agenda at
+each round (the database and the agenda are the truth, nothing lives only in
+memory), and the loop sleeps until the next one is due.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.agenda.model import Session
+from bot.agenda.sources import AgendaService
 from bot.chat import ChatClient, SendError
+from bot.commands.agenda import views
 from bot.notices import render_change
 from bot.render import Message, Renderer
 from bot.storage import REMINDERS, OutboxItem, Storage
@@ -40,13 +46,19 @@ class Broadcaster:
         storage: Storage,
         chat: ChatClient,
         renderer: Renderer,
+        agenda: AgendaService,
         *,
         prefix: str,
         now: Callable[[], datetime],
         pace: timedelta,
+        offsets: list[timedelta],
+        grace: timedelta,
         retry_delay: float = 5.0,
     ) -> None:
         self._storage = storage
+        self._agenda = agenda
+        self._offsets = offsets
+        self._grace = grace
         self._chat = chat
         self._renderer = renderer
         self._prefix = prefix
@@ -59,19 +71,66 @@ class Broadcaster:
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Deliver until cancelled: at start, when woken, and every minute."""
+        """Deliver until cancelled: at start, when woken, when a reminder is due."""
         while True:
             try:
                 await self.deliver()
             except Exception:
                 log.exception("broadcasts: delivery round failed; retrying later")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), IDLE_CHECK_S)
+                await asyncio.wait_for(self.wake.wait(), self.seconds_to_next_due())
             self.wake.clear()
+
+    def _due(self, now: datetime) -> list[tuple[Session, timedelta, datetime]]:
+        """(session, offset, due time) of reminders due at or before now, sessions not started."""
+        longest = max(self._offsets, default=timedelta(0))
+        out = []
+        for session in self._agenda.agenda.between(now, now + longest):
+            if session.start <= now:
+                continue  # already started: no reminder any more
+            for offset in self._offsets:
+                due = session.start - offset
+                if due <= now:
+                    out.append((session, offset, due))
+        return out
+
+    def seconds_to_next_due(self) -> float:
+        now = self._now()
+        longest = max(self._offsets, default=timedelta(0))
+        upcoming = [
+            s.start - off
+            for s in self._agenda.agenda.between(
+                now, now + longest + timedelta(seconds=IDLE_CHECK_S)
+            )
+            for off in self._offsets
+            if s.start - off > now
+        ]
+        if not upcoming:
+            return IDLE_CHECK_S
+        return min(IDLE_CHECK_S, max(0.05, (min(upcoming) - now).total_seconds()))
+
+    async def _queue_reminders(self) -> None:
+        now = self._now()
+        for session, offset, due in self._due(now):
+            seconds, start = int(offset.total_seconds()), int(session.start.timestamp())
+            broadcast = f"reminder:{session.sid}:{seconds}:{start}"
+            if now - due <= self._grace:
+                if await self._storage.queue_broadcast(broadcast, REMINDERS, TXN_PREFIX):
+                    log.info("broadcasts: reminder %s queued", broadcast)
+            elif await self._storage.queue_broadcast(
+                broadcast, REMINDERS, TXN_PREFIX, status="skipped"
+            ):
+                log.info(
+                    "broadcasts: reminder %s skipped, due %s ago (grace %s)",
+                    broadcast,
+                    now - due,
+                    self._grace,
+                )
 
     async def deliver(self) -> int:
         """Queue what is new, then send every pending row; returns rows sent."""
         async with self._running:
+            await self._queue_reminders()
             queued = await self._storage.fan_out_changes(REMINDERS, TXN_PREFIX)
             if queued:
                 log.info("broadcasts: %d post(s) queued", queued)
@@ -125,6 +184,8 @@ class Broadcaster:
     async def _render(self, item: OutboxItem) -> Message | None:
         """The post, or None when it no longer makes sense (the session started)."""
         kind, _, key = item.broadcast.partition(":")
+        if kind == "reminder":
+            return self._render_reminder(key)
         if kind != "change":
             log.error("broadcasts: unknown broadcast %s", item.broadcast)
             return None
@@ -141,3 +202,21 @@ class Broadcaster:
             log.info("broadcasts: %s not sent, the session has started", item.broadcast)
             return None
         return render_change(record, now=now, renderer=self._renderer, prefix=self._prefix)
+
+    def _render_reminder(self, key: str) -> Message | None:
+        sid, _, rest = key.partition(":")
+        _offset, _, start = rest.partition(":")
+        session = self._agenda.agenda.get(sid)
+        now = self._now()
+        if session is None or session.cancelled or session.start <= now:
+            return None  # gone, cancelled or started since it was queued
+        if int(session.start.timestamp()) != int(start):
+            return None  # moved: the reminder for its new time is another broadcast
+        (view,) = views([session], now, self._renderer)
+        return self._renderer.render(
+            "reminder",
+            v=view,
+            until=self._renderer.until(session.start, now),
+            today=self._renderer.local(now).date(),
+            prefix=self._prefix,
+        )

@@ -161,6 +161,22 @@ class AgendaConfig(_Model):
         return value
 
 
+class RemindersConfig(_Model):
+    # One reminder per offset before each session, in rooms subscribed to `rappels`.
+    offsets: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(hours=1)], max_length=10
+    )
+    # A reminder due while the bot was down is still sent this late, never after the start.
+    grace: Duration = timedelta(minutes=15)
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets(cls, value: list[timedelta]) -> list[timedelta]:
+        if any(v <= timedelta(0) or v > timedelta(days=30) for v in value):
+            raise ValueError("each offset must be between 1s and 30d")
+        return sorted(set(value), reverse=True)
+
+
 class BroadcastConfig(_Model):
     # Pause between two posts to rooms (Tchap asks bots for about 1 message/s).
     pace: Duration = timedelta(seconds=1)
@@ -172,6 +188,7 @@ class Config(_Model):
     bot: BotConfig = BotConfig()
     agenda: AgendaConfig = AgendaConfig()
     broadcasts: BroadcastConfig = BroadcastConfig()
+    reminders: RemindersConfig = RemindersConfig()
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ programme changes found (the queue of change notices).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -643,6 +644,27 @@ class Storage:
                 await self._db.execute("ROLLBACK")
                 raise
         return queued
+
+    async def queue_broadcast(
+        self, broadcast: str, kind: str, txn_prefix: str, *, status: str = "pending"
+    ) -> int:
+        """An outbox row for every room subscribed to `kind` (once per room); rows added.
+
+        `status='skipped'` records a broadcast that will not be sent (too late),
+        so that it is decided, and logged, once.
+        """
+        digest = hashlib.sha256(broadcast.encode()).hexdigest()[:24]
+        (count,) = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, status, "
+                    "created_at) SELECT ?, room_id, ? || ? || '-' || rowid, ?, ? "
+                    "FROM subscriptions WHERE kind = ?",
+                    (broadcast, txn_prefix, digest, status, int(time.time()), kind),
+                )
+            ]
+        )
+        return count
 
     async def outbox_pending(self) -> list[OutboxItem]:
         async with self._db.execute(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,15 +39,19 @@ class World:
     storage: Storage
     agenda: AgendaService
     clock: FakeClock
+    storage_path: Path
 
-    def broadcaster(self) -> Broadcaster:
+    def broadcaster(self, offsets: tuple[timedelta, ...] = ()) -> Broadcaster:
         return Broadcaster(
             self.storage,
             self.chat,
             Renderer("fr", PARIS),
+            self.agenda,
             prefix="!",
             now=self.clock,
             pace=timedelta(0),
+            offsets=list(offsets),
+            grace=timedelta(minutes=15),
             retry_delay=0,
         )
 
@@ -76,7 +81,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         cfg = make_config(tmp_path)
         services = Services(config=cfg, renderer=Renderer("fr", PARIS), agenda=agenda, now=clock)
         dispatcher = Dispatcher(build_registry(), services, chat, storage, retry_delay=0)
-        yield World(dispatcher, chat, storage, agenda, clock)
+        yield World(dispatcher, chat, storage, agenda, clock, tmp_path)
     await storage.close()
 
 
@@ -86,7 +91,8 @@ def grist(world: World) -> str:
 
 
 async def test_each_subscribed_room_gets_each_change_once(world: World) -> None:
-    assert (await world.say("!abonner rappels", room=ROOMS[0])).startswith("✅ Ce salon recevra")
+    subscribed = await world.say("!abonner rappels", room=ROOMS[0])
+    assert subscribed.startswith("✅ Ce salon recevra un rappel")
     assert (await world.say("!abonner rappels", room=ROOMS[1])).startswith("✅")
     assert await world.say("!abonner rappels", room=ROOMS[1]) == (
         "Ce salon est déjà abonné aux rappels."
@@ -143,3 +149,81 @@ async def test_notice_for_a_session_already_started_is_skipped(world: World) -> 
         "change:" + (await world.storage.changes_since(0))[0].key
     )
     assert statuses == {ROOMS[0]: "skipped"}
+
+
+START = datetime(2026, 11, 24, 14, tzinfo=PARIS).astimezone(UTC)  # the webinar
+OFFSETS = (timedelta(days=1), timedelta(hours=1))
+
+
+def reminders(world: World) -> list[tuple[str, str]]:
+    return [
+        (s.room_id, s.message.body)
+        for s in world.chat.sent
+        if isinstance(s.message, Message) and s.message.body.startswith("⏰")
+    ]
+
+
+async def test_one_reminder_per_offset_and_room(world: World) -> None:
+    for room in ROOMS[:2]:
+        await world.say("!abonner rappels", room=room)
+    broadcaster = world.broadcaster(OFFSETS)
+    assert await broadcaster.deliver() == 0  # nothing due yet (23 Nov, 10:00)
+    # Sleeps until the next one is due, at most a minute.
+    world.clock.value = START - timedelta(days=1) - timedelta(seconds=20)
+    assert broadcaster.seconds_to_next_due() == pytest.approx(20)
+
+    world.clock.value = START - timedelta(days=1) + timedelta(seconds=5)
+    assert await broadcaster.deliver() == 2
+    world.clock.value = START - timedelta(hours=1) + timedelta(minutes=1)
+    assert await broadcaster.deliver() == 2
+    assert await broadcaster.deliver() == 0  # never twice
+    sent = reminders(world)
+    assert sorted(room for room, _ in sent) == sorted(ROOMS[:2] * 2)
+    assert sent[-1][1].startswith("⏰ Rappel : « Webinaire Grist » commence dans 59 minutes")
+    assert "mardi 24 novembre, 14h00 – 15h00" in sent[-1][1]
+
+
+async def test_missed_beyond_grace_skipped_within_grace_sent(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.broadcast")
+    await world.say("!abonner rappels")
+    # The bot was down when both were due; the 1h one is 20 minutes late.
+    world.clock.value = START - timedelta(minutes=40)
+    assert await world.broadcaster(OFFSETS).deliver() == 0
+    assert reminders(world) == []
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 2
+    assert await world.broadcaster(OFFSETS).deliver() == 0
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 2  # logged once
+    # 10 minutes late, still within the 15-minute grace: sent.
+    await world.storage._db.execute("DELETE FROM outbox")
+    world.clock.value = START - timedelta(minutes=50)
+    assert await world.broadcaster(OFFSETS).deliver() == 1
+
+
+async def test_cancelled_or_moved_sessions_get_no_stale_reminder(world: World) -> None:
+    await world.say("!abonner rappels")
+    sid = grist(world)
+    await world.say(f"!session modifier {sid} 16h-17h")
+    world.clock.value = START - timedelta(hours=1) + timedelta(minutes=1)
+    await world.broadcaster(OFFSETS).deliver()
+    assert reminders(world) == []  # 14h is no longer its time
+    await world.say(f"!session annuler {sid}")
+    world.clock.value = START + timedelta(hours=1, minutes=1)  # 1 h before 16h
+    await world.broadcaster(OFFSETS).deliver()
+    assert reminders(world) == []
+
+
+async def test_subscriptions_show_the_next_reminders(world: World) -> None:
+    await world.say("!abonner rappels")
+    world.dispatcher.services = replace(
+        world.dispatcher.services,
+        config=make_config(world.storage_path, reminders={"offsets": ["1d", "1h"]}),
+    )
+    text = await world.say("!abonnements")
+    assert text.startswith("Ce salon reçoit : les rappels (avant chaque séance)")
+    assert text.splitlines()[1] == (
+        "Prochains rappels : lundi 23 novembre à 14h00 pour « Webinaire Grist » ; "
+        "mardi 24 novembre à 13h00 pour « Webinaire Grist »."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,7 +43,7 @@ async def test_change_notice_reaches_subscribed_rooms_once(
         for room in (subscribed, quiet):
             await alice.wait_joined(room, bot_id)
         ok = await alice.ask(subscribed, "!abonner rappels", bot_id)
-        assert body(ok).startswith("✅ Ce salon recevra les avis de changement de programme")
+        assert body(ok).startswith("✅ Ce salon recevra un rappel avant chaque séance")
 
         added = await alice.ask(
             quiet, f'!session ajouter {day:%d/%m/%Y} 14h-15h "Atelier Grist"', bot_id
@@ -62,3 +62,38 @@ async def test_change_notice_reaches_subscribed_rooms_once(
             await asyncio.sleep(0.2)
         assert len([e for e in alice.events[subscribed] if is_notice(e, bot_id)]) == 1
         assert not [e for e in alice.events.get(quiet, []) if is_notice(e, bot_id)]
+
+
+async def test_reminder_before_a_session_sent_once(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=80)
+    ics = tmp_path / "soon.ics"
+    ics.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        f"UID:soon@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
+        "DURATION:PT1H\r\nSUMMARY:Webinaire Matomo\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    cfg, bot_id = bot_config(
+        synapse,
+        tmp_path / "bot",
+        sources=[str(ics)],
+        broadcasts={"pace": 0},
+        reminders={"offsets": ["1m"]},  # due 20 s from now
+    )
+    alice = await make_user("alice")
+    async with running(BotApp(cfg)):
+        room = await alice.create_room(invite=[bot_id])
+        await alice.wait_joined(room, bot_id)
+        await alice.ask(room, "!abonner rappels", bot_id)
+
+        def is_reminder(e: Any) -> bool:
+            content = e.source.get("content", {})
+            return e.sender == bot_id and str(content.get("body", "")).startswith("⏰ Rappel")
+
+        reminder = await alice.wait_for(room, is_reminder, timeout=60)
+        assert "« Webinaire Matomo » commence dans 1 minute" in body(reminder)
+        assert datetime.now(UTC) < start  # before the session, not after
+        for _ in range(3):
+            await alice.sync(500)
+        assert len([e for e in alice.events[room] if is_reminder(e)]) == 1

@@ -6,6 +6,9 @@ Subscribed to `rappels`, a room receives the programme-change notices
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from bot.agenda.model import Session
 from bot.dispatch import Context, command, echo
 from bot.permissions import Role
 from bot.render import Message
@@ -47,7 +50,36 @@ async def unsubscribe_command(ctx: Context) -> Message:
     return _render(ctx, "unsubscribed" if removed else "not_subscribed", kind)
 
 
+NEXT_POSTS = 3
+
+
+def next_reminders(ctx: Context) -> list[tuple[datetime, Session]]:
+    """The next reminders due: (when, session), soonest first."""
+    now = ctx.services.now()
+    offsets = ctx.services.config.reminders.offsets
+    due: list[tuple[datetime, Session]] = []
+    for session in ctx.services.agenda.agenda.between(now):
+        if session.start <= now:
+            continue
+        if len(due) >= NEXT_POSTS and session.start - max(offsets) > due[-1][0]:
+            break  # sorted by start: nothing later can come sooner
+        due.extend((session.start - off, session) for off in offsets if session.start - off > now)
+        due.sort(key=lambda d: d[0])
+        del due[NEXT_POSTS:]
+    return due
+
+
 @command("abonnements", "subscriptions")
 async def subscriptions_command(ctx: Context) -> Message:
     kinds = await ctx.storage.subscriptions(ctx.msg.room_id)
-    return ctx.render("subscriptions", kinds=kinds)
+    planned = next_reminders(ctx) if REMINDERS in kinds else []
+    renderer = ctx.services.renderer
+    today = renderer.local(ctx.services.now()).date()
+    return ctx.render(
+        "subscriptions",
+        kinds=kinds,
+        planned=[
+            (renderer.day_label(renderer.local(when).date(), today), renderer.time_label(when), s)
+            for when, s in planned
+        ],
+    )
