@@ -30,16 +30,11 @@ from bot.agenda.changes import Change, diff
 from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
 from bot.agenda.programme import ProgrammeError, parse_programme
+from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
 from bot.storage import ChangeRecord, Edit, SourceBody, Storage
 
 log = logging.getLogger(__name__)
 
-MAX_SOURCE_BYTES = 20 * 1024 * 1024
-FETCH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
-# Waits before the 2nd and 3rd attempts of a fetch that failed in a way that
-# may pass (network, 5xx, 429).
-RETRY_DELAYS = (2.0, 10.0)
-MAX_RETRY_AFTER = 60.0
 # Occurrences already over by more than this are not kept in memory.
 LOOKBEHIND = timedelta(days=1)
 # An unchanged source is parsed again after this long anyway: recurring
@@ -48,29 +43,8 @@ REPARSE_AFTER = timedelta(hours=12)
 MODERATOR_SOURCE = "modérateurs"
 
 
-class SourceError(Exception):
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
-        super().__init__(reason)
-        self.retryable = retryable
-
-
 class EditError(Exception):
     """A moderator's edit cannot apply (unknown id…); the message is for logs."""
-
-
-def is_url(source: str) -> bool:
-    return urlparse(source).scheme in ("http", "https")
-
-
-def describe(source: str) -> str:
-    """A source as it may appear in logs: no credentials, no query string."""
-    if not is_url(source):
-        return source
-    parsed = urlparse(source)
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return f"{parsed.scheme}://{host}{parsed.path}"
 
 
 def source_format(source: str, body: bytes) -> str:
@@ -105,14 +79,6 @@ def parse_source(
         )
     except (CalendarError, ProgrammeError) as exc:
         raise SourceError(str(exc)) from None
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds asked by a 429's Retry-After (a number only), bounded."""
-    try:
-        return min(max(float(value or 0), 0.0), MAX_RETRY_AFTER)
-    except ValueError:
-        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +308,19 @@ class AgendaService:
     async def _load(self, source: str, now: datetime) -> _Loaded:
         if is_url(source):
             cached = await self._storage.source_get(source)
-            body, etag, last_modified, fresh = await self._fetch(source, cached)
+            got = await fetch(
+                self._http,
+                source,
+                etag=cached.etag if cached else None,
+                last_modified=cached.last_modified if cached else None,
+                retry_delays=self._retry_delays,
+            )
+            if got.body is None and cached is not None:  # 304
+                body, etag, last_modified, fresh = cached.body, got.etag, got.last_modified, False
+            elif got.body is None:
+                raise SourceError("HTTP 304 without a saved copy", retryable=False)
+            else:
+                body, etag, last_modified, fresh = got.body, got.etag, got.last_modified, True
         else:
             try:
                 body = await asyncio.to_thread(Path(source).read_bytes)
@@ -369,56 +347,6 @@ class AgendaService:
         )
         self._parsed_at[source] = now
         return sessions
-
-    async def _fetch(self, url: str, cached: Any) -> tuple[bytes, str | None, str | None, bool]:
-        """Body, ETag, Last-Modified, and whether the body is new (not a 304).
-
-        Failures that may pass (network, 5xx, 429) are retried with growing
-        waits; others (404, too large) are not.
-        """
-        delays = (0.0, *self._retry_delays)
-        for attempt, delay in enumerate(delays, start=1):
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                return await self._fetch_once(url, cached)
-            except SourceError as exc:
-                if not exc.retryable or attempt == len(delays):
-                    raise
-                log.debug("agenda: %s: %s, attempt %d failed", describe(url), exc, attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _fetch_once(
-        self, url: str, cached: Any
-    ) -> tuple[bytes, str | None, str | None, bool]:
-        headers = {"User-Agent": "bluehats-bot"}
-        if cached and cached.etag:
-            headers["If-None-Match"] = cached.etag
-        if cached and cached.last_modified:
-            headers["If-Modified-Since"] = cached.last_modified
-        try:
-            async with self._http.get(url, headers=headers, timeout=FETCH_TIMEOUT) as resp:
-                if resp.status == 304 and cached is not None:
-                    return cached.body, cached.etag, cached.last_modified, False
-                if resp.status != 200:
-                    retryable = resp.status >= 500 or resp.status == 429
-                    if resp.status == 429:
-                        await asyncio.sleep(_retry_after(resp.headers.get("Retry-After")))
-                    raise SourceError(f"HTTP {resp.status}", retryable=retryable)
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_SOURCE_BYTES:
-                        raise SourceError(f"larger than {MAX_SOURCE_BYTES // 2**20} MiB")
-                    chunks.append(chunk)
-                return (
-                    b"".join(chunks),
-                    resp.headers.get("ETag"),
-                    resp.headers.get("Last-Modified"),
-                    True,
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SourceError(f"unreachable ({type(exc).__name__})", retryable=True) from None
 
     # -- moderators' edits ----------------------------------------------------
 
