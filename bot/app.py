@@ -18,6 +18,7 @@ from bot.broadcast import Broadcaster
 from bot.commands import build_registry
 from bot.config import Config
 from bot.dispatch import Dispatcher, Services
+from bot.feeds import FeedWatcher
 from bot.matrix import LoginFailed, MatrixChat
 from bot.render import Renderer
 from bot.storage import Storage, StorageError
@@ -87,6 +88,7 @@ class BotApp:
                 pace=cfg.broadcasts.pace,
                 offsets=cfg.reminders.offsets,
                 grace=cfg.reminders.grace,
+                gazette_schedule=cfg.gazette.schedule,
             )
             agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept
@@ -105,6 +107,24 @@ class BotApp:
                 # At once, in the background: picks up what changed while down.
                 next_run_time=datetime.now(UTC),
             )
+            if cfg.gazette.feed:
+                watcher = FeedWatcher(
+                    cfg.gazette.feed, storage, http, title_filter=cfg.gazette.title_filter
+                )
+
+                async def poll_feed() -> None:
+                    if await watcher.poll():
+                        broadcaster.wake.set()
+
+                scheduler.add_job(
+                    poll_feed,
+                    "interval",
+                    seconds=cfg.gazette.poll.total_seconds(),
+                    id="feed-poll",
+                    coalesce=True,
+                    max_instances=1,
+                    next_run_time=datetime.now(UTC),
+                )
             scheduler.add_job(
                 storage.inbox_prune,
                 "interval",

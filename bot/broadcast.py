@@ -22,7 +22,9 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
@@ -30,7 +32,7 @@ from bot.chat import ChatClient, SendError
 from bot.commands.agenda import views
 from bot.notices import render_change
 from bot.render import Message, Renderer
-from bot.storage import REMINDERS, OutboxItem, Storage
+from bot.storage import GAZETTE, REMINDERS, OutboxItem, Storage
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,14 @@ class Broadcaster:
         pace: timedelta,
         offsets: list[timedelta],
         grace: timedelta,
+        gazette_schedule: str | None = None,
         retry_delay: float = 5.0,
     ) -> None:
+        self._gazette = (
+            CronTrigger.from_crontab(gazette_schedule, timezone=renderer.tz)
+            if gazette_schedule
+            else None
+        )
         self._storage = storage
         self._agenda = agenda
         self._offsets = offsets
@@ -105,9 +113,25 @@ class Broadcaster:
             for off in self._offsets
             if s.start - off > now
         ]
+        if self._gazette is not None:
+            fire = self._gazette.get_next_fire_time(None, now)
+            if fire is not None:
+                upcoming.append(fire)
         if not upcoming:
             return IDLE_CHECK_S
         return min(IDLE_CHECK_S, max(0.05, (min(upcoming) - now).total_seconds()))
+
+    async def _queue_gazette(self) -> None:
+        """The scheduled gazette post, once per fire time, within the grace period."""
+        if self._gazette is None:
+            return
+        now = self._now()
+        fire = self._gazette.get_next_fire_time(None, now - self._grace)
+        if fire is None or fire > now:
+            return
+        broadcast = f"gazette:{fire.astimezone(UTC):%Y%m%dT%H%M}"
+        if await self._storage.queue_broadcast(broadcast, GAZETTE, TXN_PREFIX):
+            log.info("broadcasts: %s queued", broadcast)
 
     async def _queue_reminders(self) -> None:
         now = self._now()
@@ -131,6 +155,7 @@ class Broadcaster:
         """Queue what is new, then send every pending row; returns rows sent."""
         async with self._running:
             await self._queue_reminders()
+            await self._queue_gazette()
             queued = await self._storage.fan_out_changes(REMINDERS, TXN_PREFIX)
             if queued:
                 log.info("broadcasts: %d post(s) queued", queued)
@@ -186,6 +211,14 @@ class Broadcaster:
         kind, _, key = item.broadcast.partition(":")
         if kind == "reminder":
             return self._render_reminder(key)
+        if kind == "gazette":
+            return self._renderer.render("gazette", prefix=self._prefix)
+        if kind == "feed":
+            found = await self._storage.feed_entry(item.broadcast)
+            if found is None:
+                return None
+            title, link = found
+            return self._renderer.render("feed_entry", title=title, link=link, prefix=self._prefix)
         if kind != "change":
             log.error("broadcasts: unknown broadcast %s", item.broadcast)
             return None

@@ -177,6 +177,53 @@ class RemindersConfig(_Model):
         return sorted(set(value), reverse=True)
 
 
+class GazetteConfig(_Model):
+    # Cron expression in bot.timezone for the `gazette` template post, e.g.
+    # "0 10 15 */2 *" (the 15th of every other month, 10:00). None: no post.
+    schedule: str | None = None
+    # RSS/Atom feed whose new entries are posted to `gazette` rooms.
+    feed: str | None = None
+    # Only entries whose title matches this regular expression are posted.
+    title_filter: str | None = None
+    poll: Duration = timedelta(minutes=30)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression ({exc})") from None
+        return value
+
+    @field_validator("feed")
+    @classmethod
+    def _feed(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("title_filter")
+    @classmethod
+    def _filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from None
+        return value
+
+    @field_validator("poll")
+    @classmethod
+    def _poll(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+
 class BroadcastConfig(_Model):
     # Pause between two posts to rooms (Tchap asks bots for about 1 message/s).
     pace: Duration = timedelta(seconds=1)
@@ -189,6 +236,7 @@ class Config(_Model):
     agenda: AgendaConfig = AgendaConfig()
     broadcasts: BroadcastConfig = BroadcastConfig()
     reminders: RemindersConfig = RemindersConfig()
+    gazette: GazetteConfig = GazetteConfig()
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

@@ -137,6 +137,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox (id) WHERE status = 'pending';
     ALTER TABLE agenda_changes ADD COLUMN fanned_out INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- Feed entries already seen (posted or not), by feed and entry key.
+    CREATE TABLE feed_entries (
+        feed      TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        broadcast TEXT NOT NULL UNIQUE,
+        title     TEXT NOT NULL,
+        link      TEXT NOT NULL,
+        seen_at   INTEGER NOT NULL,
+        PRIMARY KEY (feed, key)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -226,6 +238,7 @@ class AuditEntry:
 
 # Subscription kinds (what a room receives).
 REMINDERS = "rappels"
+GAZETTE = "gazette"
 
 # Who a self-removed mentor becomes in the audit log (their ID is erased).
 ERASED = "(personne retirée)"
@@ -665,6 +678,52 @@ class Storage:
             ]
         )
         return count
+
+    async def feed_record(
+        self,
+        feed: str,
+        entries: list[tuple[str, str, str, bool]],
+        txn_prefix: str,
+    ) -> int:
+        """Mark entries (key, title, link, post?) seen; queue the new ones to post.
+
+        One transaction: an entry is seen and queued together, so a crash
+        neither loses nor doubles a post. Returns outbox rows added.
+        """
+        now = int(time.time())
+        queued = 0
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key, title, link, post in entries:
+                    digest = hashlib.sha256(f"{feed}|{key}".encode()).hexdigest()[:24]
+                    broadcast = f"feed:{digest}"
+                    cur = await self._db.execute(
+                        "INSERT OR IGNORE INTO feed_entries (feed, key, broadcast, title, link, "
+                        "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (feed, key, broadcast, title, link, now),
+                    )
+                    if cur.rowcount == 1 and post:
+                        cur = await self._db.execute(
+                            "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
+                            "SELECT ?, room_id, ? || ? || '-' || rowid, ? FROM subscriptions "
+                            "WHERE kind = ?",
+                            (broadcast, txn_prefix, digest, now, GAZETTE),
+                        )
+                        queued += cur.rowcount
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return queued
+
+    async def feed_entry(self, broadcast: str) -> tuple[str, str] | None:
+        """(title, link) of a queued feed entry."""
+        async with self._db.execute(
+            "SELECT title, link FROM feed_entries WHERE broadcast = ?", (broadcast,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
     async def outbox_pending(self) -> list[OutboxItem]:
         async with self._db.execute(

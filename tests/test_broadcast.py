@@ -95,7 +95,7 @@ async def test_each_subscribed_room_gets_each_change_once(world: World) -> None:
     assert subscribed.startswith("✅ Ce salon recevra un rappel")
     assert (await world.say("!abonner rappels", room=ROOMS[1])).startswith("✅")
     assert await world.say("!abonner rappels", room=ROOMS[1]) == (
-        "Ce salon est déjà abonné aux rappels."
+        "Ce salon est déjà abonné : rappels."
     )
     refused = await world.say("!abonner rappels", room=ROOMS[2], sender="@member:example.org")
     assert "réservée aux modérateurs" in refused

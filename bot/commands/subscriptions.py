@@ -12,10 +12,15 @@ from bot.agenda.model import Session
 from bot.dispatch import Context, command, echo
 from bot.permissions import Role
 from bot.render import Message
-from bot.storage import REMINDERS
+from bot.storage import GAZETTE, REMINDERS
 from bot.textnorm import fold
 
-KINDS = {"rappels": REMINDERS, "rappel": REMINDERS, "reminders": REMINDERS}
+KINDS = {
+    "rappels": REMINDERS,
+    "rappel": REMINDERS,
+    "reminders": REMINDERS,
+    "gazette": GAZETTE,
+}
 
 
 def _kind(ctx: Context) -> str | None:

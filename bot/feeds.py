@@ -1,0 +1,127 @@
+"""A feed (RSS/Atom) whose new entries are posted to `gazette` rooms, once each.
+
+Fetched with aiohttp (conditional GET, timeout, retries: `bot.fetch`);
+feedparser gets the bytes, in a thread, never a URL (its own fetching blocks
+and has no timeout). Entries are identified by their id, else their link,
+else a hash of title and summary. The first poll of a feed marks what is
+there as seen (no flood). A feed flagged `bozo` but with entries is still
+used; one without entries is a failure, logged once, the next good poll
+goes on from what was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import feedparser
+
+from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
+from bot.storage import Storage
+
+log = logging.getLogger(__name__)
+
+TXN_PREFIX = "bh-f-"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    title: str
+    link: str
+
+
+def entry_key(entry: Any) -> str:
+    for field in ("id", "link"):
+        value = str(entry.get(field) or "").strip()
+        if value:
+            return value
+    raw = f"{entry.get('title', '')}|{entry.get('summary', '')}"
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def parse_feed(data: bytes) -> list[Entry]:
+    parsed = feedparser.parse(data)
+    if not parsed.entries:
+        reason = parsed.get("bozo_exception") if parsed.get("bozo") else "no entries"
+        raise SourceError(f"not a usable feed ({reason})")
+    if parsed.get("bozo"):
+        log.debug("feed parsed despite errors: %s", parsed.get("bozo_exception"))
+    return [
+        Entry(
+            key=entry_key(e),
+            title=" ".join(str(e.get("title") or "").split()) or "(sans titre)",
+            link=str(e.get("link") or ""),
+        )
+        for e in parsed.entries
+    ]
+
+
+class FeedWatcher:
+    def __init__(
+        self,
+        url: str,
+        storage: Storage,
+        http: aiohttp.ClientSession,
+        *,
+        title_filter: str | None = None,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+    ) -> None:
+        self.url = url
+        self._storage = storage
+        self._http = http
+        self._filter = re.compile(title_filter) if title_filter else None
+        self._retry_delays = retry_delays
+        self._failing = False
+
+    async def poll(self) -> int:
+        """Queue new entries for `gazette` rooms; returns outbox rows added."""
+        kv = f"feed:{self.url}"
+        etag = await self._storage.get(f"{kv}:etag")
+        last_modified = await self._storage.get(f"{kv}:last-modified")
+        try:
+            got = await fetch(
+                self._http,
+                self.url,
+                etag=etag,
+                last_modified=last_modified,
+                retry_delays=self._retry_delays,
+            )
+            if got.body is None:
+                return 0  # not modified
+            entries = await asyncio.to_thread(parse_feed, got.body)
+        except SourceError as exc:
+            if not self._failing:
+                log.warning("feed %s failed: %s", describe(self.url), exc)
+            self._failing = True
+            return 0
+        if self._failing:
+            log.info("feed %s is readable again", describe(self.url))
+            self._failing = False
+        first = await self._storage.get(f"{kv}:polled") is None
+        queued = await self._storage.feed_record(
+            self.url,
+            [(e.key, e.title, e.link, not first and self._wanted(e)) for e in entries],
+            TXN_PREFIX,
+        )
+        await self._storage.put(f"{kv}:polled", "1")
+        if got.etag:
+            await self._storage.put(f"{kv}:etag", got.etag)
+        if got.last_modified:
+            await self._storage.put(f"{kv}:last-modified", got.last_modified)
+        if first:
+            log.info(
+                "feed %s: first poll, %d entries marked seen", describe(self.url), len(entries)
+            )
+        elif queued:
+            log.info("feed %s: %d post(s) queued", describe(self.url), queued)
+        return queued
+
+    def _wanted(self, entry: Entry) -> bool:
+        return self._filter is None or bool(self._filter.search(entry.title))

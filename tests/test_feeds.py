@@ -1,0 +1,161 @@
+"""The gazette feed served on loopback: first poll silent, new entries once, bad feeds survived."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.broadcast import Broadcaster
+from bot.feeds import FeedWatcher, entry_key, parse_feed
+from bot.render import Message, Renderer
+from bot.storage import GAZETTE, Storage
+from tests.conftest import real_fixture
+from tests.fakes import FakeChat, FakeClock, StaticAgenda
+
+PARIS = ZoneInfo("Europe/Paris")
+ROOMS = ["!g1:example.org", "!g2:example.org"]
+GAZETTES = r"^Gazette BlueHats"
+
+
+def real_feed() -> bytes:
+    return real_fixture("feed.xml").read_bytes()
+
+
+def with_new_entry(feed: bytes, title: str, link: str) -> bytes:
+    entry = (
+        f'<entry><title>{title}</title><link href="{link}"/>'
+        f"<updated>2025-10-01T00:00:00Z</updated><id>{link}</id></entry>"
+    ).encode()
+    return feed.replace(b"<entry>", entry + b"<entry>", 1)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.body = real_feed()
+        self.requests = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        etag = f'"{hash(self.body)}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304)
+        return web.Response(body=self.body, headers={"ETag": etag})
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, str]]:
+    server = Server()
+    app = web.Application()
+    app.router.add_get("/feed.xml", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield server, f"http://127.0.0.1:{port}/feed.xml"
+    await runner.cleanup()
+
+
+def test_real_feed_entries_and_keys() -> None:
+    entries = parse_feed(real_feed())
+    assert len(entries) == 10
+    gazettes = [e.title for e in entries if re.search(GAZETTES, e.title)]
+    assert gazettes == ["Gazette BlueHats 🧢 n°32", "Gazette BlueHats 🧢 n°31"]
+    assert all(e.key.startswith("https://code.gouv.fr/") for e in entries)  # ids are URLs
+    # No id: the link; no link either: a hash of the text.
+    assert entry_key({"link": "https://x.example/a"}) == "https://x.example/a"
+    assert entry_key({"title": "t", "summary": "s"}).startswith("sha256:")
+
+
+def test_bozo_feed_with_entries_is_used_without_is_refused() -> None:
+    broken = real_feed().replace(b"</feed>", b"")  # not well-formed any more
+    assert len(parse_feed(broken)) == 10
+    with pytest.raises(Exception, match="not a usable feed"):
+        parse_feed(b"<html><body>Maintenance</body></html>")
+
+
+async def test_first_poll_silent_then_one_post_per_room(
+    served: tuple[Server, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = served
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    for room in ROOMS:
+        await storage.subscribe(room, GAZETTE, "@mod:example.org")
+    chat = FakeChat()
+    async with aiohttp.ClientSession() as http:
+        watcher = FeedWatcher(url, storage, http, title_filter=GAZETTES, retry_delays=())
+        broadcaster = Broadcaster(
+            storage,
+            chat,
+            Renderer("fr", PARIS),
+            StaticAgenda([]),
+            prefix="!",
+            now=FakeClock(datetime(2026, 11, 23, tzinfo=UTC)),
+            pace=timedelta(0),
+            offsets=[],
+            grace=timedelta(minutes=15),
+        )
+        assert await watcher.poll() == 0  # first poll: existing entries only marked seen
+        assert await watcher.poll() == 0  # 304
+        server.body = with_new_entry(real_feed(), "Webinaire Superset", "https://code.gouv.fr/w")
+        assert await watcher.poll() == 0  # not a gazette: seen, not posted
+        link = "https://code.gouv.fr/fr/bluehats/gazette-33/"
+        server.body = with_new_entry(server.body, "Gazette BlueHats 🧢 n°33", link)
+        assert await watcher.poll() == 2
+        assert await broadcaster.deliver() == 2
+        assert await watcher.poll() == 0 and await broadcaster.deliver() == 0
+
+        caplog.set_level(logging.INFO, logger="bot.feeds")
+        server.body = b"<html>oops</html>"
+        assert await watcher.poll() == 0
+        assert await watcher.poll() == 0
+        failures = [r for r in caplog.records if "failed: not a usable feed" in r.getMessage()]
+        assert len(failures) == 1  # logged once
+        server.body = with_new_entry(real_feed(), "Gazette BlueHats 🧢 n°34", link + "34")
+        assert await watcher.poll() == 2  # the next good poll goes on
+        assert await broadcaster.deliver() == 2
+    await storage.close()
+    posts = [(s.room_id, s.message.body) for s in chat.sent if isinstance(s.message, Message)]
+    assert sorted(room for room, _ in posts) == sorted(ROOMS * 2)
+    assert (
+        posts[0][1] == f"📰 Nouvelle publication BlueHats : « Gazette BlueHats 🧢 n°33 »\n🔗 {link}"
+    )
+
+
+async def test_gazette_schedule_posts_once_per_date(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    await storage.subscribe(ROOMS[0], GAZETTE, "@mod:example.org")
+    chat = FakeChat()
+    # 15 January 2027, 10:00 in Paris = 09:00 UTC.
+    clock = FakeClock(datetime(2027, 1, 15, 8, 59, tzinfo=UTC))
+    broadcaster = Broadcaster(
+        storage,
+        chat,
+        Renderer("fr", PARIS),
+        StaticAgenda([]),
+        prefix="!",
+        now=clock,
+        pace=timedelta(0),
+        offsets=[],
+        grace=timedelta(minutes=15),
+        gazette_schedule="0 10 15 */2 *",
+    )
+    assert broadcaster.seconds_to_next_due() == pytest.approx(60)
+    assert await broadcaster.deliver() == 0
+    clock.value = datetime(2027, 1, 15, 9, 5, tzinfo=UTC)
+    assert await broadcaster.deliver() == 1
+    assert await broadcaster.deliver() == 0
+    clock.value = datetime(2027, 3, 15, 9, 30, tzinfo=UTC)  # down at 10:00, 30 min late
+    assert await broadcaster.deliver() == 0
+    await storage.close()
+    (post,) = chat.sent
+    assert isinstance(post.message, Message)
+    assert post.message.body.startswith("🧢 La gazette BlueHats est parue !")
