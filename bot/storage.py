@@ -9,11 +9,12 @@ programme changes found (the queue of change notices).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -411,20 +412,9 @@ class Storage:
         change, or the new copies and their changes: a restart recomputes the
         same changes (same keys) at most, never loses or doubles one.
         """
-        async with self._write:
-            return await self._commit_agenda(list(bodies), list(changes), edit, list(drop_edits))
-
-    async def _commit_agenda(
-        self,
-        bodies: list[SourceBody],
-        changes: list[ChangeRecord],
-        edit: tuple[str, str, dict[str, object], str] | None,
-        drop_edits: list[int],
-    ) -> int | None:
         now = int(time.time())
         edit_id: int | None = None
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction():
             for b in bodies:
                 await self._db.execute(
                     "INSERT INTO source_cache (source, body, etag, last_modified, fetched_at) "
@@ -449,27 +439,29 @@ class Storage:
                     "VALUES (?, ?, ?, ?, ?)",
                     (c.key, c.kind, c.sid, json.dumps(c.payload, ensure_ascii=False), now),
                 )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
         return edit_id
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One write transaction (under the write lock): all or nothing."""
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
     # -- mentor directory -------------------------------------------------------
 
     async def _tx(self, statements: list[tuple[str, tuple[object, ...]]]) -> list[int]:
         """Run statements in one transaction; the row count of each."""
-        async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                counts = []
-                for sql, params in statements:
-                    cur = await self._db.execute(sql, params)
-                    counts.append(cur.rowcount)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+        async with self._transaction():
+            counts = []
+            for sql, params in statements:
+                cur = await self._db.execute(sql, params)
+                counts.append(cur.rowcount)
         return counts
 
     @staticmethod
@@ -637,25 +629,17 @@ class Storage:
         One transaction: the outbox rows and the change marked as fanned out,
         so a crash queues a change for its rooms once, never twice.
         """
-        async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self._db.execute(
-                    "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
-                    "SELECT 'change:' || c.key, s.room_id, "
-                    "? || substr(c.key, 1, 24) || '-' || s.rowid, ? "
-                    "FROM agenda_changes c JOIN subscriptions s ON s.kind = ? "
-                    "WHERE c.fanned_out = 0 ORDER BY c.created_at, c.rowid",
-                    (txn_prefix, int(time.time()), kind),
-                )
-                queued = cur.rowcount
-                await self._db.execute(
-                    "UPDATE agenda_changes SET fanned_out = 1 WHERE fanned_out = 0"
-                )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+        async with self._transaction():
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
+                "SELECT 'change:' || c.key, s.room_id, "
+                "? || substr(c.key, 1, 24) || '-' || s.rowid, ? "
+                "FROM agenda_changes c JOIN subscriptions s ON s.kind = ? "
+                "WHERE c.fanned_out = 0 ORDER BY c.created_at, c.rowid",
+                (txn_prefix, int(time.time()), kind),
+            )
+            queued = cur.rowcount
+            await self._db.execute("UPDATE agenda_changes SET fanned_out = 1 WHERE fanned_out = 0")
         return queued
 
     async def queue_broadcast(
@@ -692,29 +676,23 @@ class Storage:
         """
         now = int(time.time())
         queued = 0
-        async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for key, title, link, post in entries:
-                    digest = hashlib.sha256(f"{feed}|{key}".encode()).hexdigest()[:24]
-                    broadcast = f"feed:{digest}"
+        async with self._transaction():
+            for key, title, link, post in entries:
+                digest = hashlib.sha256(f"{feed}|{key}".encode()).hexdigest()[:24]
+                broadcast = f"feed:{digest}"
+                cur = await self._db.execute(
+                    "INSERT OR IGNORE INTO feed_entries (feed, key, broadcast, title, link, "
+                    "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (feed, key, broadcast, title, link, now),
+                )
+                if cur.rowcount == 1 and post:
                     cur = await self._db.execute(
-                        "INSERT OR IGNORE INTO feed_entries (feed, key, broadcast, title, link, "
-                        "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (feed, key, broadcast, title, link, now),
+                        "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
+                        "SELECT ?, room_id, ? || ? || '-' || rowid, ? FROM subscriptions "
+                        "WHERE kind = ?",
+                        (broadcast, txn_prefix, digest, now, GAZETTE),
                     )
-                    if cur.rowcount == 1 and post:
-                        cur = await self._db.execute(
-                            "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, created_at) "
-                            "SELECT ?, room_id, ? || ? || '-' || rowid, ? FROM subscriptions "
-                            "WHERE kind = ?",
-                            (broadcast, txn_prefix, digest, now, GAZETTE),
-                        )
-                        queued += cur.rowcount
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+                    queued += cur.rowcount
         return queued
 
     async def feed_entry(self, broadcast: str) -> tuple[str, str] | None:
