@@ -89,6 +89,7 @@ class BotApp:
                 offsets=cfg.reminders.offsets,
                 grace=cfg.reminders.grace,
                 gazette_schedule=cfg.gazette.schedule,
+                personal=cfg.reminders.personal,
             )
             agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept

@@ -56,8 +56,10 @@ class Broadcaster:
         offsets: list[timedelta],
         grace: timedelta,
         gazette_schedule: str | None = None,
+        personal: timedelta = timedelta(minutes=15),
         retry_delay: float = 5.0,
     ) -> None:
+        self._personal = personal
         self._gazette = (
             CronTrigger.from_crontab(gazette_schedule, timezone=renderer.tz)
             if gazette_schedule
@@ -104,13 +106,12 @@ class Broadcaster:
 
     def seconds_to_next_due(self) -> float:
         now = self._now()
-        longest = max(self._offsets, default=timedelta(0))
+        offsets = (*self._offsets, self._personal)
+        horizon = max(offsets) + timedelta(seconds=IDLE_CHECK_S)
         upcoming = [
             s.start - off
-            for s in self._agenda.agenda.between(
-                now, now + longest + timedelta(seconds=IDLE_CHECK_S)
-            )
-            for off in self._offsets
+            for s in self._agenda.agenda.between(now, now + horizon)
+            for off in offsets
             if s.start - off > now
         ]
         if self._gazette is not None:
@@ -132,6 +133,28 @@ class Broadcaster:
         broadcast = f"gazette:{fire.astimezone(UTC):%Y%m%dT%H%M}"
         if await self._storage.queue_broadcast(broadcast, GAZETTE, TXN_PREFIX):
             log.info("broadcasts: %s queued", broadcast)
+
+    async def _queue_personal(self) -> None:
+        """Direct messages for `!rappelle-moi`, at the session's current time."""
+        now = self._now()
+        for wanted in await self._storage.personal_list():
+            session = self._agenda.agenda.get(wanted.sid)
+            if session is None or session.cancelled or session.start <= now:
+                continue
+            due = session.start - self._personal
+            if due > now:
+                continue
+            room_id = await self._storage.direct_room(wanted.user_id)
+            if room_id is None:
+                continue
+            start = int(session.start.timestamp())
+            broadcast = f"personal:{session.sid}:{start}:{wanted.user_id}"
+            late = now - due > self._grace
+            status = "skipped" if late else "pending"
+            if await self._storage.queue_direct(broadcast, room_id, TXN_PREFIX, status=status):
+                log.info(
+                    "broadcasts: personal reminder %s", "skipped (too late)" if late else "queued"
+                )
 
     async def _queue_reminders(self) -> None:
         now = self._now()
@@ -156,6 +179,7 @@ class Broadcaster:
         async with self._running:
             await self._queue_reminders()
             await self._queue_gazette()
+            await self._queue_personal()
             queued = await self._storage.fan_out_changes(REMINDERS, TXN_PREFIX)
             if queued:
                 log.info("broadcasts: %d post(s) queued", queued)
@@ -211,6 +235,10 @@ class Broadcaster:
         kind, _, key = item.broadcast.partition(":")
         if kind == "reminder":
             return self._render_reminder(key)
+        if kind == "personal":
+            sid, _, rest = key.partition(":")
+            start, _, _user = rest.partition(":")
+            return self._render_reminder(f"{sid}:0:{start}", personal=True)
         if kind == "gazette":
             return self._renderer.render("gazette", prefix=self._prefix)
         if kind == "feed":
@@ -236,7 +264,7 @@ class Broadcaster:
             return None
         return render_change(record, now=now, renderer=self._renderer, prefix=self._prefix)
 
-    def _render_reminder(self, key: str) -> Message | None:
+    def _render_reminder(self, key: str, *, personal: bool = False) -> Message | None:
         sid, _, rest = key.partition(":")
         _offset, _, start = rest.partition(":")
         session = self._agenda.agenda.get(sid)
@@ -252,4 +280,5 @@ class Broadcaster:
             until=self._renderer.until(session.start, now),
             today=self._renderer.local(now).date(),
             prefix=self._prefix,
+            personal=personal,
         )

@@ -63,6 +63,9 @@ class ChatClient(Protocol):
     ) -> None:
         """Upload a file (encrypted in encrypted rooms) and post it as `m.file`."""
 
+    async def open_direct_room(self, user_id: str) -> str:
+        """Create a direct room with this user (invited); its id. SendError on failure."""
+
     async def display_name(self, user_id: str) -> str | None:
         """The user's display name (None if unset); UnknownUser if no such user."""
 

@@ -168,6 +168,8 @@ class RemindersConfig(_Model):
     )
     # A reminder due while the bot was down is still sent this late, never after the start.
     grace: Duration = timedelta(minutes=15)
+    # Personal reminders (!rappelle-moi <id>): a direct message this long before.
+    personal: Duration = timedelta(minutes=15)
 
     @field_validator("offsets")
     @classmethod

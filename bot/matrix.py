@@ -29,9 +29,11 @@ from nio import (
     LocalProtocolError,
     LoginResponse,
     ProfileGetDisplayNameResponse,
+    RoomCreateResponse,
     RoomGetStateResponse,
     RoomMemberEvent,
     RoomMessageText,
+    RoomPreset,
     RoomSendError,
     SendRetryError,
     SyncError,
@@ -331,6 +333,16 @@ class MatrixChat:
             "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
         }
         await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def open_direct_room(self, user_id: str) -> str:
+        # Unencrypted for now: a message sent before the invitee joins must be
+        # readable by them; encrypted direct rooms come with the E2EE work.
+        resp = await self.client.room_create(
+            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+        )
+        if not isinstance(resp, RoomCreateResponse):
+            raise SendError(f"cannot open a direct room: {_describe(resp)}", permanent=False)
+        return str(resp.room_id)
 
     async def display_name(self, user_id: str) -> str | None:
         resp = await self.client.get_displayname(user_id)

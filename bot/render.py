@@ -90,6 +90,10 @@ class Renderer:
             )
         )
 
+    def duration(self, span: timedelta) -> str:
+        """'15 minutes', '1 heure'."""
+        return str(format_timedelta(span, threshold=1.5, locale=self.language))
+
     def time_label(self, moment: datetime) -> str:
         # Digits only: no locale data needed ("14h05" in French, "14:05" otherwise).
         local = self.local(moment)

@@ -150,6 +150,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (feed, key)
     );
     """,
+    """
+    -- Personal reminders: who asked for which session (id, title, start as
+    -- asked), and the direct room the bot opened with them.
+    CREATE TABLE personal_reminders (
+        user_id    TEXT NOT NULL,
+        sid        TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        start      INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, sid)
+    );
+    CREATE TABLE direct_rooms (
+        user_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -252,6 +268,14 @@ class OutboxItem:
     room_id: str
     txn_id: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalReminder:
+    user_id: str
+    sid: str
+    title: str
+    start: int
 
 
 class Storage:
@@ -702,6 +726,68 @@ class Storage:
         ) as cur:
             row = await cur.fetchone()
         return (str(row[0]), str(row[1])) if row else None
+
+    async def personal_add(self, user_id: str, sid: str, title: str, start: int) -> bool:
+        (count,) = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO personal_reminders (user_id, sid, title, start, "
+                    "created_at) VALUES (?, ?, ?, ?, ?)",
+                    (user_id, sid, title, start, int(time.time())),
+                )
+            ]
+        )
+        return count == 1
+
+    async def personal_remove(self, user_id: str, sid: str) -> bool:
+        (count,) = await self._tx(
+            [("DELETE FROM personal_reminders WHERE user_id = ? AND sid = ?", (user_id, sid))]
+        )
+        return count == 1
+
+    async def personal_list(self, user_id: str | None = None) -> list[PersonalReminder]:
+        sql = "SELECT user_id, sid, title, start FROM personal_reminders"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            sql += " WHERE user_id = ?"
+            params = (user_id,)
+        async with self._db.execute(sql + " ORDER BY start", params) as cur:
+            rows = await cur.fetchall()
+        return [PersonalReminder(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def direct_room(self, user_id: str) -> str | None:
+        async with self._db.execute(
+            "SELECT room_id FROM direct_rooms WHERE user_id = ?", (user_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_direct_room(self, user_id: str, room_id: str) -> None:
+        await self._tx(
+            [
+                (
+                    "INSERT INTO direct_rooms (user_id, room_id) VALUES (?, ?) "
+                    "ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+                    (user_id, room_id),
+                )
+            ]
+        )
+
+    async def queue_direct(
+        self, broadcast: str, room_id: str, txn_prefix: str, *, status: str = "pending"
+    ) -> int:
+        """One outbox row for a direct message (once); rows added."""
+        digest = hashlib.sha256(broadcast.encode()).hexdigest()[:24]
+        (count,) = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO outbox (broadcast, room_id, txn_id, status, "
+                    "created_at) VALUES (?, ?, ?, ?, ?)",
+                    (broadcast, room_id, txn_prefix + digest, status, int(time.time())),
+                )
+            ]
+        )
+        return count
 
     async def outbox_pending(self) -> list[OutboxItem]:
         async with self._db.execute(

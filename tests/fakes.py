@@ -42,6 +42,7 @@ class FakeChat:
     failures: list[SendError] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     unknown_users: set[str] = field(default_factory=set)
+    direct_rooms: list[tuple[str, str]] = field(default_factory=list)
 
     async def send_notice(
         self,
@@ -68,6 +69,11 @@ class FakeChat:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(Sent(room_id, upload, txn_id, reply_to, thread_root))
+
+    async def open_direct_room(self, user_id: str) -> str:
+        room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:example.org"
+        self.direct_rooms.append((user_id, room_id))
+        return room_id
 
     async def display_name(self, user_id: str) -> str | None:
         if user_id in self.unknown_users:

@@ -227,3 +227,33 @@ async def test_subscriptions_show_the_next_reminders(world: World) -> None:
         "Prochains rappels : lundi 23 novembre à 14h00 pour « Webinaire Grist » ; "
         "mardi 24 novembre à 13h00 pour « Webinaire Grist »."
     )
+
+
+async def test_personal_reminder_by_direct_message(world: World) -> None:
+    member = "@agent:example.org"
+    sid = grist(world)
+    text = await world.say(f"!rappelle-moi {sid}", sender=member)
+    assert text.startswith(
+        "🔔 C'est noté : je vous enverrai un message privé 15 minutes avant « Webinaire Grist » "
+        "(mardi 24 novembre à 14h00)"
+    )
+    assert (await world.say(f"!rappelle-moi {sid}", sender=member)).startswith("Vous avez déjà")
+    assert "n'a l'identifiant « zzzzzz »" in await world.say("!rappelle-moi zzzzzz", sender=member)
+    ((user, dm),) = world.chat.direct_rooms  # one direct room, opened once
+    assert user == member
+    mine = await world.say("!mes-rappels", sender=member)
+    assert f"• mardi 24 novembre à 14h00 — Webinaire Grist [{sid}]" in mine
+    assert f"Webinaire Grist [{sid}]" in await world.say("!mes-donnees", sender=member)
+
+    broadcaster = world.broadcaster()
+    world.clock.value = START - timedelta(minutes=14)
+    assert await broadcaster.deliver() == 1
+    assert await broadcaster.deliver() == 0
+    (sent,) = [s for s in world.chat.sent if s.room_id == dm]
+    assert isinstance(sent.message, Message)
+    assert sent.message.body.startswith(
+        "⏰ Votre rappel : « Webinaire Grist » commence dans 14 minutes"
+    )
+    assert (await world.say(f"!oublie {sid}", sender=member)).startswith("✅ Rappel annulé")
+    assert "pas de rappel" in await world.say(f"!oublie {sid}", sender=member)
+    assert "aucun rappel" in await world.say("!mes-rappels", sender=member)

@@ -97,3 +97,51 @@ async def test_reminder_before_a_session_sent_once(
         for _ in range(3):
             await alice.sync(500)
         assert len([e for e in alice.events[room] if is_reminder(e)]) == 1
+
+
+async def test_personal_reminder_arrives_in_a_direct_room(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=80)
+    ics = tmp_path / "soon.ics"
+    ics.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        f"UID:soon@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
+        "DURATION:PT1H\r\nSUMMARY:Atelier Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    cfg, bot_id = bot_config(
+        synapse,
+        tmp_path / "bot",
+        sources=[str(ics)],
+        broadcasts={"pace": 0},
+        reminders={"offsets": [], "personal": "1m"},  # due 20 s from now
+    )
+    alice = await make_user("alice")
+    async with running(BotApp(cfg)):
+        room = await alice.create_room(invite=[bot_id])
+        await alice.wait_joined(room, bot_id)
+        listing = await alice.ask(room, "!agenda", bot_id)
+        found = re.search(r"\[(\w{6})\]", body(listing))
+        assert found
+        ok = await alice.ask(room, f"!rappelle-moi {found.group(1)}", bot_id)
+        assert body(ok).startswith(
+            "🔔 C'est noté : je vous enverrai un message privé 1 minute avant"
+        )
+
+        # The bot opened a direct room and invited her: she accepts.
+        async with asyncio.timeout(30):
+            while not alice.invites:
+                await alice.sync(500)
+        direct = alice.invites[0]
+        await alice.client.join(direct)
+
+        def is_reminder(e: Any) -> bool:
+            content = e.source.get("content", {})
+            return e.sender == bot_id and str(content.get("body", "")).startswith("⏰ Votre rappel")
+
+        reminder = await alice.wait_for(direct, is_reminder, timeout=60)
+        assert "« Atelier Grist » commence dans 1 minute" in body(reminder)
+        for _ in range(3):
+            await alice.sync(500)
+        assert len([e for e in alice.events[direct] if is_reminder(e)]) == 1
+        assert not [e for e in alice.events[room] if is_reminder(e)]

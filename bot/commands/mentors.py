@@ -312,9 +312,11 @@ async def my_data_command(ctx: Context) -> Message:
     user_id = ctx.msg.sender
     topics = await ctx.storage.mentor_topics(user_id=user_id)
     requests = await ctx.storage.mentor_requests(user_id)
+    reminders = await ctx.storage.personal_list(user_id)
     return ctx.render(
         "my_data",
         user_id=user_id,
         topics=[(t, _when(ctx, t.added_at)) for t in topics],
         requests=[(r, _when(ctx, r.requested_at)) for r in requests],
+        reminders=[(r, _when(ctx, r.start)) for r in reminders],
     )
