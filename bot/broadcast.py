@@ -7,11 +7,13 @@ the homeserver deduplicates: no duplicate, no loss. Sends are paced
 (`broadcasts.pace`), and each room has its own task, so a slow or failing
 room never holds the others back.
 
-Broadcasts to rooms subscribed to `rappels`: programme-change notices, and
-a reminder before each session per `reminders.offsets`. Reminders are not
-kept anywhere but in the outbox: what is due is derived from the agenda at
-each round (the database and the agenda are the truth, nothing lives only in
-memory), and the loop sleeps until the next one is due.
+Broadcasts: to rooms subscribed to `rappels`, programme-change notices and
+a reminder before each session per `reminders.offsets`; to rooms subscribed
+to `gazette`, the scheduled gazette post and new feed entries (queued by
+`bot.feeds`); to a person's direct room, their `!rappelle-moi` reminders.
+What is due is derived at each round from the agenda, the schedule and the
+database (nothing lives only in memory), and the loop sleeps until the next
+thing is due, or until woken by a programme change or a new feed entry.
 """
 
 from __future__ import annotations
