@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
 from datetime import datetime, timedelta
@@ -12,11 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from bot.devserver import DevHomeserver
-from tests.conftest import sample_agenda, unique
-from tests.test_e2e_restart import BotProcess
+from tests.test_e2e_restart import bot_process
 
 pytestmark = pytest.mark.e2e
 
@@ -35,24 +32,12 @@ def notices(user: Any, room: str, bot_id: str) -> list[Any]:
 async def test_sigkill_during_fan_out_no_duplicate_no_loss(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
-    localpart, password = unique("bot"), "secret-bot-password-42"
-    bot_id = synapse.register(localpart, password)
-    storage = tmp_path / "data"
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "matrix": {"homeserver": synapse.url, "user_id": bot_id},
-                "storage": {"path": str(storage)},
-                "agenda": {"sources": [str(sample_agenda())]},
-                # Slow enough to be killed in the middle of the 20 posts.
-                "broadcasts": {"pace": 0.3},  # seconds
-                "reminders": {"offsets": []},  # only the change notice in this test
-            }
-        )
-    )
-    bot = BotProcess(
-        config, {**os.environ, "BLUEHATS_MATRIX_PASSWORD": password}, tmp_path / "b.log"
+    bot, bot_id, storage, _ = bot_process(
+        synapse,
+        tmp_path,
+        # Slow enough to be killed in the middle of the 20 posts.
+        broadcasts={"pace": 0.3},  # seconds
+        reminders={"offsets": []},  # only the change notice in this test
     )
     alice = await make_user("alice")
     rooms = [await alice.create_room(invite=[bot_id]) for _ in range(ROOMS)]

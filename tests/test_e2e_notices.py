@@ -22,6 +22,18 @@ def body(event: Any) -> str:
     return str(event.source["content"]["body"])
 
 
+def soon(tmp_path: Path, title: str, seconds: int = 80) -> tuple[Path, datetime]:
+    """A calendar with one session starting in `seconds`."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    ics = tmp_path / "soon.ics"
+    ics.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        f"UID:soon@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
+        f"DURATION:PT1H\r\nSUMMARY:{title}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    return ics, start
+
+
 def is_notice(event: Any, bot_id: str) -> bool:
     content = event.source.get("content", {})
     return (
@@ -67,13 +79,7 @@ async def test_change_notice_reaches_subscribed_rooms_once(
 async def test_reminder_before_a_session_sent_once(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=80)
-    ics = tmp_path / "soon.ics"
-    ics.write_text(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
-        f"UID:soon@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
-        "DURATION:PT1H\r\nSUMMARY:Webinaire Matomo\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
+    ics, start = soon(tmp_path, "Webinaire Matomo")
     cfg, bot_id = bot_config(
         synapse,
         tmp_path / "bot",
@@ -102,13 +108,7 @@ async def test_reminder_before_a_session_sent_once(
 async def test_personal_reminder_arrives_in_a_direct_room(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=80)
-    ics = tmp_path / "soon.ics"
-    ics.write_text(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
-        f"UID:soon@t\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
-        "DURATION:PT1H\r\nSUMMARY:Atelier Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
+    ics, _ = soon(tmp_path, "Atelier Grist")
     cfg, bot_id = bot_config(
         synapse,
         tmp_path / "bot",

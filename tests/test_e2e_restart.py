@@ -57,17 +57,10 @@ class BotProcess:
             return await self.proc.wait()
 
 
-def devices(hs: DevHomeserver, token: str) -> list[str]:
-    req = urllib.request.Request(
-        f"{hs.url}/_matrix/client/v3/devices", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return [d["device_id"] for d in json.load(resp)["devices"]]
-
-
-async def test_kill_and_restart_answers_each_command_exactly_once(
-    synapse: DevHomeserver, tmp_path: Path, make_user
-) -> None:
+def bot_process(
+    synapse: DevHomeserver, tmp_path: Path, **sections: dict[str, object]
+) -> tuple[BotProcess, str, Path, str]:
+    """The bot as its own process (not started): (process, user id, storage dir, password)."""
     localpart, password = unique("bot"), "secret-bot-password-42"
     bot_id = synapse.register(localpart, password)
     storage = tmp_path / "data"
@@ -79,11 +72,26 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
                 "matrix": {"homeserver": synapse.url, "user_id": bot_id},
                 "storage": {"path": str(storage)},
                 "agenda": {"sources": [str(sample_agenda())]},
+                **sections,
             }
         )
     )
     env = {**os.environ, "BLUEHATS_MATRIX_PASSWORD": password}
-    bot = BotProcess(config, env, tmp_path / "bot.log")
+    return BotProcess(config, env, tmp_path / "bot.log"), bot_id, storage, password
+
+
+def devices(hs: DevHomeserver, token: str) -> list[str]:
+    req = urllib.request.Request(
+        f"{hs.url}/_matrix/client/v3/devices", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return [d["device_id"] for d in json.load(resp)["devices"]]
+
+
+async def test_kill_and_restart_answers_each_command_exactly_once(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    bot, bot_id, storage, password = bot_process(synapse, tmp_path)
     alice = await make_user("alice")
 
     # Invited before its very first start: the waiting invite is handled.
