@@ -201,14 +201,13 @@ async def _person(ctx: Context, user_id: str) -> Person:
     return Person(user_id, name or user_id)
 
 
-async def _add(ctx: Context, rest: str) -> Message:
-    person, topics_text = await _target(ctx, rest)
-    user_id = person.user_id
-    topics = parse_topics(topics_text)
-    if not topics:
-        raise Problem("no_topics")
+async def _register(
+    ctx: Context, person: Person, topics: list[tuple[str, str]], action: str
+) -> Message:
+    """Give topics to a mentor (audited as `action`); the reply mentions them."""
+    display = None if person.name == person.user_id else person.name
     added = await ctx.storage.mentor_add(
-        user_id, None if person.name == user_id else person.name, topics, ctx.msg.sender
+        person.user_id, display, topics, ctx.msg.sender, action=action
     )
     message = ctx.render(
         "mentor_done",
@@ -217,7 +216,15 @@ async def _add(ctx: Context, rest: str) -> Message:
         labels=[label for _, label in topics],
         count=added,
     )
-    return replace(message, mentions=(user_id,))
+    return replace(message, mentions=(person.user_id,))
+
+
+async def _add(ctx: Context, rest: str) -> Message:
+    person, topics_text = await _target(ctx, rest)
+    topics = parse_topics(topics_text)
+    if not topics:
+        raise Problem("no_topics")
+    return await _register(ctx, person, topics, "add")
 
 
 async def _remove(ctx: Context, rest: str) -> Message:
@@ -271,21 +278,7 @@ async def _approve(ctx: Context, rest: str) -> Message:
     if not pending:
         raise Problem("no_request", user_id)
     topics = [(r.topic_key, r.label) for r in pending]
-    added = await ctx.storage.mentor_add(
-        user_id,
-        None if person.name == user_id else person.name,
-        topics,
-        ctx.msg.sender,
-        action="approve",
-    )
-    message = ctx.render(
-        "mentor_done",
-        outcome="added",
-        person=person,
-        labels=[label for _, label in topics],
-        count=added,
-    )
-    return replace(message, mentions=(user_id,))
+    return await _register(ctx, person, topics, "approve")
 
 
 async def _erase(ctx: Context) -> Message:
