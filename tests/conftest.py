@@ -186,3 +186,22 @@ async def running(app: BotApp) -> AsyncIterator[BotApp]:
     finally:
         app.stop()
         await asyncio.wait_for(task, 30)
+
+
+@asynccontextmanager
+async def loopback_http(routes: dict[str, Any]) -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 (free port) with GET `routes`; yields its base URL."""
+    from aiohttp import web
+
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -17,7 +17,7 @@ from bot.broadcast import Broadcaster
 from bot.feeds import FeedWatcher, entry_key, parse_feed
 from bot.render import Message, Renderer
 from bot.storage import GAZETTE, Storage
-from tests.conftest import real_fixture
+from tests.conftest import loopback_http, real_fixture
 from tests.fakes import FakeChat, FakeClock, StaticAgenda
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -53,15 +53,25 @@ class Server:
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Server, str]]:
     server = Server()
-    app = web.Application()
-    app.router.add_get("/feed.xml", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield server, f"http://127.0.0.1:{port}/feed.xml"
-    await runner.cleanup()
+    async with loopback_http({"/feed.xml": server.handle}) as base:
+        yield server, f"{base}/feed.xml"
+
+
+def gazette_broadcaster(
+    storage: Storage, chat: FakeChat, clock: FakeClock, schedule: str | None = None
+) -> Broadcaster:
+    return Broadcaster(
+        storage,
+        chat,
+        Renderer("fr", PARIS),
+        StaticAgenda([]),
+        prefix="!",
+        now=clock,
+        pace=timedelta(0),
+        offsets=[],
+        grace=timedelta(minutes=15),
+        gazette_schedule=schedule,
+    )
 
 
 def test_real_feed_entries_and_keys() -> None:
@@ -92,16 +102,8 @@ async def test_first_poll_silent_then_one_post_per_room(
     chat = FakeChat()
     async with aiohttp.ClientSession() as http:
         watcher = FeedWatcher(url, storage, http, title_filter=GAZETTES, retry_delays=())
-        broadcaster = Broadcaster(
-            storage,
-            chat,
-            Renderer("fr", PARIS),
-            StaticAgenda([]),
-            prefix="!",
-            now=FakeClock(datetime(2026, 11, 23, tzinfo=UTC)),
-            pace=timedelta(0),
-            offsets=[],
-            grace=timedelta(minutes=15),
+        broadcaster = gazette_broadcaster(
+            storage, chat, FakeClock(datetime(2026, 11, 23, tzinfo=UTC))
         )
         assert await watcher.poll() == 0  # first poll: existing entries only marked seen
         assert await watcher.poll() == 0  # 304
@@ -136,18 +138,7 @@ async def test_gazette_schedule_posts_once_per_date(tmp_path: Path) -> None:
     chat = FakeChat()
     # 15 January 2027, 10:00 in Paris = 09:00 UTC.
     clock = FakeClock(datetime(2027, 1, 15, 8, 59, tzinfo=UTC))
-    broadcaster = Broadcaster(
-        storage,
-        chat,
-        Renderer("fr", PARIS),
-        StaticAgenda([]),
-        prefix="!",
-        now=clock,
-        pace=timedelta(0),
-        offsets=[],
-        grace=timedelta(minutes=15),
-        gazette_schedule="0 10 15 */2 *",
-    )
+    broadcaster = gazette_broadcaster(storage, chat, clock, "0 10 15 */2 *")
     assert broadcaster.seconds_to_next_due() == pytest.approx(60)
     assert await broadcaster.deliver() == 0
     clock.value = datetime(2027, 1, 15, 9, 5, tzinfo=UTC)

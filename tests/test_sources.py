@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.agenda.sources import AgendaService
 from bot.storage import Storage
+from tests.conftest import loopback_http
 from tests.fakes import FakeClock
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -50,16 +51,8 @@ class Feed:
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Feed, str]]:
     feed = Feed()
-    app = web.Application()
-    app.router.add_get("/agenda.ics", feed.handle)
-    app.router.add_get("/programme", feed.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield feed, f"http://127.0.0.1:{port}/agenda.ics"
-    await runner.cleanup()
+    async with loopback_http({"/agenda.ics": feed.handle, "/programme": feed.handle}) as base:
+        yield feed, f"{base}/agenda.ics"
 
 
 async def service(
