@@ -42,6 +42,9 @@ TXN_PREFIX = "bh-o-"
 SEND_ATTEMPTS = 5
 # Woken at once by a programme change; otherwise checks this often.
 IDLE_CHECK_S = 60.0
+# Sends in flight at once: a slow room does not hold the others, and a rate
+# limit (429, which nio waits out and retries) does not pile requests up.
+IN_FLIGHT = 4
 
 
 class Broadcaster:
@@ -78,6 +81,7 @@ class Broadcaster:
         self._pace = pace.total_seconds()
         self._retry_delay = retry_delay
         self._pacer = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._last_send = 0.0
         self._running = asyncio.Lock()
         self.wake = asyncio.Event()
@@ -209,9 +213,10 @@ class Broadcaster:
         while attempts < SEND_ATTEMPTS:
             attempts += 1
             await self._storage.outbox_attempt(item.id)  # counted before: a crash counts
-            await self._wait_turn()
             try:
-                await self._chat.send_notice(item.room_id, message, txn_id=item.txn_id)
+                async with self._in_flight:
+                    await self._wait_turn()
+                    await self._chat.send_notice(item.room_id, message, txn_id=item.txn_id)
             except SendError as exc:
                 if exc.permanent:
                     break

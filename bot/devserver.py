@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -42,11 +43,18 @@ def free_port() -> int:
 
 class DevHomeserver:
     def __init__(
-        self, directory: Path, *, server_name: str = "localhost", raised_limits: bool = True
+        self,
+        directory: Path,
+        *,
+        server_name: str = "localhost",
+        raised_limits: bool = True,
+        limits: dict[str, Any] | None = None,
     ) -> None:
+        """`raised_limits=False` keeps Synapse's defaults; `limits` sets some `rc_*` keys."""
         self.dir = directory
         self.server_name = server_name
         self.raised_limits = raised_limits
+        self.limits = dict(limits or {})
         self.port = 0
         self.secret = secrets.token_hex(16)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -128,6 +136,7 @@ class DevHomeserver:
                     "rc_room_creation": RAISED,
                 }
             )
+        config.update(self.limits)
         path = d / "homeserver.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
@@ -187,14 +196,19 @@ class DevHomeserver:
             proc.kill()
             proc.wait()
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{self.url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")
@@ -203,7 +217,7 @@ class DevHomeserver:
 
     def register(self, localpart: str, password: str, *, admin: bool = False) -> str:
         """Create a user with the shared-secret admin API; returns the Matrix ID."""
-        nonce = self._request("GET", "/_synapse/admin/v1/register")["nonce"]
+        nonce = self.call("GET", "/_synapse/admin/v1/register")["nonce"]
         kind = "admin" if admin else "notadmin"
         mac = hmac.new(
             self.secret.encode(),
@@ -211,7 +225,7 @@ class DevHomeserver:
             hashlib.sha1,
         )
         digest = mac.hexdigest()
-        result = self._request(
+        result = self.call(
             "POST",
             "/_synapse/admin/v1/register",
             {
@@ -223,3 +237,24 @@ class DevHomeserver:
             },
         )
         return str(result["user_id"])
+
+    def login(self, user_id: str, password: str) -> str:
+        """An access token for this user (a new device)."""
+        result = self.call(
+            "POST",
+            "/_matrix/client/v3/login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user_id},
+                "password": password,
+            },
+        )
+        return str(result["access_token"])
+
+    def override_ratelimit(self, admin_token: str, user_id: str, *, unlimited: bool) -> None:
+        """Lift a user's message/room/join limits (admin API), or restore the defaults."""
+        path = f"/_synapse/admin/v1/users/{urllib.parse.quote(user_id)}/override_ratelimit"
+        if unlimited:
+            self.call("POST", path, {"messages_per_second": 0, "burst_count": 0}, token=admin_token)
+        else:
+            self.call("DELETE", path, token=admin_token)

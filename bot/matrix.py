@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,19 @@ FIRST_RUN_FILTER = {"room": {"timeline": {"limit": 1}}}
 _PERMANENT = frozenset(
     {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
 )
+
+# At most one "rate limited" log line per this many seconds.
+RATE_LOG_EVERY_S = 60.0
+
+
+class _QuietRateLimit(logging.Filter):
+    """nio logs every 429 it waits out; `MatrixChat` logs them once a minute."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Got 429")
+
+
+logging.getLogger("nio.client.async_client").addFilter(_QuietRateLimit())
 
 MessageSink = Callable[[IncomingMessage], Awaitable[None]]
 
@@ -141,6 +155,12 @@ class MatrixChat:
             ),
         )
         self._authority: dict[str, _RoomAuthority] = {}
+        # 429s: nio waits `retry_after_ms` and retries the request itself; the
+        # other sends wait the same (the limit is per account), not pile up.
+        self.rate_limited = 0
+        self._not_before = 0.0
+        self._rate_logged_at = -RATE_LOG_EVERY_S
+        self.client.add_response_callback(self._on_error, ErrorResponse)
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
@@ -314,6 +334,26 @@ class MatrixChat:
         else:
             log.info("joined %s, invited by %s", room_id, inviter)
 
+    async def _on_error(self, response: ErrorResponse) -> None:
+        if response.status_code != "M_LIMIT_EXCEEDED":
+            return
+        wait = (getattr(response, "retry_after_ms", None) or 5000) / 1000
+        now = time.monotonic()
+        self.rate_limited += 1
+        self._not_before = max(self._not_before, now + wait)
+        if now - self._rate_logged_at >= RATE_LOG_EVERY_S:
+            self._rate_logged_at = now
+            log.info(
+                "rate limited by the homeserver (%d time(s) so far): waiting %.1fs as told",
+                self.rate_limited,
+                wait,
+            )
+
+    async def _respect_rate_limit(self) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
     # -- ChatClient -----------------------------------------------------------------
 
     async def send_notice(
@@ -407,6 +447,7 @@ class MatrixChat:
             }
         elif reply_to:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        await self._respect_rate_limit()
         try:
             resp = await self.client.room_send(
                 room_id,
