@@ -24,6 +24,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
@@ -216,13 +217,17 @@ class Broadcaster:
             try:
                 async with self._in_flight:
                     await self._wait_turn()
-                    await self._chat.send_notice(item.room_id, message, txn_id=item.txn_id)
+                    event_id = await self._chat.send_notice(
+                        item.room_id, message, txn_id=item.txn_id
+                    )
             except SendError as exc:
                 if exc.permanent:
                     break
                 log.warning("broadcasts: %s to %s: %s", item.broadcast, item.room_id, exc)
                 await asyncio.sleep(self._retry_delay * 2 ** (attempts - 1))
                 continue
+            if event_id and message.sessions:  # a 🔔 on it asks for a personal reminder
+                await self._storage.post_record(event_id, item.room_id, message.sessions)
             await self._storage.outbox_finish(item.id, "sent")
             return True
         log.error("broadcasts: giving up %s to %s", item.broadcast, item.room_id)
@@ -281,7 +286,7 @@ class Broadcaster:
         if int(session.start.timestamp()) != int(start):
             return None  # moved: the reminder for its new time is another broadcast
         (view,) = views([session], now, self._renderer)
-        return self._renderer.render(
+        message = self._renderer.render(
             "reminder",
             v=view,
             until=self._renderer.until(session.start, now),
@@ -289,3 +294,4 @@ class Broadcaster:
             prefix=self._prefix,
             personal=personal,
         )
+        return message if personal else replace(message, sessions=(session.sid,))

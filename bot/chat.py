@@ -22,6 +22,19 @@ class IncomingMessage:
     # Users the sender mentioned with pills (`m.mentions`): clients put the
     # display name in `body`, the Matrix ID only here. Not kept in the inbox.
     mentions: tuple[str, ...] = ()
+    # Answer in the sender's direct room rather than in the room (a 🔔 reaction).
+    direct: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingReaction:
+    """Someone reacted `key` (an emoji) to the event `target`."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    target: str
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +62,8 @@ class ChatClient(Protocol):
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
-    ) -> None:
-        """Send an `m.notice`; the same `txn_id` never posts twice."""
+    ) -> str | None:
+        """Send an `m.notice`; the same `txn_id` never posts twice. Its event id."""
 
     async def send_file(
         self,

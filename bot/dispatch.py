@@ -20,7 +20,14 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from bot.chat import ChatClient, FileUpload, IncomingMessage, Reply, SendError
+from bot.chat import (
+    ChatClient,
+    FileUpload,
+    IncomingMessage,
+    IncomingReaction,
+    Reply,
+    SendError,
+)
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
 from bot.storage import InboxItem, Storage
@@ -35,6 +42,9 @@ log = logging.getLogger(__name__)
 MAX_COMMAND_CHARS = 2000
 SEND_ATTEMPTS = 5
 SETTLE_GRACE = 2.0
+# A reaction with this emoji to a post presenting sessions runs this command.
+BELL = "🔔"
+REACTION_COMMAND = "rappelle-moi"
 # What is echoed back of a user's input, at most.
 ECHO_CHARS = 40
 
@@ -190,11 +200,27 @@ class Dispatcher:
         if msg.sender == self.chat.user_id or parse(msg.body, self.prefix) is None:
             return
         if not await self.storage.inbox_add(
-            msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root
+            msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
         self._spawn(msg, attempts=0, first_counted=True)
+
+    async def accept_reaction(self, reaction: IncomingReaction) -> None:
+        """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.
+
+        Recorded in the inbox like a typed command (same exactly-once path),
+        answered in the sender's direct room rather than in the room.
+        """
+        if reaction.sender == self.chat.user_id or reaction.key.strip("\ufe0f ") != BELL:
+            return
+        sids = await self.storage.post_sessions(reaction.target, reaction.room_id)
+        if not sids:
+            return  # not a post of ours, or one without sessions
+        body = f"{self.prefix}{REACTION_COMMAND} {' '.join(sids)}"
+        await self.accept(
+            IncomingMessage(reaction.room_id, reaction.event_id, reaction.sender, body, direct=True)
+        )
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
@@ -271,6 +297,13 @@ class Dispatcher:
 
     async def _send(self, msg: IncomingMessage, reply: Reply) -> None:
         txn_id = txn_id_for(msg.event_id)
+        if msg.direct:
+            room_id = await self.storage.direct_room(msg.sender)
+            if room_id is None:
+                raise SendError("no direct room with the sender", permanent=True)
+            if isinstance(reply, Message):
+                await self.chat.send_notice(room_id, reply, txn_id=txn_id)
+            return
         if isinstance(reply, FileUpload):
             await self.chat.send_file(
                 msg.room_id,
@@ -280,13 +313,15 @@ class Dispatcher:
                 thread_root=msg.thread_root,
             )
         else:
-            await self.chat.send_notice(
+            event_id = await self.chat.send_notice(
                 msg.room_id,
                 reply,
                 txn_id=txn_id,
                 reply_to=msg.event_id,
                 thread_root=msg.thread_root,
             )
+            if event_id and reply.sessions:
+                await self.storage.post_record(event_id, msg.room_id, reply.sessions)
 
     async def _give_up(self, msg: IncomingMessage, reason: str) -> None:
         log.error("giving up answering %s in %s: %s", msg.event_id, msg.room_id, reason)
@@ -343,4 +378,6 @@ class Dispatcher:
 
 
 def _message(item: InboxItem) -> IncomingMessage:
-    return IncomingMessage(item.room_id, item.event_id, item.sender, item.body, item.thread_root)
+    return IncomingMessage(
+        item.room_id, item.event_id, item.sender, item.body, item.thread_root, direct=item.direct
+    )

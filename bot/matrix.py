@@ -10,6 +10,7 @@ zero times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ from nio import (
     LocalProtocolError,
     LoginResponse,
     ProfileGetDisplayNameResponse,
+    ReactionEvent,
     RoomCreateResponse,
     RoomGetStateResponse,
     RoomMemberEvent,
@@ -45,7 +47,7 @@ from nio import (
 from nio.exceptions import OlmUnverifiedDeviceError
 
 from bot import permissions
-from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
+from bot.chat import FileUpload, IncomingMessage, IncomingReaction, SendError, UnknownUser
 from bot.config import MatrixConfig
 from bot.render import Message
 from bot.storage import Storage
@@ -66,6 +68,8 @@ _PERMANENT = frozenset(
     {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
 )
 
+# How long a new direct room may take to show up in the sync.
+NEW_ROOM_WAIT_S = 30.0
 # At most one "rate limited" log line per this many seconds.
 RATE_LOG_EVERY_S = 60.0
 
@@ -139,6 +143,8 @@ class MatrixChat:
         self._storage = storage
         # Where new messages go, in timeline order; set before `run()`.
         self.on_message: MessageSink | None = None
+        # Where new reactions go (same guarantees as messages).
+        self.on_reaction: Callable[[IncomingReaction], Awaitable[None]] | None = None
         # Awaited after each sync batch, before the next long-poll starts.
         self.on_batch_end: Callable[[], Awaitable[None]] | None = None
         crypto = storage_dir / "crypto"
@@ -164,6 +170,8 @@ class MatrixChat:
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
+        # Set (then replaced) after each sync batch has been handled.
+        self._next_batch = asyncio.Event()
 
     @property
     def user_id(self) -> str:
@@ -274,6 +282,14 @@ class MatrixChat:
                     TIMELINE_LIMIT,
                 )
             for event in events[first:]:
+                if isinstance(event, ReactionEvent):
+                    if event.sender != self.user_id and self.on_reaction is not None:
+                        await self.on_reaction(
+                            IncomingReaction(
+                                room_id, event.event_id, event.sender, event.reacts_to, event.key
+                            )
+                        )
+                    continue
                 msg = self._incoming(room_id, event)
                 if msg is not None and self.on_message is not None:
                     await self.on_message(msg)
@@ -282,6 +298,8 @@ class MatrixChat:
         if self.on_batch_end is not None:
             await self.on_batch_end()
         self.synced.set()
+        self._next_batch.set()
+        self._next_batch = asyncio.Event()
 
     def _first_after_own_join(self, events: list[Any]) -> int:
         """Index after the bot's own join in this batch: what precedes it is history."""
@@ -364,7 +382,7 @@ class MatrixChat:
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
-    ) -> None:
+    ) -> str | None:
         content: dict[str, Any] = {
             "msgtype": "m.notice",
             "body": message.body,
@@ -372,7 +390,7 @@ class MatrixChat:
             "formatted_body": message.html,
             "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
         }
-        await self._send(room_id, content, txn_id, reply_to, thread_root)
+        return await self._send(room_id, content, txn_id, reply_to, thread_root)
 
     async def open_direct_room(self, user_id: str) -> str:
         # Unencrypted for now: a message sent before the invitee joins must be
@@ -382,7 +400,13 @@ class MatrixChat:
         )
         if not isinstance(resp, RoomCreateResponse):
             raise SendError(f"cannot open a direct room: {_describe(resp)}", permanent=False)
-        return str(resp.room_id)
+        room_id = str(resp.room_id)
+        # nio sends only to rooms its sync has shown; the next sync will.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NEW_ROOM_WAIT_S):
+                while room_id not in self.client.rooms:
+                    await self._next_batch.wait()
+        return room_id
 
     async def display_name(self, user_id: str) -> str | None:
         resp = await self.client.get_displayname(user_id)
@@ -437,7 +461,7 @@ class MatrixChat:
         txn_id: str,
         reply_to: str | None,
         thread_root: str | None,
-    ) -> None:
+    ) -> str:
         if thread_root:
             content["m.relates_to"] = {
                 "rel_type": "m.thread",
@@ -461,6 +485,7 @@ class MatrixChat:
             raise SendError(f"{type(exc).__name__}: {exc}", permanent=False) from None
         if isinstance(resp, RoomSendError):
             raise SendError(_describe(resp), permanent=resp.status_code in _PERMANENT)
+        return str(resp.event_id)
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         authority = self._authority.get(room_id)

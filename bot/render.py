@@ -27,6 +27,9 @@ class Message:
     html: str
     # Users this message mentions on purpose (pills): they get notified.
     mentions: tuple[str, ...] = ()
+    # Ids of the sessions this message presents: a 🔔 reaction to it asks
+    # for personal reminders of them.
+    sessions: tuple[str, ...] = ()
 
 
 def packaged_templates() -> Path:

@@ -166,6 +166,18 @@ MIGRATIONS: tuple[str, ...] = (
         room_id TEXT NOT NULL
     );
     """,
+    """
+    -- The bot's posts that present sessions (answers, reminders): a 🔔
+    -- reaction to one asks for personal reminders of these sessions.
+    CREATE TABLE posted_sessions (
+        event_id  TEXT PRIMARY KEY,
+        room_id   TEXT NOT NULL,
+        sids      TEXT NOT NULL,
+        posted_at INTEGER NOT NULL
+    );
+    -- A command to answer in the sender's direct room (a 🔔 reaction).
+    ALTER TABLE inbox ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -186,6 +198,7 @@ class InboxItem:
     thread_root: str | None
     received_at: int
     attempts: int
+    direct: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +371,8 @@ class Storage:
         body: str,
         thread_root: str | None,
         now: float | None = None,
+        *,
+        direct: bool = False,
     ) -> bool:
         """Record a command; False when this event was already recorded (redelivery).
 
@@ -367,18 +382,21 @@ class Storage:
         async with self._write:
             cur = await self._db.execute(
                 "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-                "received_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (event_id, room_id, sender, body, thread_root, int(now or time.time())),
+                "received_at, attempts, direct) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                (event_id, room_id, sender, body, thread_root, int(now or time.time()), direct),
             )
         return cur.rowcount == 1
 
     async def inbox_pending(self) -> list[InboxItem]:
         async with self._db.execute(
-            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts "
+            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct "
             "FROM inbox WHERE status = 'pending' ORDER BY received_at"
         ) as cur:
             rows = await cur.fetchall()
-        return [InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6])) for r in rows]
+        return [
+            InboxItem(r[0], r[1], r[2], r[3] or "", r[4], int(r[5]), int(r[6]), bool(r[7]))
+            for r in rows
+        ]
 
     async def inbox_attempt(self, event_id: str) -> None:
         async with self._write:
@@ -788,6 +806,30 @@ class Storage:
             ]
         )
         return count
+
+    async def post_record(self, event_id: str, room_id: str, sids: Iterable[str]) -> None:
+        """Remember that this post presents these sessions (for 🔔 reactions)."""
+        listed = " ".join(dict.fromkeys(sids))
+        if not listed:
+            return
+        await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO posted_sessions (event_id, room_id, sids, posted_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (event_id, room_id, listed, int(time.time())),
+                )
+            ]
+        )
+
+    async def post_sessions(self, event_id: str, room_id: str) -> list[str]:
+        """The session ids a post of the bot presents ([] for any other event)."""
+        async with self._db.execute(
+            "SELECT sids FROM posted_sessions WHERE event_id = ? AND room_id = ?",
+            (event_id, room_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]).split() if row else []
 
     async def outbox_pending(self) -> list[OutboxItem]:
         async with self._db.execute(

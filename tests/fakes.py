@@ -32,6 +32,7 @@ class Sent:
     txn_id: str
     reply_to: str | None
     thread_root: str | None
+    event_id: str = ""
 
 
 @dataclass
@@ -52,10 +53,13 @@ class FakeChat:
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
-    ) -> None:
+    ) -> str:
         if self.failures:
             raise self.failures.pop(0)
-        self.sent.append(Sent(room_id, message, txn_id, reply_to, thread_root))
+        # Like a homeserver: the same transaction id gives back the same event.
+        event_id = f"$ev-{txn_id}"
+        self.sent.append(Sent(room_id, message, txn_id, reply_to, thread_root, event_id))
+        return event_id
 
     async def send_file(
         self,

@@ -71,7 +71,10 @@ async def test_grouped_by_day_in_french_with_paris_times(tmp_path: Path) -> None
     # Another year: the year is said.
     assert "mercredi 6 janvier 2027\n• toute la journée · Journée BlueHats [" in reply.body
     # Every session shows its id; the footer says what to do with it.
-    assert reply.body.endswith("Détails : !session <identifiant> · dans votre agenda : !agenda ics")
+    assert reply.body.endswith(
+        "Détails : !session <identifiant> · dans votre agenda : !agenda ics"
+        " · réagissez 🔔 pour un rappel en privé"
+    )
     assert '<a href="https://visio.example/g">' in reply.html
     assert reply.html.index("mardi 1er décembre") < reply.html.index("mercredi 2 décembre")
 

@@ -121,11 +121,18 @@ async def test_personal_reminder_arrives_in_a_direct_room(
         room = await alice.create_room(invite=[bot_id])
         await alice.wait_joined(room, bot_id)
         listing = await alice.ask(room, "!agenda", bot_id)
-        found = re.search(r"\[(\w{6})\]", body(listing))
-        assert found
-        ok = await alice.ask(room, f"!rappelle-moi {found.group(1)}", bot_id)
-        assert body(ok).startswith(
-            "🔔 C'est noté : je vous enverrai un message privé 1 minute avant"
+        assert "réagissez 🔔 pour un rappel en privé" in body(listing)
+        # She reacts 🔔 to the answer, as in Element.
+        await alice.client.room_send(
+            room,
+            "m.reaction",
+            {
+                "m.relates_to": {
+                    "rel_type": "m.annotation",
+                    "event_id": listing.event_id,
+                    "key": "🔔",
+                }
+            },
         )
 
         # The bot opened a direct room and invited her: she accepts.
@@ -134,6 +141,13 @@ async def test_personal_reminder_arrives_in_a_direct_room(
                 await alice.sync(500)
         direct = alice.invites[0]
         await alice.client.join(direct)
+        confirmation = await alice.wait_for(
+            direct,
+            lambda e: e.sender == bot_id and e.source["content"].get("msgtype") == "m.notice",
+        )
+        assert body(confirmation).startswith(
+            "🔔 C'est noté : je vous enverrai un message privé 1 minute avant « Atelier Grist »"
+        )
 
         def is_reminder(e: Any) -> bool:
             content = e.source.get("content", {})
@@ -145,3 +159,10 @@ async def test_personal_reminder_arrives_in_a_direct_room(
             await alice.sync(500)
         assert len([e for e in alice.events[direct] if is_reminder(e)]) == 1
         assert not [e for e in alice.events[room] if is_reminder(e)]
+        # Nothing was said in the shared room about her reminder.
+        said = [
+            e.event_id
+            for e in alice.events[room]
+            if e.sender == bot_id and "body" in e.source["content"]
+        ]
+        assert said == [listing.event_id]

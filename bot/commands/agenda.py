@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
@@ -115,7 +115,7 @@ def render_agenda(
 ) -> Message:
     shown = views(sessions[:limit], now, renderer)
     days = [(day, list(items)) for day, items in groupby(shown, key=lambda v: v.day)]
-    return renderer.render(
+    message = renderer.render(
         "agenda",
         prefix=prefix,
         days=days,
@@ -125,6 +125,8 @@ def render_agenda(
         window=kind,
         words=echo(" ".join(words or [])),
     )
+    upcoming = tuple(v.session.sid for v in shown if v.session.start > now)
+    return replace(message, sessions=upcoming)
 
 
 @command("agenda", "programme", "calendrier", "calendar")

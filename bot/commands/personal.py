@@ -7,11 +7,15 @@ session (id, title, start as asked), and the direct room opened with them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.chat import SendError
 from bot.dispatch import Context, UsageError, command, echo
 from bot.render import Message
+
+# Sessions one `!rappelle-moi` (or one 🔔) may ask for.
+MAX_AT_ONCE = 20
 
 
 def _when(ctx: Context, timestamp: int) -> tuple[str, str]:
@@ -21,37 +25,53 @@ def _when(ctx: Context, timestamp: int) -> tuple[str, str]:
     return renderer.day_label(renderer.local(moment).date(), today), renderer.time_label(moment)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    outcome: str  # added, already, unknown
+    sid: str
+    title: str = ""
+    day: str = ""
+    hour: str = ""
+
+
 @command("rappelle-moi", "remind-me", "rappellemoi")
 async def remind_me_command(ctx: Context) -> Message:
-    sid = ctx.args.split(" ", 1)[0]
-    if not sid:
+    """`!rappelle-moi <id> [id…]`; a 🔔 reaction runs it with the post's sessions."""
+    ids = list(dict.fromkeys(ctx.args.lower().split()))
+    if not ids:
         raise UsageError
-    session = ctx.services.agenda.agenda.get(sid)
     now = ctx.services.now()
-    if session is None or session.cancelled or session.start <= now:
-        return ctx.render("personal", outcome="unknown", sid=echo(sid))
+    sessions = []
+    items: list[Wanted] = []
+    for sid in ids[:MAX_AT_ONCE]:
+        session = ctx.services.agenda.agenda.get(sid)
+        if session is None or session.cancelled or session.start <= now:
+            items.append(Wanted("unknown", echo(sid)))
+        else:
+            sessions.append(session)
     user_id = ctx.msg.sender
-    if await ctx.storage.direct_room(user_id) is None:
+    if sessions and await ctx.storage.direct_room(user_id) is None:
         try:
             room_id = await ctx.chat.open_direct_room(user_id)
         except SendError:
-            return ctx.render("personal", outcome="no_room", sid=session.sid)
+            return ctx.render("personal", outcome="no_room", items=[])
         await ctx.storage.set_direct_room(user_id, room_id)
-    start = int(session.start.timestamp())
-    added = await ctx.storage.personal_add(user_id, session.sid, session.title, start)
-    day, hour = _when(ctx, start)
+    for session in sessions:
+        start = int(session.start.timestamp())
+        added = await ctx.storage.personal_add(user_id, session.sid, session.title, start)
+        day, hour = _when(ctx, start)
+        items.append(Wanted("added" if added else "already", session.sid, session.title, day, hour))
+    personal = ctx.services.config.reminders.personal
+    before = (
+        ctx.services.renderer.until(sessions[0].start, sessions[0].start - personal)
+        if sessions
+        else ""
+    )
     return ctx.render(
         "personal",
-        outcome="added" if added else "already",
-        sid=session.sid,
-        title=session.title,
-        day=day,
-        hour=hour,
-        before=ctx.services.renderer.until(
-            session.start, session.start - ctx.services.config.reminders.personal
-        )
-        .removeprefix("dans ")
-        .removeprefix("in "),
+        outcome="asked",
+        items=sorted(items, key=lambda i: i.outcome != "unknown"),
+        before=before.removeprefix("dans ").removeprefix("in "),
     )
 
 
@@ -70,4 +90,6 @@ async def forget_command(ctx: Context) -> Message:
     if not sid:
         raise UsageError
     removed = await ctx.storage.personal_remove(ctx.msg.sender, sid)
-    return ctx.render("personal", outcome="forgotten" if removed else "not_found", sid=echo(sid))
+    return ctx.render(
+        "personal", outcome="forgotten" if removed else "not_found", sid=echo(sid), items=[]
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -202,7 +202,7 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
     (view,) = views([session], now, renderer)
     extra.setdefault("before", None)
     extra.setdefault("ongoing", [])
-    return ctx.render(
+    message = ctx.render(
         "session",
         v=view,
         heading=heading,
@@ -210,6 +210,9 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
         until=renderer.until(session.start, now) if session.start > now else "",
         **extra,
     )
+    if session.start <= now or session.cancelled:
+        return message
+    return replace(message, sessions=(session.sid,))
 
 
 def _problem(ctx: Context, problem: Problem, action: str) -> Message:

@@ -1,0 +1,108 @@
+"""🔔 reactions: on an `!agenda` answer or a reminder, a personal reminder, confirmed in private."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.chat import IncomingMessage, IncomingReaction
+from bot.render import Message
+from tests.test_broadcast import MOD, ROOMS, START, World, grist, world  # noqa: F401
+
+MEMBER = "@agent:example.org"
+
+
+async def command(w: World, text: str, event_id: str, sender: str = MOD) -> Message:
+    """A command through the whole path (inbox, answer, send); the message sent."""
+    before = len(w.chat.sent)
+    await w.dispatcher.accept(IncomingMessage(ROOMS[0], event_id, sender, text))
+    await w.dispatcher.drain()
+    (sent,) = w.chat.sent[before:]
+    assert isinstance(sent.message, Message)
+    return sent.message
+
+
+async def react(w: World, target: str, event_id: str, key: str = "🔔", sender: str = MEMBER):
+    before = len(w.chat.sent)
+    await w.dispatcher.accept_reaction(IncomingReaction(ROOMS[0], event_id, sender, target, key))
+    await w.dispatcher.drain()
+    return w.chat.sent[before:]
+
+
+async def test_bell_on_an_agenda_answer_reminds_each_listed_session_in_private(
+    world: World,  # noqa: F811
+) -> None:
+    webinar = grist(world)
+    await command(world, '!session ajouter 25/11/2026 10h-11h "Atelier Superset"', "$add")
+    answer = await command(world, "!agenda", "$agenda")
+    assert "réagissez 🔔 pour un rappel en privé" in answer.body
+    answer_id = world.chat.sent[-1].event_id
+
+    # Other emojis, other events, the bot itself: nothing happens.
+    assert await react(world, answer_id, "$thumb", key="👍") == []
+    assert await react(world, "$someone-elses-message", "$r0") == []
+    assert await react(world, answer_id, "$own", sender=world.chat.user_id) == []
+
+    (confirmation,) = await react(world, answer_id, "$bell")
+    ((user, dm),) = world.chat.direct_rooms
+    assert user == MEMBER
+    assert confirmation.room_id == dm  # in private, not in the room
+    assert confirmation.reply_to is None
+    body = confirmation.message.body
+    assert body.startswith(
+        "🔔 C'est noté : je vous enverrai un message privé 15 minutes avant chacune de ces séances"
+    )
+    assert f"• « Webinaire Grist » (mardi 24 novembre à 14h00) [{webinar}]" in body
+    assert "• « Atelier Superset » (mercredi 25 novembre à 10h00)" in body
+    reminders = await world.storage.personal_list(MEMBER)
+    assert sorted(r.title for r in reminders) == ["Atelier Superset", "Webinaire Grist"]
+
+    # The same reaction seen again (a redelivered sync): nothing twice.
+    assert await react(world, answer_id, "$bell") == []
+    # Another 🔔 (with the emoji variation selector) by the same person: already there.
+    (again,) = await react(world, answer_id, "$bell2", key="🔔\ufe0f")
+    assert again.room_id == dm
+    assert again.message.body.startswith("Vous avez déjà un rappel pour")
+
+
+async def test_bell_on_a_reminder_post(world: World) -> None:  # noqa: F811
+    await world.storage.subscribe(ROOMS[1], "rappels", MOD)
+    broadcaster = world.broadcaster(offsets=(timedelta(hours=1),))
+    world.clock.value = START - timedelta(minutes=59)
+    assert await broadcaster.deliver() == 1
+    (post,) = world.chat.sent
+    assert "réagissez 🔔 pour un rappel en privé" in post.message.body
+    await world.dispatcher.accept_reaction(
+        IncomingReaction(ROOMS[1], "$bell", MEMBER, post.event_id, "🔔")
+    )
+    await world.dispatcher.drain()
+    (mine,) = await world.storage.personal_list(MEMBER)
+    assert mine.sid == grist(world)
+    # The personal reminder itself, 15 minutes before, in the direct room.
+    world.clock.value = START - timedelta(minutes=15)
+    assert await broadcaster.deliver() == 1
+    ((_, dm),) = world.chat.direct_rooms
+    assert world.chat.sent[-1].room_id == dm
+    assert world.chat.sent[-1].message.body.startswith("⏰ Votre rappel : « Webinaire Grist »")
+
+
+async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World) -> None:  # noqa: F811
+    await command(world, "!prochain", "$next")
+    answer_id = world.chat.sent[-1].event_id
+    # Recorded (sync callback), then the bot dies before answering.
+    await world.dispatcher.storage.inbox_add(
+        "$bell", ROOMS[0], MEMBER, f"!rappelle-moi {grist(world)}", None, direct=True
+    )
+    assert await world.dispatcher.resume_pending() == 1
+    await world.dispatcher.drain()
+    ((_, dm),) = world.chat.direct_rooms
+    assert world.chat.sent[-1].room_id == dm
+    assert world.chat.sent[-1].message.body.startswith("🔔 C'est noté")
+    # And the reaction, redelivered after the restart, is not answered twice.
+    assert await react(world, answer_id, "$bell") == []
+
+
+async def test_started_sessions_are_not_offered(world: World) -> None:  # noqa: F811
+    world.clock.value = START + timedelta(minutes=5)  # Grist is running
+    answer = await command(world, "!agenda", "$agenda")
+    assert answer.sessions == ()
+    assert await react(world, world.chat.sent[-1].event_id, "$bell") == []
