@@ -44,6 +44,7 @@ class BotApp:
         self.now = now
         self._stop = asyncio.Event()
         self.chat: MatrixChat | None = None
+        self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -97,7 +98,7 @@ class BotApp:
             chat.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)
 
-            scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)
+            self.scheduler = scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)
             refresh_s = cfg.agenda.refresh.total_seconds()
             scheduler.add_job(
                 agenda.refresh,
