@@ -128,13 +128,19 @@ class BotApp:
                     max_instances=1,
                     next_run_time=datetime.now(UTC),
                 )
+
+            async def prune() -> None:
+                if pruned := await storage.prune():
+                    log.info("pruned old rows: %s", pruned)
+
             scheduler.add_job(
-                storage.inbox_prune,
+                prune,
                 "interval",
                 hours=6,
-                id="inbox-prune",
+                id="prune",
                 coalesce=True,
                 max_instances=1,
+                next_run_time=datetime.now(UTC),
             )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)

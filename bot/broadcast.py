@@ -43,6 +43,8 @@ TXN_PREFIX = "bh-o-"
 SEND_ATTEMPTS = 5
 # Woken at once by a programme change; otherwise checks this often.
 IDLE_CHECK_S = 60.0
+# A personal reminder is forgotten this long after its session started.
+PERSONAL_KEPT_AFTER = timedelta(days=1)
 # Sends in flight at once: a slow room does not hold the others, and a rate
 # limit (429, which nio waits out and retries) does not pile requests up.
 IN_FLIGHT = 4
@@ -147,6 +149,11 @@ class Broadcaster:
         for wanted in await self._storage.personal_list():
             session = self._agenda.agenda.get(wanted.sid)
             if session is None or session.cancelled or session.start <= now:
+                # Forgotten once well past: the session's current start (it
+                # may have been moved), or the start asked for if it is gone.
+                start = session.start if session is not None else _utc(wanted.start)
+                if now - start > PERSONAL_KEPT_AFTER:
+                    await self._storage.personal_remove(wanted.user_id, wanted.sid)
                 continue
             due = session.start - self._personal
             if due > now:
@@ -295,3 +302,7 @@ class Broadcaster:
             personal=personal,
         )
         return message if personal else replace(message, sessions=(session.sid,))
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -181,6 +181,11 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# Sent posts, distributed programme changes and the sessions of posts (for 🔔)
+# are kept this long.
+POST_RETENTION_S = 30 * 24 * 3600
+# Feed entries no longer in the feed are forgotten after this long.
+FEED_RETENTION_S = 180 * 24 * 3600
 # Answered commands are kept (without their text) this long to drop redeliveries.
 INBOX_RETENTION_S = 7 * 24 * 3600
 
@@ -417,6 +422,31 @@ class Storage:
         ) as cur:
             row = await cur.fetchone()
         return str(row[0]) if row else None
+
+    async def prune(self, now: float | None = None) -> dict[str, int]:
+        """Forget what no longer serves: rows deleted per table.
+
+        Only finished rows go: a pending outbox row or command stays whatever
+        its age. Past the retention, a sent post cannot be due again (its
+        session started, its gazette date or grace passed), so deleting its
+        row cannot resend it. (Past personal reminders are dropped by the
+        broadcaster, which knows the sessions' current times.)
+        """
+        at = int(now or time.time())
+        posts = at - POST_RETENTION_S
+        counts = await self._tx(
+            [
+                ("DELETE FROM outbox WHERE status != 'pending' AND created_at < ?", (posts,)),
+                (
+                    "DELETE FROM agenda_changes WHERE fanned_out = 1 AND created_at < ?",
+                    (posts,),
+                ),
+                ("DELETE FROM posted_sessions WHERE posted_at < ?", (posts,)),
+            ]
+        )
+        result = dict(zip(("outbox", "agenda_changes", "posted_sessions"), counts, strict=True))
+        result["inbox"] = await self.inbox_prune(at)
+        return {table: n for table, n in result.items() if n}
 
     async def inbox_prune(self, now: float | None = None) -> int:
         cutoff = int((now or time.time()) - INBOX_RETENTION_S)
@@ -735,6 +765,14 @@ class Storage:
                         (broadcast, txn_prefix, digest, now, GAZETTE),
                     )
                     queued += cur.rowcount
+            # Entries gone from the feed long ago will not come back: forget them.
+            # (Those still in it are kept whatever their age, or they would be new again.)
+            current = json.dumps([key for key, *_ in entries])
+            await self._db.execute(
+                "DELETE FROM feed_entries WHERE feed = ? AND seen_at < ? "
+                "AND key NOT IN (SELECT value FROM json_each(?))",
+                (feed, now - FEED_RETENTION_S, current),
+            )
         return queued
 
     async def feed_entry(self, broadcast: str) -> tuple[str, str] | None:

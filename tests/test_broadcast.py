@@ -257,3 +257,20 @@ async def test_personal_reminder_by_direct_message(world: World) -> None:
     assert (await world.say(f"!oublie {sid}", sender=member)).startswith("✅ Rappel annulé")
     assert "pas de rappel" in await world.say(f"!oublie {sid}", sender=member)
     assert "aucun rappel" in await world.say("!mes-rappels", sender=member)
+
+
+async def test_personal_reminders_forgotten_a_day_after_their_session(world: World) -> None:
+    member = "@agent:example.org"
+    sid = grist(world)
+    await world.say(f"!rappelle-moi {sid}", sender=member)
+    # Moved by a week: the day after its first date, the reminder is still wanted.
+    await world.say(f"!session modifier {sid} 01/12/2026")
+    broadcaster = world.broadcaster()
+    world.clock.value = START + timedelta(days=2)
+    await broadcaster.deliver()
+    assert [r.sid for r in await world.storage.personal_list(member)] == [sid]
+    # Two days after its new date, it is gone from the database and from !mes-rappels.
+    world.clock.value = START + timedelta(days=9)
+    await broadcaster.deliver()
+    assert await world.storage.personal_list(member) == []
+    assert "aucun rappel" in await world.say("!mes-rappels", sender=member)

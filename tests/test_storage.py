@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,45 @@ def test_run_refuses_a_newer_database_with_a_clear_message(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "written by a newer version of the bot" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_prune_forgets_finished_rows_and_keeps_pending_ones(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    for room in ("!a:x", "!b:x"):
+        await storage.subscribe(room, "gazette", "@mod:x")
+    await storage.queue_broadcast("gazette:old", "gazette", "t-")
+    sent, pending = await storage.outbox_pending()
+    await storage.outbox_finish(sent.id, "sent")
+    await storage.post_record("$post", "!a:x", ["abc123"])
+    assert await storage.prune() == {}  # nothing is old yet
+
+    month_later = time.time() + 31 * 24 * 3600
+    assert await storage.prune(now=month_later) == {"outbox": 1, "posted_sessions": 1}
+    # The unsent post is still to be sent, whatever its age.
+    assert [item.id for item in await storage.outbox_pending()] == [pending.id]
+    assert await storage.post_sessions("$post", "!a:x") == []
+    await storage.close()
+
+
+async def test_old_feed_entries_are_kept_while_still_in_the_feed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.storage as storage_module
+
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    await storage.subscribe("!a:x", "gazette", "@mod:x")
+    feed = "https://example.org/feed"
+    entries = [(key, key, f"https://example.org/{key}", True) for key in ("n1", "n2", "n3")]
+    assert await storage.feed_record(feed, entries, "t-") == 3
+    for item in await storage.outbox_pending():
+        await storage.outbox_finish(item.id, "sent")
+
+    # A year later, n1 has left the feed; n2 and n3 are still in it.
+    year_later = time.time() + 365 * 24 * 3600
+    monkeypatch.setattr(storage_module.time, "time", lambda: year_later)
+    assert await storage.feed_record(feed, entries[1:], "t-") == 0  # not posted again
+    assert await storage.feed_record(feed, entries[1:], "t-") == 0
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:
+        keys = [r[0] for r in db.execute("SELECT key FROM feed_entries ORDER BY key")]
+    assert keys == ["n2", "n3"]
+    await storage.close()
