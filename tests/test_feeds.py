@@ -150,3 +150,27 @@ async def test_gazette_schedule_posts_once_per_date(tmp_path: Path) -> None:
     (post,) = chat.sent
     assert isinstance(post.message, Message)
     assert post.message.body.startswith("🧢 La gazette BlueHats est parue !")
+
+
+async def test_subscriptions_show_the_next_gazette(tmp_path: Path) -> None:
+    from bot.chat import IncomingMessage
+    from tests.fakes import make_dispatcher
+
+    clock = FakeClock(datetime(2027, 1, 10, 9, tzinfo=UTC))
+    dispatcher, chat, storage = await make_dispatcher(
+        tmp_path,
+        [],
+        clock,
+        gazette={"schedule": "0 10 15 */2 *", "feed": "https://code.gouv.fr/fr/feed.xml"},
+    )
+    chat.levels[(ROOMS[0], "@mod:example.org")] = 50
+    await dispatcher.answer(IncomingMessage(ROOMS[0], "$1", "@mod:example.org", "!abonner gazette"))
+    reply = await dispatcher.answer(
+        IncomingMessage(ROOMS[0], "$2", "@a:example.org", "!abonnements")
+    )
+    assert isinstance(reply, Message)
+    assert reply.body.splitlines() == [
+        "Ce salon reçoit : la gazette et les nouvelles parutions du site.",
+        "Prochaine gazette : vendredi 15 janvier à 10h00.",
+    ]
+    await storage.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from apscheduler.triggers.cron import CronTrigger
+
 from bot.agenda.model import Session
 from bot.dispatch import Context, command, echo
 from bot.permissions import Role
@@ -79,7 +81,18 @@ async def subscriptions_command(ctx: Context) -> Message:
     kinds = await ctx.storage.subscriptions(ctx.msg.room_id)
     planned = next_reminders(ctx) if REMINDERS in kinds else []
     renderer = ctx.services.renderer
-    today = renderer.local(ctx.services.now()).date()
+    now = ctx.services.now()
+    today = renderer.local(now).date()
+    gazette = ctx.services.config.gazette
+    next_gazette = None
+    if GAZETTE in kinds and gazette.schedule:
+        trigger = CronTrigger.from_crontab(gazette.schedule, timezone=renderer.tz)
+        fire = trigger.get_next_fire_time(None, now)
+        if fire is not None:
+            next_gazette = (
+                renderer.day_label(renderer.local(fire).date(), today),
+                renderer.time_label(fire),
+            )
     return ctx.render(
         "subscriptions",
         kinds=kinds,
@@ -87,4 +100,6 @@ async def subscriptions_command(ctx: Context) -> Message:
             (renderer.day_label(renderer.local(when).date(), today), renderer.time_label(when), s)
             for when, s in planned
         ],
+        next_gazette=next_gazette,
+        feed=GAZETTE in kinds and gazette.feed is not None,
     )
