@@ -25,6 +25,7 @@ from aiohttp import ClientError
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    EnableEncryptionBuilder,
     ErrorResponse,
     InviteMemberEvent,
     JoinError,
@@ -393,10 +394,14 @@ class MatrixChat:
         return await self._send(room_id, content, txn_id, reply_to, thread_root)
 
     async def open_direct_room(self, user_id: str) -> str:
-        # Unencrypted for now: a message sent before the invitee joins must be
-        # readable by them; encrypted direct rooms come with the E2EE work.
+        # Encrypted, as Tchap's direct rooms are. The room key is shared with
+        # the invitee's devices too, so what is sent before they join (the
+        # confirmation of a 🔔) is readable once they do.
         resp = await self.client.room_create(
-            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+            is_direct=True,
+            invite=[user_id],
+            preset=RoomPreset.trusted_private_chat,
+            initial_state=[EnableEncryptionBuilder().as_dict()],
         )
         if not isinstance(resp, RoomCreateResponse):
             raise SendError(f"cannot open a direct room: {_describe(resp)}", permanent=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -205,3 +206,104 @@ async def loopback_http(routes: dict[str, Any]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class CryptoUser:
+    """A person on an E2EE client (own crypto store, nio's sync loop), as in Element."""
+
+    def __init__(self, hs: DevHomeserver, store: Path) -> None:
+        from nio import Event, InviteMemberEvent, MatrixRoom
+
+        self.user_id = hs.register(unique("crypto"), PASSWORD)
+        store.mkdir(parents=True, exist_ok=True)
+        self.client = AsyncClient(
+            hs.url,
+            self.user_id,
+            store_path=str(store),
+            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        )
+        # Decrypted (or plain) timeline events, per room; invites received.
+        self.events: dict[str, list[Any]] = {}
+        self.invites: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+        async def on_event(room: MatrixRoom, event: Event) -> None:
+            self.events.setdefault(room.room_id, []).append(event)
+
+        async def on_invite(room: MatrixRoom, event: InviteMemberEvent) -> None:
+            if event.state_key == self.user_id and room.room_id not in self.invites:
+                self.invites.append(room.room_id)
+
+        self.client.add_event_callback(on_event, Event)  # type: ignore[arg-type]
+        self.client.add_event_callback(on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+
+    async def start(self) -> CryptoUser:
+        resp = await self.client.login(PASSWORD, device_name="test")
+        assert isinstance(resp, LoginResponse), resp
+        # E2EE needs nio's own loop (key upload, queries, to-device messages).
+        self._task = asyncio.create_task(self.client.sync_forever(timeout=500, full_state=True))
+        return self
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.client.close()
+
+    async def encrypted_room_with(self, bot_id: str) -> str:
+        created = await self.client.room_create(
+            invite=[bot_id],
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        room = created.room_id
+        await eventually(lambda: bot_id in getattr(self.client.rooms.get(room), "users", {}))
+        # The bot's device keys must be known before sharing the room key.
+        await eventually(lambda: any(self.client.device_store.active_user_devices(bot_id)))
+        return room
+
+    async def say(self, room_id: str, body: str, **content: Any) -> str:
+        sent = await self.client.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": body, **content},
+            ignore_unverified_devices=True,
+        )
+        assert isinstance(sent, RoomSendResponse), sent
+        return sent.event_id
+
+    async def reply_to(self, room_id: str, event_id: str, sender: str) -> Any:
+        def found() -> Any:
+            return next(
+                (e for e in self.events.get(room_id, []) if is_reply(e, event_id, sender)), None
+            )
+
+        await eventually(lambda: found() is not None)
+        return found()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polls state another task updates
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def crypto_user(synapse: DevHomeserver, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    users: list[CryptoUser] = []
+
+    async def make() -> CryptoUser:
+        user = await CryptoUser(synapse, tmp_path / f"crypto-{len(users)}").start()
+        users.append(user)
+        return user
+
+    yield make
+    for user in users:
+        await user.close()

@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, running
+from tests.conftest import bot_config, eventually, running
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +106,7 @@ async def test_reminder_before_a_session_sent_once(
 
 
 async def test_personal_reminder_arrives_in_a_direct_room(
-    synapse: DevHomeserver, tmp_path: Path, make_user
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
 ) -> None:
     ics, _ = soon(tmp_path, "Atelier Grist")
     cfg, bot_id = bot_config(
@@ -116,11 +116,11 @@ async def test_personal_reminder_arrives_in_a_direct_room(
         broadcasts={"pace": 0},
         reminders={"offsets": [], "personal": "1m"},  # due 20 s from now
     )
-    alice = await make_user("alice")
+    alice = await crypto_user()
     async with running(BotApp(cfg)):
-        room = await alice.create_room(invite=[bot_id])
-        await alice.wait_joined(room, bot_id)
-        listing = await alice.ask(room, "!agenda", bot_id)
+        room = await alice.encrypted_room_with(bot_id)
+        asked = await alice.say(room, "!agenda")
+        listing = await alice.reply_to(room, asked, bot_id)
         assert "réagissez 🔔 pour un rappel en privé" in body(listing)
         # She reacts 🔔 to the answer, as in Element.
         await alice.client.room_send(
@@ -135,34 +135,30 @@ async def test_personal_reminder_arrives_in_a_direct_room(
             },
         )
 
-        # The bot opened a direct room and invited her: she accepts.
-        async with asyncio.timeout(30):
-            while not alice.invites:
-                await alice.sync(500)
+        # The bot opened an (encrypted) direct room and invited her: she accepts.
+        await eventually(lambda: bool(alice.invites))
         direct = alice.invites[0]
         await alice.client.join(direct)
-        confirmation = await alice.wait_for(
-            direct,
-            lambda e: e.sender == bot_id and e.source["content"].get("msgtype") == "m.notice",
-        )
+
+        def from_bot(prefix: str, room_id: str) -> list[Any]:
+            return [
+                e
+                for e in alice.events.get(room_id, [])
+                if e.sender == bot_id
+                and "body" in e.source.get("content", {})
+                and str(e.source["content"]["body"]).startswith(prefix)
+            ]
+
+        await eventually(lambda: bool(from_bot("🔔 C'est noté", direct)))
+        (confirmation,) = from_bot("🔔 C'est noté", direct)
         assert body(confirmation).startswith(
             "🔔 C'est noté : je vous enverrai un message privé 1 minute avant « Atelier Grist »"
         )
-
-        def is_reminder(e: Any) -> bool:
-            content = e.source.get("content", {})
-            return e.sender == bot_id and str(content.get("body", "")).startswith("⏰ Votre rappel")
-
-        reminder = await alice.wait_for(direct, is_reminder, timeout=60)
+        await eventually(lambda: bool(from_bot("⏰ Votre rappel", direct)), timeout=60)
+        (reminder,) = from_bot("⏰ Votre rappel", direct)
+        assert reminder.decrypted
         assert "« Atelier Grist » commence dans 1 minute" in body(reminder)
-        for _ in range(3):
-            await alice.sync(500)
-        assert len([e for e in alice.events[direct] if is_reminder(e)]) == 1
-        assert not [e for e in alice.events[room] if is_reminder(e)]
+        await asyncio.sleep(2)
+        assert len(from_bot("⏰ Votre rappel", direct)) == 1
         # Nothing was said in the shared room about her reminder.
-        said = [
-            e.event_id
-            for e in alice.events[room]
-            if e.sender == bot_id and "body" in e.source["content"]
-        ]
-        assert said == [listing.event_id]
+        assert [e.event_id for e in from_bot("", room)] == [listing.event_id]
