@@ -151,8 +151,8 @@ class Broadcaster:
             if session is None or session.cancelled or session.start <= now:
                 # Forgotten once well past: the session's current start (it
                 # may have been moved), or the start asked for if it is gone.
-                start = session.start if session is not None else _utc(wanted.start)
-                if now - start > PERSONAL_KEPT_AFTER:
+                began = session.start if session is not None else _utc(wanted.start)
+                if now - began > PERSONAL_KEPT_AFTER:
                     await self._storage.personal_remove(wanted.user_id, wanted.sid)
                 continue
             due = session.start - self._personal

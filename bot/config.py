@@ -84,6 +84,9 @@ class MatrixConfig(_Model):
     access_token: SecretStr | None = None
     device_name: str = "BlueHats bot"
     allowed_servers: list[str] = Field(default_factory=list)
+    # An encrypted message still unreadable after this long (its room key
+    # never came) gets one "could not decrypt" answer.
+    undecryptable_after: Duration = timedelta(minutes=1)
 
     @field_validator("homeserver")
     @classmethod

@@ -222,6 +222,17 @@ class Dispatcher:
             IncomingMessage(reaction.room_id, reaction.event_id, reaction.sender, body, direct=True)
         )
 
+    async def undecryptable(self, msg: IncomingMessage) -> None:
+        """Answer once an encrypted message that could not be decrypted.
+
+        Its transaction id derives from the event: sent twice (a crash before
+        it was marked), the homeserver keeps one. SendError goes to the caller.
+        """
+        message = self.services.renderer.render("undecryptable", prefix=self.prefix)
+        await self.chat.send_notice(
+            msg.room_id, message, txn_id=txn_id_for(msg.event_id), reply_to=msg.event_id
+        )
+
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
         pending = await self.storage.inbox_pending()

@@ -27,14 +27,17 @@ from nio import (
     AsyncClientConfig,
     EnableEncryptionBuilder,
     ErrorResponse,
+    Event,
     InviteMemberEvent,
     JoinError,
     LocalProtocolError,
     LoginResponse,
+    MegolmEvent,
     ProfileGetDisplayNameResponse,
     ReactionEvent,
     RoomCreateResponse,
     RoomGetStateResponse,
+    RoomKeyEvent,
     RoomMemberEvent,
     RoomMessageText,
     RoomPreset,
@@ -45,7 +48,7 @@ from nio import (
     UploadResponse,
     WhoamiResponse,
 )
-from nio.exceptions import OlmUnverifiedDeviceError
+from nio.exceptions import EncryptionError, OlmUnverifiedDeviceError
 
 from bot import permissions
 from bot.chat import FileUpload, IncomingMessage, IncomingReaction, SendError, UnknownUser
@@ -144,6 +147,9 @@ class MatrixChat:
         self._storage = storage
         # Where new messages go, in timeline order; set before `run()`.
         self.on_message: MessageSink | None = None
+        # Told about an encrypted message that stayed unreadable (body empty).
+        self.on_undecryptable: MessageSink | None = None
+        self._key_requested: set[str] = set()
         # Where new reactions go (same guarantees as messages).
         self.on_reaction: Callable[[IncomingReaction], Awaitable[None]] | None = None
         # Awaited after each sync batch, before the next long-poll starts.
@@ -246,15 +252,22 @@ class MatrixChat:
         self._skip_history = since is None
         self.client.add_response_callback(self._on_sync, SyncResponse)
         self.client.add_response_callback(self._on_sync_error, SyncError)
+        self.client.add_to_device_callback(self._on_room_key, (RoomKeyEvent,))
         log.info("syncing%s", " (first run: history is not answered)" if since is None else "")
-        await self.client.sync_forever(
-            timeout=SYNC_TIMEOUT_MS,
-            sync_filter=SYNC_FILTER,
-            first_sync_filter=FIRST_RUN_FILTER if since is None else SYNC_FILTER,
-            since=since,
-            # Room state (members, encryption) is not persisted by nio: take it whole once.
-            full_state=True,
-        )
+        watcher = asyncio.create_task(self._watch_undecrypted(), name="undecrypted")
+        try:
+            await self.client.sync_forever(
+                timeout=SYNC_TIMEOUT_MS,
+                sync_filter=SYNC_FILTER,
+                first_sync_filter=FIRST_RUN_FILTER if since is None else SYNC_FILTER,
+                since=since,
+                # Room state (members, encryption) is not persisted by nio: take it whole once.
+                full_state=True,
+            )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def _on_sync_error(self, response: SyncError) -> None:
         self._sync_failures += 1
@@ -283,17 +296,10 @@ class MatrixChat:
                     TIMELINE_LIMIT,
                 )
             for event in events[first:]:
-                if isinstance(event, ReactionEvent):
-                    if event.sender != self.user_id and self.on_reaction is not None:
-                        await self.on_reaction(
-                            IncomingReaction(
-                                room_id, event.event_id, event.sender, event.reacts_to, event.key
-                            )
-                        )
-                    continue
-                msg = self._incoming(room_id, event)
-                if msg is not None and self.on_message is not None:
-                    await self.on_message(msg)
+                if isinstance(event, MegolmEvent):
+                    await self._undecryptable(room_id, event)
+                else:
+                    await self._deliver(room_id, event)
         await self._storage.put(self._token_key, response.next_batch)
         self._skip_history = False
         if self.on_batch_end is not None:
@@ -301,6 +307,107 @@ class MatrixChat:
         self.synced.set()
         self._next_batch.set()
         self._next_batch = asyncio.Event()
+
+    async def _deliver(self, room_id: str, event: Any) -> None:
+        """Hand a (decrypted or plain) timeline event to the core."""
+        if isinstance(event, ReactionEvent):
+            if event.sender != self.user_id and self.on_reaction is not None:
+                await self.on_reaction(
+                    IncomingReaction(
+                        room_id, event.event_id, event.sender, event.reacts_to, event.key
+                    )
+                )
+            return
+        msg = self._incoming(room_id, event)
+        if msg is not None and self.on_message is not None:
+            await self.on_message(msg)
+
+    # -- encrypted events without their key ------------------------------------------
+
+    async def _undecryptable(self, room_id: str, event: MegolmEvent) -> None:
+        """Keep it (ciphertext) and ask for its key; retried when a room key arrives."""
+        if event.sender == self.user_id:
+            return
+        if not await self._storage.undecrypted_add(
+            event.event_id, room_id, event.sender, event.session_id, event.source
+        ):
+            return
+        log.info(
+            "cannot decrypt %s from %s in %s yet (no room key): asking for it",
+            event.event_id,
+            event.sender,
+            room_id,
+        )
+        event.room_id = room_id
+        if event.session_id in self._key_requested:
+            return
+        self._key_requested.add(event.session_id)
+        try:
+            # To our own other devices (nio's request, which also lets nio
+            # accept a forwarded key), and to the sender's device.
+            await self.client.request_room_key(event)
+            await self.client.to_device(
+                event.as_key_request(event.sender, self.device_id, device_id=event.device_id)
+            )
+        except (LocalProtocolError, ClientError, TimeoutError) as exc:
+            log.info("room key request for %s not sent: %s", event.event_id, exc)
+
+    async def _on_room_key(self, event: RoomKeyEvent) -> None:
+        """A room key arrived: the events waiting for it can be read now."""
+        await self._retry_undecrypted(event.session_id)
+
+    async def _retry_undecrypted(self, session_id: str | None) -> None:
+        """Decrypt what can be; past `undecryptable_after`, tell the sender (once per key)."""
+        after = self._config.undecryptable_after.total_seconds()
+        for row in await self._storage.undecrypted_pending(session_id):
+            late = time.time() - row.received_at >= after
+            if session_id is None and not late:
+                continue  # the periodic check only looks at those past the delay
+            decrypted = self._decrypt(row.room_id, row.event)
+            if decrypted is not None:
+                log.info("decrypted %s now that its room key arrived", row.event_id)
+                await self._deliver(row.room_id, decrypted)
+                await self._storage.undecrypted_finish(row.event_id, "decrypted")
+                continue
+            if not late:
+                continue
+            if await self._storage.undecrypted_told(row.room_id, row.sender, row.session_id):
+                await self._storage.undecrypted_finish(row.event_id, "dropped")
+                continue
+            log.warning(
+                "could not decrypt %s from %s in %s after %.0fs: telling the sender",
+                row.event_id,
+                row.sender,
+                row.room_id,
+                after,
+            )
+            if self.on_undecryptable is not None:
+                try:
+                    await self.on_undecryptable(
+                        IncomingMessage(row.room_id, row.event_id, row.sender, "")
+                    )
+                except SendError as exc:
+                    if not exc.permanent:
+                        continue  # tried again at the next check
+            await self._storage.undecrypted_finish(row.event_id, "told")
+
+    def _decrypt(self, room_id: str, source: dict[str, Any]) -> Any | None:
+        try:
+            event = Event.parse_encrypted_event(source)
+            if not isinstance(event, MegolmEvent) or self.client.olm is None:
+                return None
+            return self.client.olm.decrypt_megolm_event(event, room_id)
+        except (EncryptionError, KeyError, ValueError, TypeError):
+            return None
+
+    async def _watch_undecrypted(self) -> None:
+        after = self._config.undecryptable_after.total_seconds()
+        while True:
+            await asyncio.sleep(max(0.5, min(10.0, after / 4)))
+            try:
+                await self._retry_undecrypted(None)
+            except Exception:
+                log.exception("checking undecrypted events failed")
 
     def _first_after_own_join(self, events: list[Any]) -> int:
         """Index after the bot's own join in this batch: what precedes it is history."""

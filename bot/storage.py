@@ -178,6 +178,22 @@ MIGRATIONS: tuple[str, ...] = (
     -- A command to answer in the sender's direct room (a 🔔 reaction).
     ALTER TABLE inbox ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- Encrypted events the bot could not decrypt yet (ciphertext as received):
+    -- retried when their room key arrives, told once after a delay if never.
+    CREATE TABLE undecrypted (
+        event_id    TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        session_id  TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'decrypted', 'told', 'dropped')),
+        finished_at INTEGER
+    );
+    CREATE INDEX undecrypted_pending ON undecrypted (session_id) WHERE status = 'pending';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -204,6 +220,16 @@ class InboxItem:
     received_at: int
     attempts: int
     direct: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Undecrypted:
+    event_id: str
+    room_id: str
+    sender: str
+    session_id: str
+    event: dict[str, object]
+    received_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,11 +468,67 @@ class Storage:
                     (posts,),
                 ),
                 ("DELETE FROM posted_sessions WHERE posted_at < ?", (posts,)),
+                (
+                    "DELETE FROM undecrypted WHERE status != 'pending' AND finished_at < ?",
+                    (at - INBOX_RETENTION_S,),
+                ),
             ]
         )
-        result = dict(zip(("outbox", "agenda_changes", "posted_sessions"), counts, strict=True))
+        result = dict(
+            zip(("outbox", "agenda_changes", "posted_sessions", "undecrypted"), counts, strict=True)
+        )
         result["inbox"] = await self.inbox_prune(at)
         return {table: n for table, n in result.items() if n}
+
+    # -- encrypted events not decrypted yet ---------------------------------------
+
+    async def undecrypted_add(
+        self, event_id: str, room_id: str, sender: str, session_id: str, event: dict[str, object]
+    ) -> bool:
+        (count,) = await self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO undecrypted (event_id, room_id, sender, session_id, "
+                    "event, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (event_id, room_id, sender, session_id, json.dumps(event), int(time.time())),
+                )
+            ]
+        )
+        return count == 1
+
+    async def undecrypted_pending(self, session_id: str | None = None) -> list[Undecrypted]:
+        sql = (
+            "SELECT event_id, room_id, sender, session_id, event, received_at FROM undecrypted "
+            "WHERE status = 'pending'"
+        )
+        params: tuple[str, ...] = ()
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            params = (session_id,)
+        async with self._db.execute(sql + " ORDER BY received_at", params) as cur:
+            rows = await cur.fetchall()
+        return [Undecrypted(r[0], r[1], r[2], r[3], json.loads(r[4]), int(r[5])) for r in rows]
+
+    async def undecrypted_finish(self, event_id: str, status: str) -> None:
+        """decrypted, told (the sender was answered) or dropped; the ciphertext goes."""
+        await self._tx(
+            [
+                (
+                    "UPDATE undecrypted SET status = ?, event = '', finished_at = ? "
+                    "WHERE event_id = ?",
+                    (status, int(time.time()), event_id),
+                )
+            ]
+        )
+
+    async def undecrypted_told(self, room_id: str, sender: str, session_id: str) -> bool:
+        """Whether this sender was already told, in this room, for this room key."""
+        async with self._db.execute(
+            "SELECT 1 FROM undecrypted WHERE room_id = ? AND sender = ? AND session_id = ? "
+            "AND status = 'told' LIMIT 1",
+            (room_id, sender, session_id),
+        ) as cur:
+            return await cur.fetchone() is not None
 
     async def inbox_prune(self, now: float | None = None) -> int:
         cutoff = int((now or time.time()) - INBOX_RETENTION_S)

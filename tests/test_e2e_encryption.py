@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,73 @@ async def test_direct_room_for_a_personal_reminder_is_encrypted(
         assert alice.client.rooms[direct].encrypted
         assert confirmation().decrypted
         assert body(confirmation()).startswith("🔔 C'est noté")
+
+
+def withhold_room_key(user: Any, room: str) -> Any:
+    """Encrypt `user`'s next messages with a room key nobody gets until `share()` is awaited.
+
+    As when a client's key-sharing to-device message is late or lost. The key
+    sent later is the one at index 0, so the first messages become readable.
+    """
+    olm = user.client.olm
+    olm.create_outbound_group_session(room)
+    session = olm.outbound_group_sessions[room]
+    first_key = session.session_key
+    session.__class__ = type(
+        "Withheld", (type(session),), {"session_key": property(lambda _self: first_key)}
+    )
+    session.shared = True  # encrypt without sending the key
+
+    async def share() -> None:
+        session.shared = False
+        await user.client.share_group_session(room, ignore_unverified_devices=True)
+
+    return share
+
+
+def pending_undecrypted(storage: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        return db.execute(
+            "SELECT event_id, status FROM undecrypted ORDER BY received_at"
+        ).fetchall()
+
+
+async def test_command_read_once_its_late_room_key_arrives(
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
+) -> None:
+    cfg, bot_id = bot_config(synapse, tmp_path / "bot", matrix={"undecryptable_after": "5m"})
+    alice = await crypto_user()
+    async with running(BotApp(cfg)):
+        room = await alice.encrypted_room_with(bot_id)
+        share = withhold_room_key(alice, room)
+        asked = await alice.say(room, "!aide")
+        await eventually(lambda: pending_undecrypted(tmp_path / "bot") == [(asked, "pending")])
+        await share()
+        answer = await alice.reply_to(room, asked, bot_id)
+        assert "!agenda" in body(answer)
+        assert pending_undecrypted(tmp_path / "bot") == [(asked, "decrypted")]
+
+
+async def test_unreadable_message_answered_once_per_key(
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
+) -> None:
+    cfg, bot_id = bot_config(synapse, tmp_path / "bot", matrix={"undecryptable_after": "2s"})
+    alice = await crypto_user()
+    async with running(BotApp(cfg)):
+        room = await alice.encrypted_room_with(bot_id)
+        withhold_room_key(alice, room)  # and never shared
+        first = await alice.say(room, "!agenda")
+        told = await alice.reply_to(room, first, bot_id)
+        assert body(told) == (
+            "🔒 Je n'ai pas pu déchiffrer votre message : sa clé de chiffrement ne m'est pas "
+            "parvenue. Si c'était une commande pour moi, renvoyez-la."
+        )
+        # A second message with the same missing key: no second answer.
+        second = await alice.say(room, "!aide")
+        await eventually(
+            lambda: pending_undecrypted(tmp_path / "bot") == [(first, "told"), (second, "dropped")]
+        )
+        notices = [
+            e for e in alice.events[room] if e.sender == bot_id and "body" in e.source["content"]
+        ]
+        assert [e.event_id for e in notices] == [told.event_id]
