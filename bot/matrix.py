@@ -72,6 +72,10 @@ _PERMANENT = frozenset(
     {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
 )
 
+# A longer time without a successful sync is logged when syncing resumes.
+SYNC_GAP_LOG_S = 45
+# Longest wait between two attempts to reach an unreachable homeserver.
+RECONNECT_MAX_WAIT_S = 10
 # How long a new direct room may take to show up in the sync.
 NEW_ROOM_WAIT_S = 30.0
 # At most one "rate limited" log line per this many seconds.
@@ -165,6 +169,9 @@ class MatrixChat:
                 # nio saves it before running callbacks.
                 store_sync_tokens=False,
                 encryption_enabled=True,
+                # When the homeserver is unreachable nio retries with a growing
+                # wait; capped so that the bot is back soon after it is.
+                max_timeout_retry_wait_time=RECONNECT_MAX_WAIT_S,
             ),
         )
         self._authority: dict[str, _RoomAuthority] = {}
@@ -177,6 +184,7 @@ class MatrixChat:
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
+        self._last_sync: float | None = None
         # Set (then replaced) after each sync batch has been handled.
         self._next_batch = asyncio.Event()
 
@@ -269,6 +277,10 @@ class MatrixChat:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
+    def syncing_recently(self, within: float) -> bool:
+        """Whether a sync succeeded in the last `within` seconds (long-polls last 30 s)."""
+        return self._last_sync is not None and time.monotonic() - self._last_sync <= within
+
     async def _on_sync_error(self, response: SyncError) -> None:
         self._sync_failures += 1
         if response.status_code == "M_UNKNOWN_TOKEN":
@@ -279,6 +291,10 @@ class MatrixChat:
 
     async def _on_sync(self, response: SyncResponse) -> None:
         self._sync_failures = 0
+        now = time.monotonic()
+        if self._last_sync is not None and now - self._last_sync > SYNC_GAP_LOG_S:
+            log.info("sync resumed after %.0fs without one", now - self._last_sync)
+        self._last_sync = now
         for room_id, invite in response.rooms.invite.items():
             await self._on_invite(room_id, invite.invite_state)
         for room_id, joined in response.rooms.join.items():
