@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
 from bot.matrix import LoginFailed, MatrixChat
+from bot.ops import Metrics, OpsServer
 from bot.render import Renderer
 from bot.storage import Storage, StorageError
 
@@ -44,6 +45,7 @@ class BotApp:
         self.now = now
         self._stop = asyncio.Event()
         self.chat: MatrixChat | None = None
+        self.metrics = Metrics()
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
 
@@ -65,8 +67,15 @@ class BotApp:
             stack.push_async_callback(http.close)
 
             renderer = Renderer(cfg.bot.language, cfg.bot.tz, cfg.bot.templates)
+            metrics = self.metrics
             agenda = AgendaService(
-                cfg.agenda.sources, storage, http, cfg.bot.tz, cfg.agenda.horizon, self.now
+                cfg.agenda.sources,
+                storage,
+                http,
+                cfg.bot.tz,
+                cfg.agenda.horizon,
+                self.now,
+                metrics=metrics,
             )
             # Saved copies only: start-up never waits for a remote calendar.
             await agenda.start()
@@ -78,7 +87,7 @@ class BotApp:
                 await chat.connect()
             except LoginFailed as exc:
                 raise StartupError(str(exc)) from None
-            dispatcher = Dispatcher(build_registry(), services, chat, storage)
+            dispatcher = Dispatcher(build_registry(), services, chat, storage, metrics=metrics)
             broadcaster = Broadcaster(
                 storage,
                 chat,
@@ -91,6 +100,7 @@ class BotApp:
                 grace=cfg.reminders.grace,
                 gazette_schedule=cfg.gazette.schedule,
                 personal=cfg.reminders.personal,
+                metrics=metrics,
             )
             agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept
@@ -113,7 +123,11 @@ class BotApp:
             )
             if cfg.gazette.feed:
                 watcher = FeedWatcher(
-                    cfg.gazette.feed, storage, http, title_filter=cfg.gazette.title_filter
+                    cfg.gazette.feed,
+                    storage,
+                    http,
+                    title_filter=cfg.gazette.title_filter,
+                    metrics=metrics,
                 )
 
                 async def poll_feed() -> None:
@@ -152,6 +166,18 @@ class BotApp:
                     loop.add_signal_handler(sig, self.stop)
                     stack.callback(loop.remove_signal_handler, sig)
 
+            if (where := cfg.ops.http_host_port) is not None:
+                ops = OpsServer(
+                    metrics,
+                    healthy=lambda: self._health(chat),
+                    refresh=lambda: self._refresh_metrics(chat, storage),
+                )
+                try:
+                    await ops.start(*where)
+                except OSError as exc:
+                    raise StartupError(f"ops.http {cfg.ops.http}: {exc.strerror or exc}") from None
+                stack.push_async_callback(ops.close)
+
             await dispatcher.resume_pending()
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
@@ -170,6 +196,19 @@ class BotApp:
                     raise StartupError(str(failure))
                 raise failure
             log.info("stopping")
+
+    def _health(self, chat: MatrixChat) -> tuple[bool, str]:
+        if not chat.synced.is_set():
+            return False, "starting: not synced yet"
+        stuck = self.config.ops.stuck_after.total_seconds()
+        if chat.syncing_recently(stuck):
+            return True, "ok"
+        return False, f"stuck: no successful sync for more than {stuck:.0f}s"
+
+    async def _refresh_metrics(self, chat: MatrixChat, storage: Storage) -> None:
+        self.metrics.broadcasts_pending.set(await storage.outbox_count("pending"))
+        self.metrics.sync_lag.set(chat.seconds_since_sync())
+        self.metrics.rate_limited.set(chat.rate_limited)
 
     async def _broadcast(self, chat: MatrixChat, broadcaster: Broadcaster) -> None:
         # Resumes what a crash left pending once the client is in sync.

@@ -34,6 +34,7 @@ from bot.agenda.sources import AgendaService
 from bot.chat import ChatClient, SendError
 from bot.commands.agenda import views
 from bot.notices import render_change
+from bot.ops import Metrics
 from bot.render import Message, Renderer
 from bot.storage import GAZETTE, REMINDERS, OutboxItem, Storage
 
@@ -66,7 +67,9 @@ class Broadcaster:
         gazette_schedule: str | None = None,
         personal: timedelta = timedelta(minutes=15),
         retry_delay: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._personal = personal
         self._gazette = (
             CronTrigger.from_crontab(gazette_schedule, timezone=renderer.tz)
@@ -216,6 +219,7 @@ class Broadcaster:
         message = await self._render(item)
         if message is None:
             await self._storage.outbox_finish(item.id, "skipped")
+            self._metrics.broadcasts.labels("skipped").inc()
             return False
         attempts = item.attempts
         while attempts < SEND_ATTEMPTS:
@@ -236,9 +240,11 @@ class Broadcaster:
             if event_id and message.sessions:  # a 🔔 on it asks for a personal reminder
                 await self._storage.post_record(event_id, item.room_id, message.sessions)
             await self._storage.outbox_finish(item.id, "sent")
+            self._metrics.broadcasts.labels("sent").inc()
             return True
         log.error("broadcasts: giving up %s to %s", item.broadcast, item.room_id)
         await self._storage.outbox_finish(item.id, "failed")
+        self._metrics.broadcasts.labels("failed").inc()
         return False
 
     async def _wait_turn(self) -> None:

@@ -234,6 +234,43 @@ class BroadcastConfig(_Model):
     pace: Duration = timedelta(seconds=1)
 
 
+class OpsConfig(_Model):
+    # `host:port` of the health and metrics endpoint (/healthz, /metrics); off
+    # when unset. Keep it on loopback or a private network.
+    http: str | None = None
+    # /healthz answers 503 when no sync succeeded for this long (a sync
+    # long-poll lasts 30 s when nothing happens).
+    stuck_after: Duration = timedelta(seconds=90)
+    # A room (ID) where unexpected errors and failing sources are posted.
+    error_room: str | None = None
+    # Logs: "text" (one line per event) or "json" (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("http")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, e.g. 127.0.0.1:9108, not {value!r}")
+        return value
+
+    @field_validator("error_room")
+    @classmethod
+    def _room_id(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("!") and ":" in value):
+            raise ValueError(f"expected a room ID such as !abc:server, not {value!r}")
+        return value
+
+    @property
+    def http_host_port(self) -> tuple[str, int] | None:
+        if self.http is None:
+            return None
+        host, _, port = self.http.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Config(_Model):
     matrix: MatrixConfig
     storage: StorageConfig = StorageConfig()
@@ -242,6 +279,7 @@ class Config(_Model):
     broadcasts: BroadcastConfig = BroadcastConfig()
     reminders: RemindersConfig = RemindersConfig()
     gazette: GazetteConfig = GazetteConfig()
+    ops: OpsConfig = OpsConfig()
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

@@ -28,6 +28,7 @@ from bot.chat import (
     Reply,
     SendError,
 )
+from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
 from bot.storage import InboxItem, Storage
@@ -183,7 +184,9 @@ class Dispatcher:
         chat: ChatClient,
         storage: Storage,
         retry_delay: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.registry = registry
         self.services = services
         self.chat = chat
@@ -228,6 +231,7 @@ class Dispatcher:
         Its transaction id derives from the event: sent twice (a crash before
         it was marked), the homeserver keeps one. SendError goes to the caller.
         """
+        self.metrics.undecryptable.inc()
         message = self.services.renderer.render("undecryptable", prefix=self.prefix)
         await self.chat.send_notice(
             msg.room_id, message, txn_id=txn_id_for(msg.event_id), reply_to=msg.event_id
@@ -296,6 +300,7 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 continue
             sent = time.perf_counter()
+            self.metrics.reply_seconds.observe(sent - started)
             await self.storage.inbox_finish(msg.event_id)
             log.debug(
                 "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
@@ -356,6 +361,8 @@ class Dispatcher:
             chat=self.chat,
         )
         cmd = self.registry.find(name)
+        # Label by registered name only: typed names would grow without bound.
+        self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
         try:
             if cmd is None:
                 return ctx.render("unknown", command=echo(name))

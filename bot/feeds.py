@@ -23,6 +23,7 @@ import aiohttp
 import feedparser
 
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
+from bot.ops import Metrics
 from bot.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class FeedWatcher:
         *,
         title_filter: str | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self.url = url
         self._storage = storage
         self._http = http
@@ -97,6 +100,7 @@ class FeedWatcher:
                 return 0  # not modified
             entries = await asyncio.to_thread(parse_feed, got.body)
         except SourceError as exc:
+            self._metrics.source_failures.labels("feed").inc()
             if not self._failing:
                 log.warning("feed %s failed: %s", describe(self.url), exc)
             self._failing = True

@@ -185,6 +185,7 @@ class MatrixChat:
         self._sync_failures = 0
         self.synced = asyncio.Event()
         self._last_sync: float | None = None
+        self._started = time.monotonic()
         # Set (then replaced) after each sync batch has been handled.
         self._next_batch = asyncio.Event()
 
@@ -276,6 +277,10 @@ class MatrixChat:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    def seconds_since_sync(self) -> float:
+        """Since the last successful sync (since start when none yet)."""
+        return time.monotonic() - (self._last_sync or self._started)
 
     def syncing_recently(self, within: float) -> bool:
         """Whether a sync succeeded in the last `within` seconds (long-polls last 30 s)."""

@@ -951,6 +951,13 @@ class Storage:
             row = await cur.fetchone()
         return str(row[0]).split() if row else []
 
+    async def outbox_count(self, status: str) -> int:
+        async with self._db.execute(
+            "SELECT count(*) FROM outbox WHERE status = ?", (status,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def outbox_pending(self) -> list[OutboxItem]:
         async with self._db.execute(
             "SELECT id, broadcast, room_id, txn_id, attempts FROM outbox "

@@ -49,6 +49,7 @@ def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:
                     "colour": "blue",
                 },
                 "agenda": {"refresh": "soon", "sources": ["/nowhere/agenda.ics"]},
+                "ops": {"http": "9108", "error_room": "#errors:example.org", "log_format": "xml"},
             }
         )
     )
@@ -63,6 +64,9 @@ def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:
         "bot.moderators.0",
         "bot.colour",
         "agenda.refresh",
+        "ops.http",
+        "ops.error_room",
+        "ops.log_format",
     ):
         assert f"- {key}:" in result.stderr, key
     assert "Traceback" not in result.stderr

@@ -7,35 +7,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.app import BotApp
-from bot.devserver import DevHomeserver
+from bot.devserver import DevHomeserver, free_port
 from tests.conftest import User, bot_config, running, unique
 
 pytestmark = pytest.mark.e2e
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    """An HTTP GET from the test's loop (the bot runs in it too)."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
+        return resp.status, await resp.text()
+
 
 DOWNTIME_S = 20
 
 
 async def test_homeserver_restart_under_the_bot(tmp_path: Path) -> None:
     with DevHomeserver(tmp_path / "synapse") as hs:
-        cfg, bot_id = bot_config(hs, tmp_path / "bot")
+        port = free_port()
+        cfg, bot_id = bot_config(
+            hs, tmp_path / "bot", ops={"http": f"127.0.0.1:{port}", "stuck_after": "10s"}
+        )
         alice = await User(hs, unique("alice")).login()
         try:
-            async with running(BotApp(cfg)) as app:
+            async with running(BotApp(cfg)):
                 room = await alice.create_room(invite=[bot_id])
                 await alice.wait_joined(room, bot_id)
                 before_id = await alice.send(room, "!aide")
                 await alice.reply_to(room, before_id, bot_id)
+                assert await get(port, "/healthz") == (200, "ok\n")
                 # A command sent just before the server goes away: the bot may
                 # or may not have seen it; either way it is answered once.
                 last = await alice.send(room, "!agenda")
                 hs.stop()
                 await asyncio.sleep(DOWNTIME_S)
-                assert app.chat is not None and not app.chat.syncing_recently(10)
+                status, text = await get(port, "/healthz")
+                assert status == 503 and text.startswith("stuck: no successful sync")
                 hs.start()
 
                 after_id = await alice.send(room, "!prochain")
@@ -54,7 +68,14 @@ async def test_homeserver_restart_under_the_bot(tmp_path: Path) -> None:
                 ]
                 # Each of the three commands answered, none twice.
                 assert sorted(replied_to) == sorted([before_id, last, after_id])
-                assert app.chat.syncing_recently(10)
+                assert (await get(port, "/healthz"))[0] == 200
+                status, metrics = await get(port, "/metrics")
+                for command in ("aide", "agenda", "prochain"):
+                    assert f'bluehats_commands_total{{command="{command}"}} 1.0' in metrics
+                assert "bluehats_reply_seconds_count 3.0" in metrics
+                assert "bluehats_broadcasts_pending 0.0" in metrics
+                lag = re.search(r"^bluehats_sync_lag_seconds (\S+)$", metrics, re.MULTILINE)
+                assert lag and float(lag.group(1)) < 10
         finally:
             with contextlib.suppress(Exception):
                 await alice.close()

@@ -31,6 +31,7 @@ from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
 from bot.agenda.programme import ProgrammeError, parse_programme
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
+from bot.ops import Metrics
 from bot.storage import ChangeRecord, Edit, SourceBody, Storage
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,9 @@ class AgendaService:
         now: Callable[[], datetime],
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._sources = sources
         self._storage = storage
         self._http = http
@@ -298,6 +301,7 @@ class AgendaService:
                 return self.agenda
 
     def _report_failure(self, source: str, reason: str) -> None:
+        self._metrics.source_failures.labels("calendar").inc()
         if source in self._failing:
             log.debug("agenda: source %s still failing: %s", describe(source), reason)
             return
