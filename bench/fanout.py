@@ -156,9 +156,9 @@ async def run(n_rooms: int, limits: str, pace: float, work: Path) -> dict[str, f
     }
     print(
         f"limits={limits} (rc_message {rate:g}/s, burst {burst:g}) pace={pace:g}s rooms={n_rooms}\n"
-        f"  fan-out {elapsed:.1f}s, theoretical {theory:.1f}s, ratio "
-        f"{elapsed / theory if theory else float('nan'):.3f}\n"
-        f"  sent {figures['sent']}, not sent {figures['failed']}, lost {figures['lost']}, "
+        f"  fan-out {elapsed:.1f}s ({n_rooms / elapsed:.1f} posts/s), theoretical "
+        + (f"{theory:.1f}s, ratio {elapsed / theory:.3f}\n" if theory else "none (no limit)\n")
+        + f"  sent {figures['sent']}, not sent {figures['failed']}, lost {figures['lost']}, "
         f"duplicates {figures['duplicates']}, 429 received {figures['http_429']}, "
         f"peak RSS {figures['peak_rss_mib']:.0f} MiB",
         flush=True,
