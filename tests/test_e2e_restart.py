@@ -41,7 +41,7 @@ class BotProcess:
                 stderr=out,
             )
         async with asyncio.timeout(60):
-            while "ready:" not in self.log.read_text()[start_at:]:
+            while "ready: " not in self.log.read_text()[start_at:]:
                 assert self.proc.returncode is None, self.log.read_text()
                 await asyncio.sleep(0.1)
 
@@ -91,7 +91,8 @@ def devices(hs: DevHomeserver, token: str) -> list[str]:
 async def test_kill_and_restart_answers_each_command_exactly_once(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
-    bot, bot_id, storage, password = bot_process(synapse, tmp_path)
+    # JSON logs here (the other tests use text): one object per line.
+    bot, bot_id, storage, password = bot_process(synapse, tmp_path, ops={"log_format": "json"})
     alice = await make_user("alice")
 
     # Invited before its very first start: the waiting invite is handled.
@@ -148,3 +149,6 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     log = bot.log.read_text()
     assert password not in log and session["access_token"] not in log
     assert "Traceback" not in log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["message"].startswith("ready: ") for r in records)
