@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
 from bot.matrix import LoginFailed, MatrixChat
-from bot.ops import Metrics, OpsServer
+from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
 from bot.storage import Storage, StorageError
 
@@ -178,15 +178,24 @@ class BotApp:
                     raise StartupError(f"ops.http {cfg.ops.http}: {exc.strerror or exc}") from None
                 stack.push_async_callback(ops.close)
 
+            alerts = None
+            if cfg.ops.error_room is not None:
+                alerts = ErrorRoom(
+                    cfg.ops.error_room, chat, renderer, cfg.ops.error_room_every.total_seconds()
+                )
+                logging.getLogger("bot").addHandler(alerts)
+                stack.callback(logging.getLogger("bot").removeHandler, alerts)
+
             await dispatcher.resume_pending()
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
             ready = asyncio.create_task(self._mark_ready(chat))
             posting = asyncio.create_task(self._broadcast(chat, broadcaster), name="broadcasts")
+            alerting = asyncio.create_task(self._alert(chat, alerts), name="alerts")
             try:
                 await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sync, stopper, ready, posting):
+                for task in (sync, stopper, ready, posting, alerting):
                     if not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -209,6 +218,11 @@ class BotApp:
         self.metrics.broadcasts_pending.set(await storage.outbox_count("pending"))
         self.metrics.sync_lag.set(chat.seconds_since_sync())
         self.metrics.rate_limited.set(chat.rate_limited)
+
+    async def _alert(self, chat: MatrixChat, alerts: ErrorRoom | None) -> None:
+        if alerts is not None:
+            await chat.synced.wait()
+            await alerts.run()
 
     async def _broadcast(self, chat: MatrixChat, broadcaster: Broadcaster) -> None:
         # Resumes what a crash left pending once the client is in sync.

@@ -241,8 +241,10 @@ class OpsConfig(_Model):
     # /healthz answers 503 when no sync succeeded for this long (a sync
     # long-poll lasts 30 s when nothing happens).
     stuck_after: Duration = timedelta(seconds=90)
-    # A room (ID) where unexpected errors and failing sources are posted.
+    # A room (ID) where unexpected errors and failing sources are posted (the
+    # bot must be invited there), at most one post per `error_room_every`.
     error_room: str | None = None
+    error_room_every: Duration = timedelta(minutes=1)
     # Logs: "text" (one line per event) or "json" (one JSON object per line).
     log_format: Literal["text", "json"] = "text"
 
@@ -259,7 +261,8 @@ class OpsConfig(_Model):
     @field_validator("error_room")
     @classmethod
     def _room_id(cls, value: str | None) -> str | None:
-        if value is not None and not (value.startswith("!") and ":" in value):
+        # Room v12 IDs have no server part: "!" and an opaque string.
+        if value is not None and not (value.startswith("!") and len(value) > 1):
             raise ValueError(f"expected a room ID such as !abc:server, not {value!r}")
         return value
 

@@ -7,8 +7,12 @@ values that live elsewhere (pending posts, sync lag, 429s) are read when
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import (
@@ -19,6 +23,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from bot.chat import ChatClient, SendError
+from bot.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +108,90 @@ class OpsServer:
         await self._refresh()
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    at: datetime
+    level: str
+    logger: str
+    message: str
+
+
+# Sources whose warnings (a calendar or the feed failing) are worth an alert.
+ALERT_WARNINGS_FROM = ("bot.agenda.sources", "bot.feeds")
+# At most this many lines in one post; the rest are counted.
+ALERT_LINES = 10
+# Alerts kept while the error room cannot be reached.
+ALERTS_KEPT = 100
+
+
+class ErrorRoom(logging.Handler):
+    """Posts unexpected errors and failing sources to `ops.error_room`, rate-limited.
+
+    A logging handler on the `bot` logger: errors from anywhere in the bot, and
+    the warnings of failing calendar sources or feed. Only the log message is
+    posted (never the traceback, and the bot never logs secrets); a command's
+    error carries the same reference id as the answer the user got. The first
+    alert goes at once; those that follow within `every` are gathered into
+    the next post.
+    """
+
+    def __init__(self, room_id: str, chat: ChatClient, renderer: Renderer, every: float) -> None:
+        super().__init__(logging.WARNING)
+        self.room_id = room_id
+        self._chat = chat
+        self._renderer = renderer
+        self._every = every
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(__name__):
+            return  # never about itself: a failing post must not loop
+        if record.levelno < logging.ERROR and not record.name.startswith(ALERT_WARNINGS_FROM):
+            return
+        try:
+            alert = Alert(
+                datetime.fromtimestamp(record.created, UTC),
+                record.levelname,
+                record.name,
+                record.getMessage(),
+            )
+            # Records may come from worker threads (parsing).
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, alert)
+        except Exception:  # a handler must never raise into the caller
+            self.handleError(record)
+
+    async def run(self) -> None:
+        """Post until cancelled; a post that fails for now is retried with the next."""
+        batch: list[Alert] = []
+        dropped = 0
+        while True:
+            if not batch:
+                batch.append(await self._queue.get())
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if len(batch) > ALERTS_KEPT:  # the room unreachable for long: keep the latest
+                dropped += len(batch) - ALERTS_KEPT
+                batch = batch[-ALERTS_KEPT:]
+            if await self._post(batch, dropped):
+                batch, dropped = [], 0
+            await asyncio.sleep(self._every)
+
+    async def _post(self, batch: list[Alert], dropped: int) -> bool:
+        """True when posted, or when posting there can never work (then logged)."""
+        shown = batch[:ALERT_LINES]
+        message = self._renderer.render(
+            "alert",
+            alerts=[(self._renderer.local(a.at).strftime("%H:%M:%S"), a) for a in shown],
+            more=len(batch) - len(shown) + dropped,
+        )
+        try:
+            await self._chat.send_notice(
+                self.room_id, message, txn_id=f"bh-alert-{secrets.token_hex(12)}"
+            )
+        except SendError as exc:
+            log.warning("cannot post %d alert(s) to %s: %s", len(batch), self.room_id, exc)
+            return exc.permanent
+        return True
