@@ -71,6 +71,23 @@ def _check_mxid(value: str) -> str:
 
 
 MatrixId = Annotated[str, BeforeValidator(lambda v: _check_mxid(str(v).strip()))]
+EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
+
+
+def _check_login(value: str) -> str:
+    """A Matrix ID, or an e-mail address (Tchap accounts log in with their e-mail)."""
+    if EMAIL_RE.match(value):
+        return value
+    if not MXID_RE.match(value):
+        raise ValueError(
+            f"not a Matrix user ID nor an e-mail address: {value!r} "
+            "(expected @name:server or name@example.gouv.fr)"
+        )
+    return value
+
+
+def is_email(login: str) -> bool:
+    return not login.startswith("@")
 
 
 class _Model(BaseModel):
@@ -78,8 +95,14 @@ class _Model(BaseModel):
 
 
 class MatrixConfig(_Model):
-    homeserver: str
-    user_id: MatrixId
+    # Omitted with an e-mail login: discovered through `identity_server`.
+    homeserver: str | None = None
+    # The bot's Matrix ID, or the e-mail address of its (Tchap) account.
+    user_id: Annotated[str, BeforeValidator(lambda v: _check_login(str(v).strip()))]
+    # Where an e-mail's homeserver is found (Tchap's directory), and how the
+    # server name it answers becomes the homeserver's URL.
+    identity_server: str = "https://matrix.agent.tchap.gouv.fr"
+    homeserver_template: str = "https://matrix.{hs}"
     password: SecretStr | None = None
     access_token: SecretStr | None = None
     device_name: str = "BlueHats bot"
@@ -88,9 +111,11 @@ class MatrixConfig(_Model):
     # never came) gets one "could not decrypt" answer.
     undecryptable_after: Duration = timedelta(minutes=1)
 
-    @field_validator("homeserver")
+    @field_validator("homeserver", "identity_server")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"not an http(s) URL: {value!r}")
@@ -103,8 +128,16 @@ class MatrixConfig(_Model):
                 f"give matrix.password or matrix.access_token (or set {ENV_PASSWORD} / "
                 f"{ENV_ACCESS_TOKEN})"
             )
-        if not self.allowed_servers:
-            # Frozen model: the default depends on another field.
+        if self.homeserver is None and not is_email(self.user_id):
+            raise ValueError(
+                "give matrix.homeserver (it may be omitted only when matrix.user_id is an "
+                "e-mail address, whose homeserver is then discovered)"
+            )
+        if "{hs}" not in self.homeserver_template:
+            raise ValueError("matrix.homeserver_template must contain {hs}")
+        if not self.allowed_servers and not is_email(self.user_id):
+            # Frozen model: the default depends on another field. (With an
+            # e-mail login, the server of the account, known once logged in.)
             object.__setattr__(self, "allowed_servers", [server_name(self.user_id)])
         return self
 

@@ -17,10 +17,11 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientError
 from nio import (
     AsyncClient,
@@ -52,7 +53,7 @@ from nio.exceptions import EncryptionError, OlmUnverifiedDeviceError
 
 from bot import permissions
 from bot.chat import FileUpload, IncomingMessage, IncomingReaction, SendError, UnknownUser
-from bot.config import MatrixConfig
+from bot.config import MatrixConfig, is_email, server_name
 from bot.render import Message
 from bot.storage import Storage
 
@@ -104,14 +105,16 @@ class SavedSession:
     user_id: str
     device_id: str
     access_token: str
+    # What matrix.user_id says: the Matrix ID, or the account's e-mail.
+    login: str = ""
 
     @classmethod
     def load(cls, path: Path) -> SavedSession | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(
-                **{k: str(data[k]) for k in ("homeserver", "user_id", "device_id", "access_token")}
-            )
+            fields = ("homeserver", "user_id", "device_id", "access_token")
+            saved = cls(**{k: str(data[k]) for k in fields})
+            return replace(saved, login=str(data.get("login") or saved.user_id))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -158,29 +161,15 @@ class MatrixChat:
         self.on_reaction: Callable[[IncomingReaction], Awaitable[None]] | None = None
         # Awaited after each sync batch, before the next long-poll starts.
         self.on_batch_end: Callable[[], Awaitable[None]] | None = None
-        crypto = storage_dir / "crypto"
-        crypto.mkdir(parents=True, exist_ok=True)
-        self.client = AsyncClient(
-            config.homeserver,
-            config.user_id,
-            store_path=str(crypto),
-            config=AsyncClientConfig(
-                # We save the token ourselves, after the commands are recorded;
-                # nio saves it before running callbacks.
-                store_sync_tokens=False,
-                encryption_enabled=True,
-                # When the homeserver is unreachable nio retries with a growing
-                # wait; capped so that the bot is back soon after it is.
-                max_timeout_retry_wait_time=RECONNECT_MAX_WAIT_S,
-            ),
-        )
+        # Made by `connect()`, once the homeserver is known (maybe discovered).
+        self.client = AsyncClient("http://unconfigured.invalid")
+        self._allowed = list(config.allowed_servers)
         self._authority: dict[str, _RoomAuthority] = {}
         # 429s: nio waits `retry_after_ms` and retries the request itself; the
         # other sends wait the same (the limit is per account), not pile up.
         self.rate_limited = 0
         self._not_before = 0.0
         self._rate_logged_at = -RATE_LOG_EVERY_S
-        self.client.add_response_callback(self._on_error, ErrorResponse)
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
@@ -191,7 +180,8 @@ class MatrixChat:
 
     @property
     def user_id(self) -> str:
-        return self._config.user_id
+        """The bot's Matrix ID (once connected: also with an e-mail login)."""
+        return str(self.client.user_id or self._config.user_id)
 
     @property
     def device_id(self) -> str:
@@ -203,11 +193,38 @@ class MatrixChat:
 
     # -- session ----------------------------------------------------------------
 
+    def _new_client(self, homeserver: str) -> None:
+        crypto = self._dir / "crypto"
+        crypto.mkdir(parents=True, exist_ok=True)
+        self.client = AsyncClient(
+            homeserver,
+            self._config.user_id if not is_email(self._config.user_id) else "",
+            store_path=str(crypto),
+            config=AsyncClientConfig(
+                # We save the token ourselves, after the commands are recorded;
+                # nio saves it before running callbacks.
+                store_sync_tokens=False,
+                encryption_enabled=True,
+                # When the homeserver is unreachable nio retries with a growing
+                # wait; capped so that the bot is back soon after it is.
+                max_timeout_retry_wait_time=RECONNECT_MAX_WAIT_S,
+            ),
+        )
+        self.client.add_response_callback(self._on_error, ErrorResponse)
+
     async def connect(self) -> None:
-        """Reuse the saved session (same device) or log in once and save it."""
+        """Reuse the saved session (same device), or log in once and save it."""
+        await self._connect()
+        if not self._allowed:  # default: the bot's own server
+            self._allowed = [server_name(self.user_id)]
+
+    async def _connect(self) -> None:
         path = self._dir / SESSION_FILE
         saved = SavedSession.load(path)
-        if saved and (saved.user_id, saved.homeserver) == (self.user_id, self._config.homeserver):
+        login = self._config.user_id
+        if saved and saved.login == login and self._config.homeserver in (None, saved.homeserver):
+            # An e-mail's homeserver, discovered once, is kept with the session.
+            self._new_client(saved.homeserver)
             self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
             who = await self.client.whoami()
             if isinstance(who, WhoamiResponse):
@@ -220,32 +237,70 @@ class MatrixChat:
         elif saved:
             log.info("saved session is for another account or server: not reused")
 
+        homeserver = self._config.homeserver or await self._discover(login)
+        self._new_client(homeserver)
         token = self._config.access_token
         if token is not None:
             self.client.access_token = token.get_secret_value()
             who = await self.client.whoami()
             if not isinstance(who, WhoamiResponse):
                 raise LoginFailed(f"the access token was refused: {_describe(who)}")
-            if who.user_id != self.user_id:
+            if not is_email(login) and who.user_id != login:
                 raise LoginFailed(
-                    f"the access token belongs to {who.user_id}, "
-                    f"not to matrix.user_id {self.user_id}"
+                    f"the access token belongs to {who.user_id}, not to matrix.user_id {login}"
                 )
             if not who.device_id:
                 raise LoginFailed("the homeserver did not tell the access token's device")
             self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
         elif self._config.password is not None:
-            resp = await self.client.login(
-                self._config.password.get_secret_value(), device_name=self._config.device_name
-            )
+            password = self._config.password.get_secret_value()
+            if is_email(login):
+                # Tchap accounts: the e-mail address is a third-party identifier.
+                resp = await self.client.login_raw(
+                    {
+                        "type": "m.login.password",
+                        "identifier": {
+                            "type": "m.id.thirdparty",
+                            "medium": "email",
+                            "address": login,
+                        },
+                        "password": password,
+                        "initial_device_display_name": self._config.device_name,
+                    }
+                )
+            else:
+                resp = await self.client.login(password, device_name=self._config.device_name)
             if not isinstance(resp, LoginResponse):
                 raise LoginFailed(f"login refused: {_describe(resp)}")
             log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
         else:  # config validation guarantees one of them
             raise LoginFailed("no password and no access token")
         SavedSession(
-            self._config.homeserver, self.user_id, self.device_id, str(self.client.access_token)
+            homeserver, self.user_id, self.device_id, str(self.client.access_token), login
         ).save(path)
+
+    async def _discover(self, email: str) -> str:
+        """The homeserver of an e-mail account, as Tchap's directory tells it."""
+        base = self._config.identity_server
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+                http.get(
+                    f"{base}/_matrix/identity/api/v1/info",
+                    params={"medium": "email", "address": email},
+                ) as resp,
+            ):
+                if resp.status != 200:
+                    raise LoginFailed(f"{base} answered HTTP {resp.status} for the e-mail's server")
+                data = await resp.json(content_type=None)
+        except (ClientError, TimeoutError, ValueError) as exc:
+            raise LoginFailed(f"cannot ask {base} for the e-mail's server: {exc!r}") from None
+        hs = data.get("hs") if isinstance(data, dict) else None
+        if not isinstance(hs, str) or not hs or "/" in hs:
+            raise LoginFailed(f"{base} knows no homeserver for {email}")
+        url = self._config.homeserver_template.format(hs=hs)
+        log.info("homeserver of %s: %s (from %s)", email, url, base)
+        return url
 
     async def close(self) -> None:
         await self.client.close()
@@ -471,7 +526,7 @@ class MatrixChat:
         )
         if inviter is None:
             return
-        if not permissions.invite_allowed(inviter, self._config.allowed_servers):
+        if not permissions.invite_allowed(inviter, self._allowed):
             log.info("declining invite to %s from %s (server not allowed)", room_id, inviter)
             await self.client.room_leave(room_id)
             return

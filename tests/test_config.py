@@ -145,3 +145,23 @@ def test_check_config_reads_local_agenda_sources(tmp_path: Path) -> None:
     programme.write_text(programme.read_text().replace("11h-10h", "10h-11h"))
     calendar.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nEND:VCALENDAR\r\n")
     assert cli("check-config", "--config", str(path)).returncode == 0
+
+
+def test_tchap_e_mail_login_may_omit_the_homeserver() -> None:
+    cfg = configuration.from_dict(
+        {"matrix": {"user_id": "bluehats@numerique.gouv.fr", "password": "x"}}, env={}
+    )
+    assert cfg.matrix.homeserver is None  # discovered at the first start
+    assert cfg.matrix.identity_server == "https://matrix.agent.tchap.gouv.fr"
+    assert cfg.matrix.homeserver_template.format(hs="agent.dinum.tchap.gouv.fr") == (
+        "https://matrix.agent.dinum.tchap.gouv.fr"
+    )
+    with pytest.raises(ConfigError) as missing:
+        configuration.from_dict({"matrix": {"user_id": "@bot:example.org", "password": "x"}})
+    assert missing.value.problems[0][0] == "matrix"
+    assert "give matrix.homeserver" in missing.value.problems[0][1]
+    with pytest.raises(ConfigError) as bad:
+        configuration.from_dict(
+            {"matrix": {"user_id": "bluehats", "password": "x", "homeserver_template": "x"}}
+        )
+    assert [key for key, _ in bad.value.problems] == ["matrix.user_id"]
