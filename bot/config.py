@@ -28,6 +28,7 @@ from pydantic import (
 
 ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"  # noqa: S105 - a variable name
+ENV_OPS_HTTP = "BLUEHATS_OPS_HTTP"
 
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$")
 _DURATION_RE = re.compile(
@@ -319,6 +320,10 @@ class Config(_Model):
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
+    if env.get(ENV_OPS_HTTP):
+        # The container image's health check needs the endpoint whatever the file says.
+        ops = raw.get("ops")
+        raw["ops"] = {**(ops if isinstance(ops, dict) else {}), "http": env[ENV_OPS_HTTP]}
     matrix = raw.get("matrix")
     if not isinstance(matrix, dict):
         return
