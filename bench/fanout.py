@@ -23,26 +23,12 @@ import resource
 import sys
 import tempfile
 import time
-import urllib.parse
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import config as configuration  # noqa: E402
-from bot.agenda.sources import AgendaService  # noqa: E402
-from bot.broadcast import TXN_PREFIX, Broadcaster  # noqa: E402
-from bot.devserver import DevHomeserver  # noqa: E402
-from bot.matrix import MatrixChat  # noqa: E402
-from bot.render import Renderer  # noqa: E402
-from bot.storage import GAZETTE, Storage  # noqa: E402
-
-PASSWORD = "bench-password"
-TZ = ZoneInfo("Europe/Paris")
+from bot.devserver import DevHomeserver, GazetteFanOut  # noqa: E402
 
 
 def synapse_default_rc_message() -> tuple[float, float]:
@@ -56,91 +42,22 @@ def synapse_default_rc_message() -> tuple[float, float]:
 
 async def run(n_rooms: int, limits: str, pace: float, work: Path) -> dict[str, float]:
     with DevHomeserver(work / "synapse", raised_limits=limits == "raised") as hs:
-        admin_id = hs.register("admin", PASSWORD, admin=True)
-        admin = hs.login(admin_id, PASSWORD)
-        bot_id = hs.register("bot", PASSWORD)
-        cfg = configuration.from_dict(
-            {
-                "matrix": {"homeserver": hs.url, "user_id": bot_id, "password": PASSWORD},
-                "storage": {"path": str(work / "data")},
-                "agenda": {"sources": []},
-                "broadcasts": {"pace": pace},
-            },
-            env={},
-        )
-        (work / "data").mkdir()
-        storage = await Storage.open(work / "data" / "bluehats.db")
-        chat = MatrixChat(cfg.matrix, work / "data", storage)
-        http = aiohttp.ClientSession()
-        try:
-            await chat.connect()
-            # Set-up: N rooms created by the bot, its limits lifted meanwhile.
-            hs.override_ratelimit(admin, bot_id, unlimited=True)
+        async with GazetteFanOut(hs, work, pace=pace) as bench:
             t0 = time.perf_counter()
-            gate = asyncio.Semaphore(8)
-
-            async def create() -> str:
-                async with gate:
-                    resp = await chat.client.room_create(name="bench")
-                    return str(resp.room_id)  # type: ignore[union-attr]
-
-            rooms = await asyncio.gather(*(create() for _ in range(n_rooms)))
-            for room_id in rooms:
-                await storage.subscribe(room_id, GAZETTE, admin_id)
+            rooms = await bench.create_rooms(n_rooms)
             print(f"set-up: {n_rooms} rooms in {time.perf_counter() - t0:.0f}s", flush=True)
-            hs.override_ratelimit(admin, bot_id, unlimited=False)
-
-            async def ignore(_message: object) -> None:
-                return None
-
-            chat.on_message = ignore
-            sync = asyncio.create_task(chat.run())
-            await asyncio.wait_for(chat.synced.wait(), 600)
+            await bench.sync()
             rate, burst = synapse_default_rc_message() if limits == "default" else (1000.0, 1000.0)
             if limits == "default":
                 # The set-up did not touch the bucket, but be sure it is full.
                 await asyncio.sleep(burst / rate)
-
-            renderer = Renderer("fr", TZ)
-            agenda = AgendaService(
-                [], storage, http, TZ, timedelta(days=30), lambda: datetime.now(UTC)
-            )
-            broadcaster = Broadcaster(
-                storage,
-                chat,
-                renderer,
-                agenda,
-                prefix="!",
-                now=lambda: datetime.now(UTC),
-                pace=timedelta(seconds=pace),
-                offsets=[],
-                grace=timedelta(minutes=15),
-            )
-            await storage.queue_broadcast("gazette:bench", GAZETTE, TXN_PREFIX)
             t0 = time.perf_counter()
-            sent = await broadcaster.deliver()
+            sent, statuses = await bench.post("gazette:bench")
             elapsed = time.perf_counter() - t0
-            sync.cancel()
-            statuses = await storage.outbox_status("gazette:bench")
-
-            def posts(room_id: str) -> int:
-                quoted = urllib.parse.quote(room_id)
-                page = hs.call(
-                    "GET",
-                    f"/_matrix/client/v3/rooms/{quoted}/messages?dir=b&limit=50",
-                    token=str(chat.client.access_token),
-                )
-                return sum(
-                    1
-                    for e in page["chunk"]
-                    if e["type"] == "m.room.message" and e["sender"] == bot_id
-                )
-
-            counts = await asyncio.gather(*(asyncio.to_thread(posts, r) for r in rooms))
-        finally:
-            await http.close()
-            await chat.close()
-            await storage.close()
+            counts = await asyncio.gather(
+                *(asyncio.to_thread(lambda r=r: len(bench.posts(r))) for r in rooms)
+            )
+            rate_limited = bench.chat.rate_limited
 
     theory = max((n_rooms - burst) / rate, (n_rooms - 1) * pace, 0.0)
     figures = {
@@ -151,7 +68,7 @@ async def run(n_rooms: int, limits: str, pace: float, work: Path) -> dict[str, f
         "failed": sum(1 for s in statuses.values() if s != "sent"),
         "lost": sum(1 for c in counts if c == 0),
         "duplicates": sum(1 for c in counts if c > 1),
-        "http_429": chat.rate_limited,
+        "http_429": rate_limited,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(

@@ -65,17 +65,7 @@ async def test_direct_room_for_a_personal_reminder_is_encrypted(
         room = await alice.encrypted_room_with(bot_id)
         asked = await alice.say(room, "!prochain")
         answer = await alice.reply_to(room, asked, bot_id)
-        await alice.client.room_send(
-            room,
-            "m.reaction",
-            {
-                "m.relates_to": {
-                    "rel_type": "m.annotation",
-                    "event_id": answer.event_id,
-                    "key": "🔔",
-                }
-            },
-        )
+        await alice.react(room, answer.event_id)
         await eventually(lambda: bool(alice.invites))
         direct = alice.invites[0]
         await alice.client.join(direct)

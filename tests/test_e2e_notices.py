@@ -123,17 +123,7 @@ async def test_personal_reminder_arrives_in_a_direct_room(
         listing = await alice.reply_to(room, asked, bot_id)
         assert "réagissez 🔔 pour un rappel en privé" in body(listing)
         # She reacts 🔔 to the answer, as in Element.
-        await alice.client.room_send(
-            room,
-            "m.reaction",
-            {
-                "m.relates_to": {
-                    "rel_type": "m.annotation",
-                    "event_id": listing.event_id,
-                    "key": "🔔",
-                }
-            },
-        )
+        await alice.react(room, listing.event_id)
 
         # The bot opened an (encrypted) direct room and invited her: she accepts.
         await eventually(lambda: bool(alice.invites))
