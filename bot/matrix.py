@@ -157,6 +157,7 @@ class MatrixChat:
         # Told about an encrypted message that stayed unreadable (body empty).
         self.on_undecryptable: MessageSink | None = None
         self._key_requested: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         # Where new reactions go (same guarantees as messages).
         self.on_reaction: Callable[[IncomingReaction], Awaitable[None]] | None = None
         # Awaited after each sync batch, before the next long-poll starts.
@@ -418,6 +419,12 @@ class MatrixChat:
         if event.session_id in self._key_requested:
             return
         self._key_requested.add(event.session_id)
+        # In the background: the sync callback (and the token) need not wait for it.
+        task = asyncio.create_task(self._request_key(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _request_key(self, event: MegolmEvent) -> None:
         try:
             # To our own other devices (nio's request, which also lets nio
             # accept a forwarded key), and to the sender's device.
