@@ -194,7 +194,8 @@ class MatrixChat:
 
     # -- session ----------------------------------------------------------------
 
-    def _new_client(self, homeserver: str) -> None:
+    async def _new_client(self, homeserver: str) -> None:
+        await self.client.close()  # the placeholder, or a session the server refused
         crypto = self._dir / "crypto"
         crypto.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(
@@ -225,7 +226,7 @@ class MatrixChat:
         login = self._config.user_id
         if saved and saved.login == login and self._config.homeserver in (None, saved.homeserver):
             # An e-mail's homeserver, discovered once, is kept with the session.
-            self._new_client(saved.homeserver)
+            await self._new_client(saved.homeserver)
             self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
             who = await self.client.whoami()
             if isinstance(who, WhoamiResponse):
@@ -239,7 +240,7 @@ class MatrixChat:
             log.info("saved session is for another account or server: not reused")
 
         homeserver = self._config.homeserver or await self._discover(login)
-        self._new_client(homeserver)
+        await self._new_client(homeserver)
         token = self._config.access_token
         if token is not None:
             self.client.access_token = token.get_secret_value()
