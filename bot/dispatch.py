@@ -314,9 +314,9 @@ class Dispatcher:
     async def _send(self, msg: IncomingMessage, reply: Reply) -> None:
         txn_id = txn_id_for(msg.event_id)
         if msg.direct:
-            room_id = await self.storage.direct_room(msg.sender)
-            if room_id is None:
-                raise SendError("no direct room with the sender", permanent=True)
+            # No direct room (it could not be opened): the answer saying so
+            # goes to the room, or the person would hear nothing.
+            room_id = await self.storage.direct_room(msg.sender) or msg.room_id
             if isinstance(reply, Message):
                 await self.chat.send_notice(room_id, reply, txn_id=txn_id)
             return

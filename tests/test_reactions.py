@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.chat import IncomingMessage, IncomingReaction
+from bot.chat import IncomingMessage, IncomingReaction, SendError
 from bot.render import Message
 from tests.test_broadcast import MOD, ROOMS, START, World, grist, world  # noqa: F401
 
@@ -106,3 +106,18 @@ async def test_started_sessions_are_not_offered(world: World) -> None:  # noqa: 
     answer = await command(world, "!agenda", "$agenda")
     assert answer.sessions == ()
     assert await react(world, world.chat.sent[-1].event_id, "$bell") == []
+
+
+async def test_bell_when_no_private_room_can_be_opened_answers_in_the_room(
+    world: World,  # noqa: F811
+) -> None:
+    answer = await command(world, "!prochain", "$next")
+
+    async def refuse(_user_id: str) -> str:
+        raise SendError("M_FORBIDDEN: no", permanent=True)
+
+    world.chat.open_direct_room = refuse  # type: ignore[method-assign]
+    (told,) = await react(world, world.chat.sent[-1].event_id, "$bell")
+    assert told.room_id == ROOMS[0]
+    assert told.message.body.startswith("Je n'ai pas pu ouvrir de conversation privée avec vous")
+    assert answer.sessions  # the answer did offer its session
