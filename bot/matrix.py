@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ SYNC_GAP_LOG_S = 45
 RECONNECT_MAX_WAIT_S = 10
 # How long a new direct room may take to show up in the sync.
 NEW_ROOM_WAIT_S = 30.0
+# Sends go one at a time until this long after the last 429's wait ended.
+RATE_CALM_S = 30.0
 # At most one "rate limited" log line per this many seconds.
 RATE_LOG_EVERY_S = 60.0
 
@@ -169,7 +171,8 @@ class MatrixChat:
         # 429s: nio waits `retry_after_ms` and retries the request itself; the
         # other sends wait the same (the limit is per account), not pile up.
         self.rate_limited = 0
-        self._not_before = 0.0
+        self._not_before = -RATE_CALM_S
+        self._one_at_a_time = asyncio.Lock()
         self._rate_logged_at = -RATE_LOG_EVERY_S
         self._skip_history = False
         self._sync_failures = 0
@@ -559,10 +562,22 @@ class MatrixChat:
                 wait,
             )
 
-    async def _respect_rate_limit(self) -> None:
-        delay = self._not_before - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    @contextlib.asynccontextmanager
+    async def _rate_limited_turn(self) -> AsyncIterator[None]:
+        """Wait out a 429; while they keep coming, one send at a time.
+
+        Parallel sends would each get their own 429 and retry together (about
+        four refused requests per message at Synapse's default limit, measured
+        with bench/fanout.py); one at a time, about one.
+        """
+        if time.monotonic() - self._not_before > RATE_CALM_S:
+            yield  # no recent 429
+            return
+        async with self._one_at_a_time:
+            delay = self._not_before - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield
 
     # -- ChatClient -----------------------------------------------------------------
 
@@ -667,16 +682,16 @@ class MatrixChat:
             }
         elif reply_to:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-        await self._respect_rate_limit()
         try:
-            resp = await self.client.room_send(
-                room_id,
-                "m.room.message",
-                content,
-                tx_id=txn_id,
-                # nio cannot cross-sign: users see "unverified device".
-                ignore_unverified_devices=True,
-            )
+            async with self._rate_limited_turn():
+                resp = await self.client.room_send(
+                    room_id,
+                    "m.room.message",
+                    content,
+                    tx_id=txn_id,
+                    # nio cannot cross-sign: users see "unverified device".
+                    ignore_unverified_devices=True,
+                )
         except (SendRetryError, LocalProtocolError, OlmUnverifiedDeviceError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", permanent=False) from None
         if isinstance(resp, RoomSendError):
