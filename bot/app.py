@@ -105,6 +105,7 @@ class BotApp:
             agenda.on_recorded = broadcaster.wake.set
             chat.on_message = dispatcher.accept
             chat.on_reaction = dispatcher.accept_reaction
+            chat.on_redaction = dispatcher.accept_redaction
             chat.on_undecryptable = dispatcher.undecryptable
             chat.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)

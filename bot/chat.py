@@ -38,6 +38,16 @@ class IncomingReaction:
 
 
 @dataclass(frozen=True, slots=True)
+class IncomingRedaction:
+    """Someone removed the event `redacts` (a message, or a reaction taken back)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    redacts: str
+
+
+@dataclass(frozen=True, slots=True)
 class FileUpload:
     """A file to post in the room (an `.ics` export…), instead of a notice."""
 

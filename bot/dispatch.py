@@ -25,6 +25,7 @@ from bot.chat import (
     FileUpload,
     IncomingMessage,
     IncomingReaction,
+    IncomingRedaction,
     Reply,
     SendError,
 )
@@ -46,6 +47,7 @@ SETTLE_GRACE = 2.0
 # A reaction with this emoji to a post presenting sessions runs this command.
 BELL = "🔔"
 REACTION_COMMAND = "rappelle-moi"
+FORGET_COMMAND = "oublie"
 # What is echoed back of a user's input, at most.
 ECHO_CHARS = 40
 
@@ -223,6 +225,18 @@ class Dispatcher:
         body = f"{self.prefix}{REACTION_COMMAND} {' '.join(sids)}"
         await self.accept(
             IncomingMessage(reaction.room_id, reaction.event_id, reaction.sender, body, direct=True)
+        )
+
+    async def accept_redaction(self, redaction: IncomingRedaction) -> None:
+        """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
+        sids = await self.storage.personal_via(redaction.sender, redaction.redacts)
+        if not sids:
+            return  # not one of the reactions that asked for reminders
+        body = f"{self.prefix}{FORGET_COMMAND} {' '.join(sids)}"
+        await self.accept(
+            IncomingMessage(
+                redaction.room_id, redaction.event_id, redaction.sender, body, direct=True
+            )
         )
 
     async def undecryptable(self, msg: IncomingMessage) -> None:

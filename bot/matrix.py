@@ -52,7 +52,14 @@ from nio import (
 from nio.exceptions import EncryptionError, OlmUnverifiedDeviceError
 
 from bot import permissions
-from bot.chat import FileUpload, IncomingMessage, IncomingReaction, SendError, UnknownUser
+from bot.chat import (
+    FileUpload,
+    IncomingMessage,
+    IncomingReaction,
+    IncomingRedaction,
+    SendError,
+    UnknownUser,
+)
 from bot.config import MatrixConfig, is_email, server_name
 from bot.render import Message
 from bot.storage import Storage
@@ -160,8 +167,9 @@ class MatrixChat:
         self.on_undecryptable: MessageSink | None = None
         self._key_requested: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
-        # Where new reactions go (same guarantees as messages).
+        # Where new reactions and redactions go (same guarantees as messages).
         self.on_reaction: Callable[[IncomingReaction], Awaitable[None]] | None = None
+        self.on_redaction: Callable[[IncomingRedaction], Awaitable[None]] | None = None
         # Awaited after each sync batch, before the next long-poll starts.
         self.on_batch_end: Callable[[], Awaitable[None]] | None = None
         # Made by `connect()`, once the homeserver is known (maybe discovered).
@@ -391,6 +399,20 @@ class MatrixChat:
 
     async def _deliver(self, room_id: str, event: Any) -> None:
         """Hand a (decrypted or plain) timeline event to the core."""
+        source = getattr(event, "source", None) or {}
+        if source.get("type") == "m.room.redaction":
+            # Rooms v11+ carry `redacts` in the content (Synapse repeats it outside).
+            redacts = source.get("redacts") or (source.get("content") or {}).get("redacts")
+            sender = source.get("sender")
+            if (
+                isinstance(redacts, str)
+                and sender != self.user_id
+                and self.on_redaction is not None
+            ):
+                await self.on_redaction(
+                    IncomingRedaction(room_id, str(source.get("event_id")), str(sender), redacts)
+                )
+            return
         if isinstance(event, ReactionEvent):
             if event.sender != self.user_id and self.on_reaction is not None:
                 await self.on_reaction(

@@ -194,6 +194,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX undecrypted_pending ON undecrypted (session_id) WHERE status = 'pending';
     """,
+    """
+    -- The 🔔 reaction that asked for a personal reminder: removing the
+    -- reaction cancels it.
+    ALTER TABLE personal_reminders ADD COLUMN via TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -865,17 +870,28 @@ class Storage:
             row = await cur.fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
-    async def personal_add(self, user_id: str, sid: str, title: str, start: int) -> bool:
+    async def personal_add(
+        self, user_id: str, sid: str, title: str, start: int, *, via: str | None = None
+    ) -> bool:
+        """`via`: the 🔔 reaction that asked for it, if any."""
         (count,) = await self._tx(
             [
                 (
                     "INSERT OR IGNORE INTO personal_reminders (user_id, sid, title, start, "
-                    "created_at) VALUES (?, ?, ?, ?, ?)",
-                    (user_id, sid, title, start, int(time.time())),
+                    "created_at, via) VALUES (?, ?, ?, ?, ?, ?)",
+                    (user_id, sid, title, start, int(time.time()), via),
                 )
             ]
         )
         return count == 1
+
+    async def personal_via(self, user_id: str, via: str) -> list[str]:
+        """Session ids of this person's reminders asked for by the reaction `via`."""
+        async with self._db.execute(
+            "SELECT sid FROM personal_reminders WHERE user_id = ? AND via = ? ORDER BY start",
+            (user_id, via),
+        ) as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
 
     async def personal_remove(self, user_id: str, sid: str) -> bool:
         (count,) = await self._tx(

@@ -279,13 +279,15 @@ class CryptoUser:
         assert isinstance(sent, RoomSendResponse), sent
         return sent.event_id
 
-    async def react(self, room_id: str, event_id: str, key: str = "🔔") -> None:
+    async def react(self, room_id: str, event_id: str, key: str = "🔔") -> str:
         """An emoji reaction, as Element sends it (nio sends reactions unencrypted)."""
-        await self.client.room_send(
+        sent = await self.client.room_send(
             room_id,
             "m.reaction",
             {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
         )
+        assert isinstance(sent, RoomSendResponse), sent
+        return sent.event_id
 
     async def reply_to(self, room_id: str, event_id: str, sender: str) -> Any:
         def found() -> Any:

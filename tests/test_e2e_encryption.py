@@ -56,7 +56,7 @@ async def test_encrypted_room_answers_and_survives_a_restart(
     assert bot_devices(synapse, session) == before  # no new device
 
 
-async def test_direct_room_for_a_personal_reminder_is_encrypted(
+async def test_bell_reminder_in_an_encrypted_direct_room_and_taken_back(
     synapse: DevHomeserver, tmp_path: Path, crypto_user
 ) -> None:
     cfg, bot_id = bot_config(synapse, tmp_path / "bot")
@@ -65,25 +65,33 @@ async def test_direct_room_for_a_personal_reminder_is_encrypted(
         room = await alice.encrypted_room_with(bot_id)
         asked = await alice.say(room, "!prochain")
         answer = await alice.reply_to(room, asked, bot_id)
-        await alice.react(room, answer.event_id)
+        bell = await alice.react(room, answer.event_id)
         await eventually(lambda: bool(alice.invites))
         direct = alice.invites[0]
         await alice.client.join(direct)
 
-        def confirmation() -> Any:
+        def from_bot(start: str) -> Any:
             return next(
                 (
                     e
                     for e in alice.events.get(direct, [])
-                    if e.sender == bot_id and "🔔" in str(e.source.get("content", {}).get("body"))
+                    if e.sender == bot_id
+                    and str(e.source.get("content", {}).get("body")).startswith(start)
                 ),
                 None,
             )
 
-        await eventually(lambda: confirmation() is not None)
+        await eventually(lambda: from_bot("🔔 C'est noté") is not None)
         assert alice.client.rooms[direct].encrypted
-        assert confirmation().decrypted
-        assert body(confirmation()).startswith("🔔 C'est noté")
+        assert from_bot("🔔 C'est noté").decrypted
+
+        # She takes her 🔔 back: the reminder is cancelled, and she is told in private.
+        await alice.client.room_redact(room, bell)
+        await eventually(lambda: from_bot("✅ Rappel annulé pour la séance") is not None)
+        asked = await alice.say(room, "!mes-rappels")
+        assert body(await alice.reply_to(room, asked, bot_id)).startswith(
+            "Vous n'avez aucun rappel"
+        )
 
 
 def withhold_room_key(user: Any, room: str) -> Any:

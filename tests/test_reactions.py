@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from bot.chat import IncomingMessage, IncomingReaction, SendError
+from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction, SendError
 from bot.render import Message
 from tests.test_broadcast import MOD, ROOMS, START, World, grist, world  # noqa: F401
 
@@ -121,3 +122,27 @@ async def test_bell_when_no_private_room_can_be_opened_answers_in_the_room(
     assert told.room_id == ROOMS[0]
     assert told.message.body.startswith("Je n'ai pas pu ouvrir de conversation privée avec vous")
     assert answer.sessions  # the answer did offer its session
+
+
+async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:  # noqa: F811
+    await command(world, '!session ajouter 25/11/2026 10h-11h "Atelier Superset"', "$add")
+    await command(world, "!agenda", "$agenda")
+    answer_id = world.chat.sent[-1].event_id
+    await react(world, answer_id, "$bell")
+    assert len(await world.storage.personal_list(MEMBER)) == 2
+    # Someone else's redaction, or of another event: nothing.
+    assert await redact(world, "$bell", "$r1", sender="@other:example.org") == []
+    assert await redact(world, "$unrelated", "$r2") == []
+    (told,) = await redact(world, "$bell", "$r3")
+    ((_, dm),) = world.chat.direct_rooms
+    assert told.room_id == dm
+    assert told.message.body.startswith("✅ Rappel annulé pour les séances ")
+    assert await world.storage.personal_list(MEMBER) == []
+    assert await redact(world, "$bell", "$r3") == []  # seen again: once
+
+
+async def redact(w: World, target: str, event_id: str, sender: str = MEMBER) -> list[Any]:
+    before = len(w.chat.sent)
+    await w.dispatcher.accept_redaction(IncomingRedaction(ROOMS[0], event_id, sender, target))
+    await w.dispatcher.drain()
+    return w.chat.sent[before:]

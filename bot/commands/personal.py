@@ -58,7 +58,8 @@ async def remind_me_command(ctx: Context) -> Message:
         await ctx.storage.set_direct_room(user_id, room_id)
     for session in sessions:
         start = int(session.start.timestamp())
-        added = await ctx.storage.personal_add(user_id, session.sid, session.title, start)
+        via = ctx.msg.event_id if ctx.msg.direct else None  # a 🔔 reaction
+        added = await ctx.storage.personal_add(user_id, session.sid, session.title, start, via=via)
         day, hour = _when(ctx, start)
         items.append(Wanted("added" if added else "already", session.sid, session.title, day, hour))
     personal = ctx.services.config.reminders.personal
@@ -86,10 +87,10 @@ async def my_reminders_command(ctx: Context) -> Message:
 
 @command("oublie", "forget", "oublier")
 async def forget_command(ctx: Context) -> Message:
-    sid = ctx.args.split(" ", 1)[0].lower()
-    if not sid:
+    """`!oublie <id> [id…]`; removing a 🔔 reaction runs it with that reaction's sessions."""
+    ids = list(dict.fromkeys(ctx.args.lower().split()))[:MAX_AT_ONCE]
+    if not ids:
         raise UsageError
-    removed = await ctx.storage.personal_remove(ctx.msg.sender, sid)
-    return ctx.render(
-        "personal", outcome="forgotten" if removed else "not_found", sid=echo(sid), items=[]
-    )
+    removed = [sid for sid in ids if await ctx.storage.personal_remove(ctx.msg.sender, sid)]
+    missing = [echo(sid) for sid in ids if sid not in removed]
+    return ctx.render("personal", outcome="forgotten", removed=removed, missing=missing, items=[])
