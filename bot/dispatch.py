@@ -219,25 +219,27 @@ class Dispatcher:
         """
         if reaction.sender == self.chat.user_id or reaction.key.strip("\ufe0f ") != BELL:
             return
+        # [] when not a post of ours, or one without sessions.
         sids = await self.storage.post_sessions(reaction.target, reaction.room_id)
-        if not sids:
-            return  # not a post of ours, or one without sessions
-        body = f"{self.prefix}{REACTION_COMMAND} {' '.join(sids)}"
-        await self.accept(
-            IncomingMessage(reaction.room_id, reaction.event_id, reaction.sender, body, direct=True)
+        await self._accept_private(
+            reaction.room_id, reaction.event_id, reaction.sender, REACTION_COMMAND, sids
         )
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
+        # [] when not one of the reactions that asked for reminders.
         sids = await self.storage.personal_via(redaction.sender, redaction.redacts)
-        if not sids:
-            return  # not one of the reactions that asked for reminders
-        body = f"{self.prefix}{FORGET_COMMAND} {' '.join(sids)}"
-        await self.accept(
-            IncomingMessage(
-                redaction.room_id, redaction.event_id, redaction.sender, body, direct=True
-            )
+        await self._accept_private(
+            redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
         )
+
+    async def _accept_private(
+        self, room_id: str, event_id: str, sender: str, command: str, sids: list[str]
+    ) -> None:
+        """`command sids…` on behalf of `sender`, answered in their direct room."""
+        if sids:
+            body = f"{self.prefix}{command} {' '.join(sids)}"
+            await self.accept(IncomingMessage(room_id, event_id, sender, body, direct=True))
 
     async def undecryptable(self, msg: IncomingMessage) -> None:
         """Answer once an encrypted message that could not be decrypted.
@@ -245,11 +247,11 @@ class Dispatcher:
         Its transaction id derives from the event: sent twice (a crash before
         it was marked), the homeserver keeps one. SendError goes to the caller.
         """
-        self.metrics.undecryptable.inc()
         message = self.services.renderer.render("undecryptable", prefix=self.prefix)
         await self.chat.send_notice(
             msg.room_id, message, txn_id=txn_id_for(msg.event_id), reply_to=msg.event_id
         )
+        self.metrics.undecryptable.inc()
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
