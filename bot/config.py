@@ -112,6 +112,13 @@ class MatrixConfig(_Model):
     # never came) gets one "could not decrypt" answer.
     undecryptable_after: Duration = timedelta(minutes=1)
 
+    @field_validator("homeserver_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{hs}" not in value:
+            raise ValueError(f"must contain {{hs}} (the server name found), not {value!r}")
+        return value
+
     @field_validator("homeserver", "identity_server")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -134,8 +141,6 @@ class MatrixConfig(_Model):
                 "give matrix.homeserver (it may be omitted only when matrix.user_id is an "
                 "e-mail address, whose homeserver is then discovered)"
             )
-        if "{hs}" not in self.homeserver_template:
-            raise ValueError("matrix.homeserver_template must contain {hs}")
         if not self.allowed_servers and not is_email(self.user_id):
             # Frozen model: the default depends on another field. (With an
             # e-mail login, the server of the account, known once logged in.)

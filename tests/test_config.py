@@ -164,4 +164,7 @@ def test_tchap_e_mail_login_may_omit_the_homeserver() -> None:
         configuration.from_dict(
             {"matrix": {"user_id": "bluehats", "password": "x", "homeserver_template": "x"}}
         )
-    assert [key for key, _ in bad.value.problems] == ["matrix.user_id"]
+    assert [key for key, _ in bad.value.problems] == [
+        "matrix.user_id",
+        "matrix.homeserver_template",
+    ]
