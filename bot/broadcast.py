@@ -33,7 +33,7 @@ from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
 from bot.chat import ChatClient, SendError
 from bot.commands.agenda import views
-from bot.notices import render_change
+from bot.notices import after_sid, render_change
 from bot.ops import Metrics
 from bot.render import Message, Renderer
 from bot.storage import GAZETTE, REMINDERS, OutboxItem, Storage
@@ -287,7 +287,26 @@ class Broadcaster:
         if starts and max(starts) <= now:
             log.info("broadcasts: %s not sent, the session has started", item.broadcast)
             return None
-        return render_change(record, now=now, renderer=self._renderer, prefix=self._prefix)
+        # The session as it is now: same id after a moderator's edit, a new
+        # one when its calendar moved it (its id follows its time and title).
+        current = next(
+            (
+                s
+                for sid in (record.sid, after_sid(record))
+                if sid and (s := self._agenda.agenda.get(sid)) is not None and not s.cancelled
+            ),
+            None,
+        )
+        message = render_change(
+            record,
+            now=now,
+            renderer=self._renderer,
+            prefix=self._prefix,
+            sid=current.sid if current else None,
+        )
+        if current is None or current.start <= now or record.kind == "cancelled":
+            return message
+        return replace(message, sessions=(current.sid,))
 
     def _render_reminder(self, key: str, *, personal: bool = False) -> Message | None:
         sid, _, rest = key.partition(":")

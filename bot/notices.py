@@ -32,7 +32,18 @@ def _session(state: dict[str, Any]) -> Session:
     return Session(**fields_to_session_kwargs(state))
 
 
-def change_view(record: ChangeRecord, now: datetime, renderer: Renderer) -> ChangeView:
+def after_sid(record: ChangeRecord) -> str | None:
+    """The id the session has after the change, as its new time and title give it.
+
+    (A moderator's edit keeps the old id instead: callers ask the agenda.)
+    """
+    after_state = record.payload.get("after")
+    return _session(after_state).sid if isinstance(after_state, dict) else None
+
+
+def change_view(
+    record: ChangeRecord, now: datetime, renderer: Renderer, sid: str | None = None
+) -> ChangeView:
     payload = record.payload
     before_state = payload["before"]
     after_state = payload.get("after")
@@ -44,7 +55,7 @@ def change_view(record: ChangeRecord, now: datetime, renderer: Renderer) -> Chan
     shown = views(sessions, now, renderer)
     return ChangeView(
         kind=record.kind,
-        sid=record.sid,
+        sid=sid or record.sid,
         title=sessions[-1].title,
         before=shown[0],
         after=shown[1] if len(shown) > 1 else None,
@@ -52,7 +63,13 @@ def change_view(record: ChangeRecord, now: datetime, renderer: Renderer) -> Chan
 
 
 def render_change(
-    record: ChangeRecord, *, now: datetime, renderer: Renderer, prefix: str
+    record: ChangeRecord,
+    *,
+    now: datetime,
+    renderer: Renderer,
+    prefix: str,
+    sid: str | None = None,
 ) -> Message:
-    view = change_view(record, now, renderer)
+    """`sid`: the session's id now, for "Détails : !session <id>" (default: the old one)."""
+    view = change_view(record, now, renderer, sid)
     return renderer.render("change", c=view, today=renderer.local(now).date(), prefix=prefix)

@@ -146,3 +146,30 @@ async def redact(w: World, target: str, event_id: str, sender: str = MEMBER) -> 
     await w.dispatcher.accept_redaction(IncomingRedaction(ROOMS[0], event_id, sender, target))
     await w.dispatcher.drain()
     return w.chat.sent[before:]
+
+
+async def test_notice_of_a_session_moved_by_its_calendar_points_to_its_new_id(
+    world: World,  # noqa: F811
+) -> None:
+    await world.storage.subscribe(ROOMS[1], "rappels", MOD)
+    old = grist(world)
+    # The published calendar moves the webinar one hour later: a new id.
+    source = world.storage_path / "agenda.ics"
+    source.write_bytes(source.read_bytes().replace(b"T140000", b"T150000"))
+    await world.agenda.refresh()
+    new = grist(world)
+    assert new != old
+    assert await world.broadcaster().deliver() == 1
+    (notice,) = world.chat.sent
+    assert notice.message.body.startswith("⚠️ Changement de programme")
+    # Not the old id, which `!session` no longer knows.
+    assert notice.message.body.endswith(
+        f"Détails : !session {new} · réagissez 🔔 pour un rappel en privé"
+    )
+    # A 🔔 on the notice asks for the session at its new time.
+    await world.dispatcher.accept_reaction(
+        IncomingReaction(ROOMS[1], "$bell", MEMBER, notice.event_id, "🔔")
+    )
+    await world.dispatcher.drain()
+    (mine,) = await world.storage.personal_list(MEMBER)
+    assert mine.sid == new
