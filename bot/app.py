@@ -19,7 +19,8 @@ from bot.commands import build_registry
 from bot.config import Config
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
-from bot.matrix import LoginFailed, MatrixChat
+from bot.matrix.client import LoginFailed, MatrixChat
+from bot.matrix.identity import IdentityState
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
 from bot.storage import Storage, StorageError
@@ -48,6 +49,7 @@ class BotApp:
         self.metrics = Metrics()
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
+        self.identity: IdentityState | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -187,6 +189,12 @@ class BotApp:
                 logging.getLogger("bot").addHandler(alerts)
                 stack.callback(logging.getLogger("bot").removeHandler, alerts)
 
+            # Before the first sync: a new device is signed before anyone sees it.
+            self.identity = await chat.identity().ensure()
+            metrics.cross_signed.set(int(self.identity.trusted))
+            if self.identity.problem:
+                log.error("%s", self.identity.problem)
+
             await dispatcher.resume_pending()
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
@@ -212,6 +220,10 @@ class BotApp:
             return False, "starting: not synced yet"
         stuck = self.config.ops.stuck_after.total_seconds()
         if chat.syncing_recently(stuck):
+            # Still 200: the bot answers in unencrypted rooms and legacy
+            # clients, and a restart cannot bring a recovery key.
+            if self.identity is not None and not self.identity.trusted:
+                return True, f"degraded: device {chat.device_id} is not cross-signed (see the log)"
             return True, "ok"
         return False, f"stuck: no successful sync for more than {stuck:.0f}s"
 

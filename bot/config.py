@@ -28,6 +28,7 @@ from pydantic import (
 
 ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"  # noqa: S105 - a variable name
+ENV_RECOVERY_KEY = "BLUEHATS_MATRIX_RECOVERY_KEY"
 ENV_OPS_HTTP = "BLUEHATS_OPS_HTTP"
 
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d{1,5})?$")
@@ -106,6 +107,10 @@ class MatrixConfig(_Model):
     homeserver_template: str = "https://matrix.{hs}"
     password: SecretStr | None = None
     access_token: SecretStr | None = None
+    # The recovery key of the bot's cross-signing identity (written to
+    # storage.path/recovery-key.txt at the first start): lets a new device
+    # (lost volume) sign itself with the same identity.
+    recovery_key: SecretStr | None = None
     device_name: str = "BlueHats bot"
     allowed_servers: list[str] = Field(default_factory=list)
     # An encrypted message still unreadable after this long (its room key
@@ -117,6 +122,16 @@ class MatrixConfig(_Model):
     def _template(cls, value: str) -> str:
         if "{hs}" not in value:
             raise ValueError(f"must contain {{hs}} (the server name found), not {value!r}")
+        return value
+
+    @field_validator("recovery_key")
+    @classmethod
+    def _recovery_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # Only the cryptography module: no nio to load for a configuration check.
+            from bot.matrix.secret_storage import decode_recovery_key
+
+            decode_recovery_key(value.get_secret_value())  # its message never shows the key
         return value
 
     @field_validator("homeserver", "identity_server")
@@ -336,6 +351,8 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
         matrix["password"] = env[ENV_PASSWORD]
     if env.get(ENV_ACCESS_TOKEN):
         matrix["access_token"] = env[ENV_ACCESS_TOKEN]
+    if env.get(ENV_RECOVERY_KEY):
+        matrix["recovery_key"] = env[ENV_RECOVERY_KEY]
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -285,7 +285,7 @@ class GazetteFanOut:
         from bot import config as configuration
         from bot.agenda.sources import AgendaService
         from bot.broadcast import Broadcaster
-        from bot.matrix import MatrixChat
+        from bot.matrix.client import MatrixChat
         from bot.render import Renderer
         from bot.storage import Storage
 

@@ -65,6 +65,11 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.cross_signed = Gauge(
+            "bluehats_identity_cross_signed",
+            "1 when the bot's device is signed by its cross-signing identity (MSC4153)",
+            registry=registry,
+        )
         self.undecryptable = Counter(
             "bluehats_undecryptable",
             "Encrypted messages that stayed unreadable (sender told)",
@@ -73,7 +78,8 @@ class Metrics:
 
 
 class OpsServer:
-    """/healthz: 200 while syncing, 503 when the sync loop is stuck. /metrics: Prometheus."""
+    """/healthz: 200 while syncing ("degraded: …" when not cross-signed), 503 when the
+    sync loop is stuck. /metrics: Prometheus."""
 
     def __init__(
         self,

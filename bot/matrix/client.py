@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -61,6 +60,8 @@ from bot.chat import (
     UnknownUser,
 )
 from bot.config import MatrixConfig, is_email, server_name
+from bot.matrix.files import write_private
+from bot.matrix.identity import Identity
 from bot.render import Message
 from bot.storage import Storage
 
@@ -131,15 +132,8 @@ class SavedSession:
             return None
 
     def save(self, path: Path) -> None:
-        """Written atomically, readable by the bot's user only (it holds a token)."""
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.__dict__, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        path.chmod(0o600)
+        """Readable by the bot's user only: it holds a token."""
+        write_private(path, json.dumps(self.__dict__))
 
 
 @dataclass(frozen=True)
@@ -314,6 +308,16 @@ class MatrixChat:
         url = self._config.homeserver_template.format(hs=hs)
         log.info("homeserver of %s: %s (from %s)", email, url, base)
         return url
+
+    def identity(self) -> Identity:
+        """The cross-signing identity of the connected device."""
+        return Identity(
+            self.client,
+            self._dir,
+            login=self._config.user_id,
+            password=self._config.password,
+            recovery_key=self._config.recovery_key,
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -711,7 +715,7 @@ class MatrixChat:
                     "m.room.message",
                     content,
                     tx_id=txn_id,
-                    # nio cannot cross-sign: users see "unverified device".
+                    # Members' devices need not be verified to read the bot.
                     ignore_unverified_devices=True,
                 )
         except (SendRetryError, LocalProtocolError, OlmUnverifiedDeviceError) as exc:

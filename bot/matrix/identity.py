@@ -1,0 +1,513 @@
+"""The bot's cross-signed identity, so that MSC4153 clients (Element, Tchap) trust its device.
+
+nio implements no cross-signing; this module adds what the bot needs of it,
+over the client-server API:
+
+- at first start, create the three cross-signing keys, upload them (with the
+  password through user-interactive auth when the homeserver asks), sign the
+  device with the self-signing key and the master key with the device key,
+  and keep the private keys in secret storage under a new recovery key,
+  written once to `recovery-key.txt`;
+- at every start, check that the device is still signed, and sign it again
+  if not, with the keys kept here or, after a lost volume, with the keys that
+  the recovery key opens in secret storage: same master key, so people who
+  verified the bot still trust it;
+- never replace an existing identity by itself: when it cannot sign, it says
+  why and what to do (`problem`), and the bot goes on without it. Replacing
+  is `bluehats-bot identity --reset`, an operator's act.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from nio import AsyncClient
+from pydantic import SecretStr
+
+from bot.matrix import cross_signing as xs
+from bot.matrix import secret_storage as ssss
+from bot.matrix.files import write_private
+
+log = logging.getLogger(__name__)
+
+KEYS_FILE = "cross-signing.json"
+RECOVERY_KEY_FILE = "recovery-key.txt"
+SECRET_STORAGE_KEY_NAME = "BlueHats bot"  # noqa: S105 - a label shown in clients
+API = "/_matrix/client/v3"
+HTTP_TIMEOUT_S = 30
+
+
+class IdentityError(Exception):
+    """The homeserver refused or could not be asked; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    """What clients see of the bot's identity, and what the bot can do about it."""
+
+    user_id: str
+    device_id: str
+    # The device's Ed25519 key: the fingerprint Element shows for a session.
+    device_key: str
+    # The account's master key as published (None: no identity yet).
+    master_key: str | None
+    # Signed by the published self-signing key: trusted by MSC4153 clients.
+    device_signed: bool
+    # The private cross-signing keys are kept in storage.path.
+    keys_here: bool
+    # Secret storage holds the three private keys under its default key.
+    in_secret_storage: bool
+    # What happened at this start: "created", "signed", "recovered", "checked".
+    action: str = "checked"
+    # Why the device stays unsigned, and what the operator can do (one line).
+    problem: str | None = None
+
+    @property
+    def trusted(self) -> bool:
+        return self.device_signed and self.problem is None
+
+
+@dataclass(frozen=True)
+class _Published:
+    master: dict[str, Any] | None
+    self_signing: dict[str, Any] | None
+    device: dict[str, Any] | None
+
+    @property
+    def master_key(self) -> str | None:
+        return xs.key_public(self.master)
+
+    @property
+    def self_signing_key(self) -> str | None:
+        return xs.key_public(self.self_signing)
+
+
+def group(key: str | None) -> str:
+    """A key as Element shows it: groups of four characters."""
+    if not key:
+        return "(none)"
+    return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
+
+
+class Identity:
+    """Cross-signing for the logged-in device of `client` (nio, olm loaded)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        storage_dir: Path,
+        *,
+        login: str,
+        password: SecretStr | None,
+        recovery_key: SecretStr | None,
+    ) -> None:
+        self._client = client
+        self._dir = storage_dir
+        self._login = login
+        self._password = password
+        self._recovery_key = recovery_key
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def user_id(self) -> str:
+        return str(self._client.user_id)
+
+    @property
+    def device_id(self) -> str:
+        return str(self._client.device_id)
+
+    @property
+    def recovery_key_file(self) -> Path:
+        return self._dir / RECOVERY_KEY_FILE
+
+    @property
+    def keys_file(self) -> Path:
+        return self._dir / KEYS_FILE
+
+    # -- the three entry points ----------------------------------------------------
+
+    async def ensure(self) -> IdentityState:
+        """At start: create, or check and sign again; never replace. Errors become `problem`."""
+        try:
+            async with self._session():
+                if self._client.should_upload_keys:
+                    # A new device: its keys must be published before they are signed.
+                    await self._client.keys_upload()
+                published = await self._query()
+                if published.master is None:
+                    return await self._create(published)
+                return await self._check(published)
+        except IdentityError as exc:
+            state = await self._safe_state()
+            return replace(state, problem=f"cannot check the bot's cross-signing identity: {exc}")
+
+    async def state(self) -> IdentityState:
+        """What is published and kept, changing nothing."""
+        async with self._session():
+            published = await self._query()
+            return await self._describe(published, self._local_keys(published))
+
+    async def reset(self, password: SecretStr | None = None) -> tuple[IdentityState, str]:
+        """Replace the identity (new master key): the new state and its recovery key."""
+        password = password or self._password
+        if password is None:
+            raise IdentityError("replacing the identity needs the account's password")
+        async with self._session():
+            if self._client.should_upload_keys:
+                await self._client.keys_upload()
+            keys = xs.CrossSigningKeys.generate()
+            self._save_keys(keys)
+            await self._upload_keys(keys, password, force_auth=True)
+            published = await self._query()
+            await self._sign(keys, published)
+            recovery_key = await self._store_secrets(keys, write_file=False)
+            # The old file opens the old storage key only: it would mislead.
+            self.recovery_key_file.unlink(missing_ok=True)
+            published = await self._query()
+            state = await self._describe(published, keys)
+        log.warning(
+            "cross-signing identity replaced: new master key %s (people who verified the bot "
+            "must verify it again)",
+            state.master_key,
+        )
+        return replace(state, action="created"), recovery_key
+
+    # -- creation, checks ------------------------------------------------------------
+
+    async def _create(self, published: _Published) -> IdentityState:
+        keys = xs.CrossSigningKeys.generate()
+        # Kept before the upload: once the homeserver has the public keys, the
+        # private ones must not be lost to a crash.
+        self._save_keys(keys)
+        await self._upload_keys(keys, self._password)
+        published = await self._query()
+        await self._sign(keys, published)
+        await self._store_secrets(keys, write_file=True)
+        log.info(
+            "created the bot's cross-signing identity (master key %s) and signed device %s",
+            published.master_key,
+            self.device_id,
+        )
+        return replace(await self._describe(await self._query(), keys), action="created")
+
+    async def _check(self, published: _Published) -> IdentityState:
+        keys = self._local_keys(published)
+        action = "checked"
+        if not self._device_signed(published):
+            if keys is None:
+                keys, problem = await self._recover(published)
+                if keys is None:
+                    return replace(await self._describe(published, None), problem=problem)
+                action = "recovered"
+            else:
+                action = "signed"
+        if action != "checked" or not self._master_signed(published):
+            await self._sign(keys, published)
+            published = await self._query()
+        if action != "checked":
+            log.info(
+                "signed device %s with the account's self-signing key (%s)",
+                self.device_id,
+                "opened with the recovery key" if action == "recovered" else "kept here",
+            )
+        state = await self._describe(published, keys)
+        if keys is not None and not state.in_secret_storage:
+            # Created here, but the secret storage step never finished.
+            await self._store_secrets(keys, write_file=True)
+            state = replace(state, in_secret_storage=True)
+        return replace(state, action=action)
+
+    def _device_signed(self, published: _Published) -> bool:
+        """Signed by the published self-signing key: what MSC4153 clients require."""
+        ssk = published.self_signing_key
+        return bool(
+            ssk
+            and published.device is not None
+            and xs.verify_json(published.device, self.user_id, ssk, ssk)
+        )
+
+    def _master_signed(self, published: _Published) -> bool:
+        """The master key signed by this device (clients show the identity as its own)."""
+        return published.master is not None and xs.verify_json(
+            published.master, self.user_id, self.device_id, self._device_key()
+        )
+
+    async def _recover(self, published: _Published) -> tuple[xs.CrossSigningKeys | None, str]:
+        """The private keys from secret storage, or why not (the operator's next step)."""
+        master = published.master_key
+        where = (
+            f"the account {self.user_id} already has a cross-signing identity (master key "
+            f"{master}) but this device ({self.device_id}) cannot sign itself: "
+        )
+        remedy = (
+            "until then clients that exclude unverified devices (Element, Tchap) neither "
+            "read it nor write to it in encrypted rooms; to replace the identity instead, "
+            "run `bluehats-bot identity --config … --reset`"
+        )
+        text = self._recovery_key_text()
+        if text is None:
+            return None, (
+                where + "no private key here and no recovery key given: set matrix.recovery_key "
+                "or BLUEHATS_MATRIX_RECOVERY_KEY to the recovery key saved at the first start "
+                "and restart; " + remedy
+            )
+        try:
+            keys = await self._open_secret_storage(text, published)
+        except ssss.SecretStorageError as exc:
+            return None, where + f"{exc}; check matrix.recovery_key and restart; " + remedy
+        self._save_keys(keys)
+        return keys, ""
+
+    async def _open_secret_storage(
+        self, recovery_key: str, published: _Published
+    ) -> xs.CrossSigningKeys:
+        default = await self._account_data(ssss.DEFAULT_KEY_TYPE)
+        key_id = (default or {}).get("key")
+        if not isinstance(key_id, str):
+            raise ssss.SecretStorageError("the account has no secret storage")
+        description = await self._account_data(ssss.KEY_TYPE_PREFIX + key_id)
+        if description is None:
+            raise ssss.SecretStorageError(f"secret storage key {key_id} is not described")
+        key = ssss.SecretStorageKey.open(key_id, description, recovery_key)
+        seeds = {}
+        for usage, name in xs.SECRET_NAMES.items():
+            content = await self._account_data(name)
+            if content is None:
+                raise ssss.SecretStorageError(f"{name} is not in secret storage")
+            seeds[usage] = key.decrypt_secret(name, content)
+        try:
+            keys = xs.CrossSigningKeys.from_seeds(seeds)
+        except ValueError:
+            raise ssss.SecretStorageError("secret storage holds malformed keys") from None
+        if (keys.public(xs.MASTER), keys.public(xs.SELF_SIGNING)) != (
+            published.master_key,
+            published.self_signing_key,
+        ):
+            raise ssss.SecretStorageError(
+                "secret storage holds keys of another identity than the published one"
+            )
+        return keys
+
+    async def _sign(self, keys: xs.CrossSigningKeys | None, published: _Published) -> None:
+        """Upload the device's signature by the self-signing key (when `keys` are given)
+        and the master key's signature by the device."""
+        if published.device is None or published.master is None:
+            raise IdentityError(f"device {self.device_id} or the master key is not published")
+        olm = self._client.olm
+        signatures: dict[str, Any] = {}
+        if keys is not None:
+            device = xs.stripped(published.device)
+            signatures[self.device_id] = keys.sign(xs.SELF_SIGNING, device, self.user_id)
+        if olm is not None:
+            signatures[published.master_key or ""] = xs.sign_json(
+                xs.stripped(published.master),
+                self.user_id,
+                self.device_id,
+                lambda data: olm.account.sign(data.decode("utf-8")),
+            )
+        status, answer = await self._call(
+            "POST", "/keys/signatures/upload", {self.user_id: signatures}
+        )
+        if status != 200 or answer.get("failures"):
+            raise IdentityError(
+                f"signatures refused (HTTP {status}): {_errors(answer.get('failures') or answer)}"
+            )
+
+    async def _store_secrets(self, keys: xs.CrossSigningKeys, *, write_file: bool) -> str:
+        """Under a new default secret storage key; its recovery key is returned (and
+        written once to `recovery-key.txt` when asked)."""
+        key = ssss.SecretStorageKey.generate(SECRET_STORAGE_KEY_NAME)
+        await self._put_account_data(key.event_type, key.description)
+        for usage, name in xs.SECRET_NAMES.items():
+            await self._put_account_data(name, key.encrypt_secret(name, xs.seed(keys.key(usage))))
+        # Last: a crash before leaves the old default (and the secrets' old copies) valid.
+        await self._put_account_data(ssss.DEFAULT_KEY_TYPE, {"key": key.key_id})
+        if write_file:
+            write_private(self.recovery_key_file, key.recovery_key + "\n")
+            log.warning(
+                "the recovery key of the bot's identity is in %s (readable by the bot's user "
+                "only): move it to your secret store and give it back in matrix.recovery_key "
+                "or BLUEHATS_MATRIX_RECOVERY_KEY after a lost volume, then delete the file",
+                self.recovery_key_file,
+            )
+        return key.recovery_key
+
+    async def _upload_keys(
+        self, keys: xs.CrossSigningKeys, password: SecretStr | None, *, force_auth: bool = False
+    ) -> None:
+        body = keys.upload_body(self.user_id)
+        status, answer = (401, {}) if force_auth else await self._upload(body)
+        if status == 401:
+            if force_auth:
+                status, answer = await self._upload(body)  # learn the session and flows
+            if status == 401:
+                if password is None:
+                    raise IdentityError(
+                        "the homeserver asks for the account's password to publish "
+                        "cross-signing keys: set matrix.password or BLUEHATS_MATRIX_PASSWORD"
+                    )
+                flows = [f.get("stages") for f in answer.get("flows") or []]
+                if ["m.login.password"] not in flows:
+                    raise IdentityError(
+                        f"the homeserver offers no password authentication for this: {flows}"
+                    )
+                body["auth"] = {
+                    "type": "m.login.password",
+                    "identifier": self._identifier(),
+                    "password": password.get_secret_value(),
+                    "session": answer.get("session"),
+                }
+                status, answer = await self._upload(body)
+        if status != 200:
+            raise IdentityError(f"cross-signing keys refused (HTTP {status}): {_errors(answer)}")
+
+    async def _upload(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return await self._call("POST", "/keys/device_signing/upload", body)
+
+    def _identifier(self) -> dict[str, str]:
+        if self._login.startswith("@"):
+            return {"type": "m.id.user", "user": self.user_id}
+        # Tchap accounts: the e-mail address is the identifier.
+        return {"type": "m.id.thirdparty", "medium": "email", "address": self._login}
+
+    # -- what is published and kept ---------------------------------------------------
+
+    async def _describe(
+        self, published: _Published, keys: xs.CrossSigningKeys | None
+    ) -> IdentityState:
+        return IdentityState(
+            user_id=self.user_id,
+            device_id=self.device_id,
+            device_key=self._device_key(),
+            master_key=published.master_key,
+            device_signed=self._device_signed(published),
+            keys_here=keys is not None,
+            in_secret_storage=await self._secrets_stored(),
+        )
+
+    async def _safe_state(self) -> IdentityState:
+        """As much as can be told when the homeserver cannot be asked."""
+        return IdentityState(
+            self.user_id, self.device_id, self._device_key(), None, False, False, False
+        )
+
+    async def _secrets_stored(self) -> bool:
+        default = await self._account_data(ssss.DEFAULT_KEY_TYPE)
+        key_id = (default or {}).get("key")
+        if not isinstance(key_id, str):
+            return False
+        for name in xs.SECRET_NAMES.values():
+            content = await self._account_data(name) or {}
+            if key_id not in (content.get("encrypted") or {}):
+                return False
+        return True
+
+    def _device_key(self) -> str:
+        olm = self._client.olm
+        return str(olm.account.identity_keys["ed25519"]) if olm is not None else ""
+
+    async def _query(self) -> _Published:
+        status, answer = await self._call(
+            "POST", "/keys/query", {"device_keys": {self.user_id: [self.device_id]}}
+        )
+        if status != 200:
+            raise IdentityError(f"keys query failed (HTTP {status}): {_errors(answer)}")
+
+        def of(section: str) -> dict[str, Any] | None:
+            value = (answer.get(section) or {}).get(self.user_id)
+            return value if isinstance(value, dict) else None
+
+        devices = of("device_keys") or {}
+        device = devices.get(self.device_id)
+        return _Published(
+            of("master_keys"), of("self_signing_keys"), device if isinstance(device, dict) else None
+        )
+
+    def _local_keys(self, published: _Published) -> xs.CrossSigningKeys | None:
+        """The keys kept here, if they are those of the published identity."""
+        try:
+            data = json.loads(self.keys_file.read_text(encoding="utf-8"))
+            keys = xs.CrossSigningKeys.from_seeds(data["seeds"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable %s", self.keys_file)
+            return None
+        if data.get("user_id") != self.user_id or keys.public(xs.MASTER) != published.master_key:
+            log.info("the cross-signing keys in %s are of another identity: unused", self.keys_file)
+            return None
+        return keys
+
+    def _save_keys(self, keys: xs.CrossSigningKeys) -> None:
+        write_private(
+            self.keys_file,
+            json.dumps({"user_id": self.user_id, "seeds": keys.seeds()}),
+        )
+
+    def _recovery_key_text(self) -> str | None:
+        if self._recovery_key is not None:
+            return self._recovery_key.get_secret_value()
+        try:  # still where the first start wrote it
+            return self.recovery_key_file.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        ) as http:
+            self._http = http
+            try:
+                yield
+            finally:
+                self._http = None
+
+    async def _account_data(self, event_type: str) -> dict[str, Any] | None:
+        status, answer = await self._call("GET", self._account_data_path(event_type))
+        if status == 404:
+            return None
+        if status != 200:
+            raise IdentityError(f"cannot read {event_type} (HTTP {status}): {_errors(answer)}")
+        return answer
+
+    async def _put_account_data(self, event_type: str, content: dict[str, Any]) -> None:
+        status, answer = await self._call("PUT", self._account_data_path(event_type), content)
+        if status != 200:
+            raise IdentityError(f"cannot write {event_type} (HTTP {status}): {_errors(answer)}")
+
+    def _account_data_path(self, event_type: str) -> str:
+        return f"/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        if self._http is None:
+            raise RuntimeError("Identity calls need its session")
+        try:
+            async with self._http.request(
+                method,
+                f"{self._client.homeserver}{API}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._client.access_token}"},
+            ) as resp:
+                answer = await resp.json(content_type=None)
+                return resp.status, answer if isinstance(answer, dict) else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise IdentityError(f"{method} {path}: {type(exc).__name__}") from None
+
+
+def _errors(answer: Any) -> str:
+    if isinstance(answer, dict) and "errcode" in answer:
+        return f"{answer.get('errcode')}: {answer.get('error', '')}".strip()
+    return json.dumps(answer)[:300]
