@@ -1,4 +1,4 @@
-"""Command line: `bluehats-bot run|check-config|demo`.
+"""Command line: `bluehats-bot run|check-config|identity|demo`.
 
 Exit codes: 0 stopped normally, 1 runtime failure (login refused, newer
 database…), 2 configuration errors (every one listed, before connecting).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from datetime import UTC, datetime
@@ -107,6 +108,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Print the bot's cross-signing state (exit 0 when its device is signed), or
+    replace its identity (`--reset`) and print the new recovery key once."""
+    cfg = _load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    _setup_logging(args.verbose, cfg.ops.log_format)
+    from pydantic import SecretStr
+
+    from bot.app import StartupError, manage_identity
+    from bot.matrix.identity import group
+
+    password = cfg.matrix.password
+    if args.reset and password is None:
+        if not sys.stdin.isatty():
+            print(
+                "identity --reset: the homeserver asks for the account's password: set "
+                f"matrix.password or {config.ENV_PASSWORD}, or run it in a terminal",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        password = SecretStr(getpass.getpass(f"Password of {cfg.matrix.user_id}: "))
+    try:
+        state, recovery_key = asyncio.run(manage_identity(cfg, reset=args.reset, password=password))
+    except StartupError as exc:
+        print(f"identity: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    yes_no = {True: "yes", False: "no"}
+    print(f"account:            {state.user_id}")
+    print(f"device:             {state.device_id}")
+    print(f"device fingerprint: {group(state.device_key)}")
+    print(f"master key:         {group(state.master_key)}")
+    print(f"device signed:      {yes_no[state.device_signed]}")
+    print(f"private keys here:  {yes_no[state.keys_here]}")
+    print(f"in secret storage:  {yes_no[state.in_secret_storage]}")
+    if recovery_key is not None:
+        print(
+            "\nNew identity. Its recovery key, shown this once: keep it in your secret store "
+            f"and give it in matrix.recovery_key or {config.ENV_RECOVERY_KEY} after a lost "
+            f"volume:\n\n    {recovery_key}\n"
+        )
+    elif not state.device_signed:
+        print(
+            "\nThe device is not signed: start the bot with the recovery key "
+            f"(matrix.recovery_key or {config.ENV_RECOVERY_KEY}), or replace the identity "
+            "with --reset (people who verified the bot then verify it again)."
+        )
+    return EXIT_OK if state.device_signed else EXIT_FAILURE
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     from bot.demo import run_demo
@@ -129,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="list every problem of a configuration")
     check.add_argument("--config", type=Path, required=True)
     check.set_defaults(func=cmd_check_config)
+
+    ident = sub.add_parser("identity", help="the bot's cross-signing identity; --reset replaces it")
+    ident.add_argument("--config", type=Path, required=True)
+    ident.add_argument(
+        "--reset",
+        action="store_true",
+        help="create a new identity (new master key and recovery key); asks for the password",
+    )
+    ident.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    ident.set_defaults(func=cmd_identity)
 
     demo = sub.add_parser(
         "demo", help="start a local homeserver, a demo room and the bot with a sample agenda"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import SecretStr
 
 from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
@@ -20,7 +21,7 @@ from bot.config import Config
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
 from bot.matrix.client import LoginFailed, MatrixChat
-from bot.matrix.identity import IdentityState
+from bot.matrix.identity import IdentityError, IdentityState
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
 from bot.storage import Storage, StorageError
@@ -246,3 +247,31 @@ class BotApp:
         await chat.synced.wait()
         log.info("ready: %s (device %s) answers in its rooms", chat.user_id, chat.device_id)
         self.ready.set()
+
+
+async def manage_identity(
+    config: Config, *, reset: bool, password: SecretStr | None = None
+) -> tuple[IdentityState, str | None]:
+    """`bluehats-bot identity`: the state of the bot's identity, or (`reset`) a new one
+    and its recovery key. Uses the saved session (same device); never syncs."""
+    config.storage.path.mkdir(parents=True, exist_ok=True)
+    config.storage.path.chmod(0o700)
+    async with AsyncExitStack() as stack:
+        try:
+            storage = await Storage.open(config.storage.path / DB_FILE)
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
+        stack.push_async_callback(storage.close)
+        chat = MatrixChat(config.matrix, config.storage.path, storage)
+        stack.push_async_callback(chat.close)
+        try:
+            await chat.connect()
+        except LoginFailed as exc:
+            raise StartupError(str(exc)) from None
+        identity = chat.identity()
+        try:
+            if reset:
+                return await identity.reset(password)
+            return await identity.state(), None
+        except IdentityError as exc:
+            raise StartupError(str(exc)) from None

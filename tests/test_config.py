@@ -168,3 +168,29 @@ def test_tchap_e_mail_login_may_omit_the_homeserver() -> None:
         "matrix.user_id",
         "matrix.homeserver_template",
     ]
+
+
+def test_recovery_key_comes_from_env_and_a_mistyped_one_is_reported(tmp_path: Path) -> None:
+    good = "EsTE s92N EtaX s2h6 VQYF 9Kao tHYL mkyL GKMh isZb KJ4E tvoC"
+    typo = good[:-1] + "D"
+    raw = {
+        "matrix": {
+            "homeserver": "https://matrix.example.org",
+            "user_id": "@bot:example.org",
+            "password": "p",
+        }
+    }
+    cfg = configuration.from_dict(raw, env={"BLUEHATS_MATRIX_RECOVERY_KEY": good})
+    assert cfg.matrix.recovery_key is not None
+    assert cfg.matrix.recovery_key.get_secret_value() == good
+    assert "EsTE" not in repr(cfg)
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump({"matrix": {**raw["matrix"], "recovery_key": typo, "user_id": "bot"}})
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "matrix.recovery_key: not a recovery key (parity check failed" in result.stderr
+    assert "matrix.user_id" in result.stderr  # listed with the other problems
+    assert typo not in result.stderr and "EsTE" not in result.stderr
