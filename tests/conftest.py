@@ -24,6 +24,7 @@ from nio import (
 from bot import config as configuration
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
+from tests.js_client import js_user  # noqa: F401 - a fixture, found by pytest here
 
 REAL_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "real"
 PASSWORD = "correct horse battery staple"
@@ -187,6 +188,14 @@ async def running(app: BotApp) -> AsyncIterator[BotApp]:
     finally:
         app.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    """An HTTP GET on loopback from the test's loop (the bot runs in it too)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
+        return resp.status, await resp.text()
 
 
 @asynccontextmanager

@@ -10,20 +10,13 @@ import contextlib
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, free_port
-from tests.conftest import User, bot_config, running, unique
+from tests.conftest import User, bot_config, get, running, unique
 
 pytestmark = pytest.mark.e2e
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    """An HTTP GET from the test's loop (the bot runs in it too)."""
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
-        return resp.status, await resp.text()
 
 
 DOWNTIME_S = 60  # "down for a minute"
