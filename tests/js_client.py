@@ -47,9 +47,7 @@ def jsclient_problem() -> str | None:
     if shutil.which("node") is None:
         return "`node` is not on PATH: install Node.js >= 20 (the JS client tests need it)"
     if not (JSCLIENT_DIR / "node_modules" / "matrix-js-sdk").is_dir():
-        return (
-            f"{JSCLIENT_DIR}/node_modules is missing: run .ci/setup (or `npm ci` in {JSCLIENT_DIR})"
-        )
+        return f"{JSCLIENT_DIR}/node_modules is missing: run .ci/setup-jsclient (as .ci/run does)"
     return None
 
 
