@@ -62,6 +62,13 @@ async def signed_by_owner(js: JsClient, user_id: str, device_id: str) -> bool:
             await asyncio.sleep(0.2)
 
 
+async def readable_answer(js: JsClient, room: str, command: str, bot_id: str) -> dict[str, Any]:
+    """The bot's answer to `command`, once it is checked readable and without warning."""
+    answer = await js.reply_to(room, await js.send(room, command), bot_id)
+    assert_readable(answer)
+    return answer
+
+
 def text(event: dict[str, Any]) -> str:
     return str(event["content"]["body"])
 
@@ -86,13 +93,10 @@ async def test_element_excluding_insecure_devices_reads_the_bot_in_a_room_and_a_
         room = await encrypted_room_with(js, bot_id)
 
         # (a) the client shares its room key with the bot: the bot reads and answers.
-        asked = await js.send(room, "!aide")
-        answer = await js.reply_to(room, asked, bot_id)
-        assert_readable(answer)  # (b) and the answer decrypts without a warning
+        # (b) and its answers decrypt without a warning.
+        answer = await readable_answer(js, room, "!aide", bot_id)
         assert "!agenda" in text(answer)
-        asked = await js.send(room, "!agenda")
-        agenda = await js.reply_to(room, asked, bot_id)
-        assert_readable(agenda)
+        agenda = await readable_answer(js, room, "!agenda", bot_id)
         assert text(agenda).startswith("📅 Prochaines séances BlueHats")
 
         status = await js.device_status(bot_id, app.chat.device_id)
@@ -123,7 +127,7 @@ async def test_restart_keeps_the_same_signed_device_and_publishes_nothing_new(
         assert app.identity is not None and app.identity.action == "created"
         device = app.identity.device_id
         room = await encrypted_room_with(js, bot_id)
-        assert_readable(await js.reply_to(room, await js.send(room, "!aide"), bot_id))
+        await readable_answer(js, room, "!aide", bot_id)
     recovery_key = recovery_file.read_text().strip()
     assert recovery_file.stat().st_mode & 0o777 == 0o600
     # The log says where the key is, never the key itself.
@@ -136,8 +140,8 @@ async def test_restart_keeps_the_same_signed_device_and_publishes_nothing_new(
     async with running(BotApp(cfg)) as app:
         assert app.identity is not None
         assert (app.identity.device_id, app.identity.action) == (device, "checked")
-        answer = await js.reply_to(room, await js.send(room, "!agenda"), bot_id)
-        assert_readable(answer)
+        answer = await readable_answer(js, room, "!agenda", bot_id)
+        assert text(answer).startswith("📅 Prochaines séances BlueHats")
     assert "created the bot's cross-signing identity" not in caplog.text
     assert "signed device" not in caplog.text
     assert recovery_file.read_text().strip() == recovery_key  # not written again
@@ -154,7 +158,7 @@ async def test_lost_volume_with_the_recovery_key_gives_a_new_device_the_same_ide
         assert app.identity is not None
         old_device = app.identity.device_id
         room = await encrypted_room_with(js, bot_id)
-        assert_readable(await js.reply_to(room, await js.send(room, "!aide"), bot_id))
+        await readable_answer(js, room, "!aide", bot_id)
     recovery_key = (tmp_path / "bot" / "recovery-key.txt").read_text().strip()
     master = await js.cross_signing_key(bot_id)
     assert master is not None
@@ -169,8 +173,7 @@ async def test_lost_volume_with_the_recovery_key_gives_a_new_device_the_same_ide
         assert await signed_by_owner(js, bot_id, new_device)
         assert await js.cross_signing_key(bot_id) == master  # same identity
         # The room of before: the client shares its key with the new device, reads it.
-        answer = await js.reply_to(room, await js.send(room, "!agenda"), bot_id)
-        assert_readable(answer)
+        answer = await readable_answer(js, room, "!agenda", bot_id)
         assert text(answer).startswith("📅 Prochaines séances BlueHats")
     assert not (tmp_path / "new-volume" / "recovery-key.txt").exists()  # no new recovery key
 
@@ -240,7 +243,7 @@ async def test_lost_volume_without_recovery_key_keeps_the_identity_and_says_what
     alice = await make_user("alice")
     async with running(BotApp(cfg)):
         room = await encrypted_room_with(js, bot_id)
-        assert_readable(await js.reply_to(room, await js.send(room, "!aide"), bot_id))
+        await readable_answer(js, room, "!aide", bot_id)
     master = await js.cross_signing_key(bot_id)
     assert master is not None
     plain = await alice.create_room(invite=[bot_id])
@@ -304,4 +307,4 @@ async def test_lost_volume_without_recovery_key_keeps_the_identity_and_says_what
     # The device is now trusted: an Element client in strict mode gets its answers.
     async with running(BotApp(lost)) as app:
         assert app.identity is not None and app.identity.trusted
-        assert_readable(await js.reply_to(room, await js.send(room, "!aide"), bot_id))
+        await readable_answer(js, room, "!aide", bot_id)
