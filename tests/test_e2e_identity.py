@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 from bot.app import BotApp
 from bot.config import Config, OpsConfig
 from bot.devserver import DevHomeserver, free_port
+from bot.matrix.secret_storage import encode_recovery_key
 from tests.conftest import bot_config, get, running
 from tests.js_client import JsClient
 
@@ -249,12 +251,23 @@ async def test_lost_volume_without_recovery_key_keeps_the_identity_and_says_what
     plain = await alice.create_room(invite=[bot_id])
     errors = await alice.create_room(invite=[bot_id])
 
+    # A wrong recovery key (well-formed, of no storage of this account): refused, kept apart.
+    wrong = moved(
+        cfg, tmp_path / "wrong-key", recovery_key=SecretStr(encode_recovery_key(os.urandom(32)))
+    )
+    async with running(BotApp(wrong)) as app:
+        assert app.identity is not None and not app.identity.device_signed
+        assert app.identity.problem is not None
+        assert "the recovery key does not open secret storage key" in app.identity.problem
+    assert await js.cross_signing_key(bot_id) == master
+
     port = free_port()
     ops = OpsConfig(
         http=f"127.0.0.1:{port}", error_room=errors, error_room_every=timedelta(seconds=1)
     )
     lost = moved(cfg, tmp_path / "new-volume").model_copy(update={"ops": ops})
     caplog.set_level(logging.INFO)
+    caplog.clear()
     async with running(BotApp(lost)) as app:
         assert app.identity is not None and app.identity.problem is not None
         device = app.identity.device_id

@@ -146,8 +146,17 @@ class Identity:
                     return await self._create(published)
                 return await self._check(published)
         except IdentityError as exc:
-            state = await self._safe_state()
-            return replace(state, problem=f"cannot check the bot's cross-signing identity: {exc}")
+            # As much as can be told when the homeserver cannot be asked.
+            return IdentityState(
+                self.user_id,
+                self.device_id,
+                self._device_key(),
+                master_key=None,
+                device_signed=False,
+                keys_here=False,
+                in_secret_storage=False,
+                problem=f"cannot check the bot's cross-signing identity: {exc}",
+            )
 
     async def state(self) -> IdentityState:
         """What is published and kept, changing nothing."""
@@ -156,16 +165,15 @@ class Identity:
             return await self._describe(published, self._local_keys(published))
 
     async def reset(self, password: SecretStr | None = None) -> tuple[IdentityState, str]:
-        """Replace the identity (new master key): the new state and its recovery key."""
-        password = password or self._password
-        if password is None:
-            raise IdentityError("replacing the identity needs the account's password")
+        """Replace the identity (new master key): the new state and its recovery key.
+
+        The homeserver asks for the password (user-interactive auth) to replace keys."""
         async with self._session():
             if self._client.should_upload_keys:
                 await self._client.keys_upload()
             keys = xs.CrossSigningKeys.generate()
             self._save_keys(keys)
-            await self._upload_keys(keys, password, force_auth=True)
+            await self._upload_keys(keys, password or self._password)
             published = await self._query()
             await self._sign(keys, published)
             recovery_key = await self._store_secrets(keys, write_file=False)
@@ -210,7 +218,8 @@ class Identity:
             else:
                 action = "signed"
         if action != "checked" or not self._master_signed(published):
-            await self._sign(keys, published)
+            # The device's signature only when it lacks one; the master key's by the device.
+            await self._sign(keys if action != "checked" else None, published)
             published = await self._query()
         if action != "checked":
             log.info(
@@ -340,32 +349,29 @@ class Identity:
             )
         return key.recovery_key
 
-    async def _upload_keys(
-        self, keys: xs.CrossSigningKeys, password: SecretStr | None, *, force_auth: bool = False
-    ) -> None:
+    async def _upload_keys(self, keys: xs.CrossSigningKeys, password: SecretStr | None) -> None:
+        """Publish the public keys; with the password when the homeserver asks for it
+        (always to replace keys; Synapse lets a first upload through, MSC3967)."""
         body = keys.upload_body(self.user_id)
-        status, answer = (401, {}) if force_auth else await self._upload(body)
+        status, answer = await self._upload(body)
         if status == 401:
-            if force_auth:
-                status, answer = await self._upload(body)  # learn the session and flows
-            if status == 401:
-                if password is None:
-                    raise IdentityError(
-                        "the homeserver asks for the account's password to publish "
-                        "cross-signing keys: set matrix.password or BLUEHATS_MATRIX_PASSWORD"
-                    )
-                flows = [f.get("stages") for f in answer.get("flows") or []]
-                if ["m.login.password"] not in flows:
-                    raise IdentityError(
-                        f"the homeserver offers no password authentication for this: {flows}"
-                    )
-                body["auth"] = {
-                    "type": "m.login.password",
-                    "identifier": self._identifier(),
-                    "password": password.get_secret_value(),
-                    "session": answer.get("session"),
-                }
-                status, answer = await self._upload(body)
+            if password is None:
+                raise IdentityError(
+                    "the homeserver asks for the account's password to publish cross-signing "
+                    "keys: set matrix.password or BLUEHATS_MATRIX_PASSWORD"
+                )
+            flows = [f.get("stages") for f in answer.get("flows") or []]
+            if ["m.login.password"] not in flows:
+                raise IdentityError(
+                    f"the homeserver offers no password authentication for this: {flows}"
+                )
+            body["auth"] = {
+                "type": "m.login.password",
+                "identifier": self._identifier(),
+                "password": password.get_secret_value(),
+                "session": answer.get("session"),
+            }
+            status, answer = await self._upload(body)
         if status != 200:
             raise IdentityError(f"cross-signing keys refused (HTTP {status}): {_errors(answer)}")
 
@@ -391,12 +397,6 @@ class Identity:
             device_signed=self._device_signed(published),
             keys_here=keys is not None,
             in_secret_storage=await self._secrets_stored(),
-        )
-
-    async def _safe_state(self) -> IdentityState:
-        """As much as can be told when the homeserver cannot be asked."""
-        return IdentityState(
-            self.user_id, self.device_id, self._device_key(), None, False, False, False
         )
 
     async def _secrets_stored(self) -> bool:
