@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -88,7 +90,7 @@ def moved(cfg: Config, storage: Path, **matrix: Any) -> Config:
 async def test_element_excluding_insecure_devices_reads_the_bot_in_a_room_and_a_dm(
     synapse: DevHomeserver, tmp_path: Path, js_user
 ) -> None:
-    cfg, bot_id = bot_config(synapse, tmp_path / "bot")
+    cfg, bot_id = bot_config(synapse, tmp_path / "bot", broadcasts={"pace": "0s"})
     js = await js_user("element")
     async with running(BotApp(cfg)) as app:
         assert app.chat is not None
@@ -103,6 +105,25 @@ async def test_element_excluding_insecure_devices_reads_the_bot_in_a_room_and_a_
 
         status = await js.device_status(bot_id, app.chat.device_id)
         assert status is not None and status["signedByOwner"]
+
+        # A broadcast (a programme-change notice to the subscribed room) too.
+        await readable_answer(js, room, "!abonner rappels", bot_id)
+        day = datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=5)
+        added = await readable_answer(
+            js, room, f'!session ajouter {day:%d/%m/%Y} 14h-15h "Atelier Grist"', bot_id
+        )
+        sid = re.search(r"Identifiant : (\w+)", text(added)).group(1)  # type: ignore[union-attr]
+        await readable_answer(js, room, f"!session modifier {sid} 16h-17h", bot_id)
+        notice = await js.wait_event(
+            lambda e: (
+                e["room_id"] == room
+                and e["sender"] == bot_id
+                and str((e["content"] or {}).get("body", "")).startswith(
+                    "⚠️ Changement de programme"
+                )
+            )
+        )
+        assert_readable(notice)
 
         # A personal reminder by 🔔: confirmed in an encrypted direct room.
         await js.react(room, agenda["event_id"], "🔔")
