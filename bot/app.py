@@ -21,7 +21,8 @@ from bot.config import Config
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
 from bot.matrix.client import LoginFailed, MatrixChat
-from bot.matrix.identity import IdentityError, IdentityState
+from bot.matrix.identity import IdentityState
+from bot.matrix.keys_api import IdentityError
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
 from bot.storage import Storage, StorageError

@@ -26,27 +26,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
 from nio import AsyncClient
 from pydantic import SecretStr
 
 from bot.matrix import cross_signing as xs
 from bot.matrix import secret_storage as ssss
 from bot.matrix.files import write_private
+from bot.matrix.keys_api import IdentityError, KeysApi, Published
 
 log = logging.getLogger(__name__)
 
 KEYS_FILE = "cross-signing.json"
 RECOVERY_KEY_FILE = "recovery-key.txt"
 SECRET_STORAGE_KEY_NAME = "BlueHats bot"  # noqa: S105 - a label shown in clients
-API = "/_matrix/client/v3"
-HTTP_TIMEOUT_S = 30
-
-
-class IdentityError(Exception):
-    """The homeserver refused or could not be asked; the message says what and why."""
 
 
 @dataclass(frozen=True)
@@ -75,21 +68,6 @@ class IdentityState:
         return self.device_signed and self.problem is None
 
 
-@dataclass(frozen=True)
-class _Published:
-    master: dict[str, Any] | None
-    self_signing: dict[str, Any] | None
-    device: dict[str, Any] | None
-
-    @property
-    def master_key(self) -> str | None:
-        return xs.key_public(self.master)
-
-    @property
-    def self_signing_key(self) -> str | None:
-        return xs.key_public(self.self_signing)
-
-
 def group(key: str | None) -> str:
     """A key as Element shows it: groups of four characters."""
     if not key:
@@ -114,7 +92,7 @@ class Identity:
         self._login = login
         self._password = password
         self._recovery_key = recovery_key
-        self._http: aiohttp.ClientSession | None = None
+        self._api: KeysApi | None = None
 
     @property
     def user_id(self) -> str:
@@ -137,13 +115,13 @@ class Identity:
     async def ensure(self) -> IdentityState:
         """At start: create, or check and sign again; never replace. Errors become `problem`."""
         try:
-            async with self._session():
+            async with self._session() as api:
                 if self._client.should_upload_keys:
                     # A new device: its keys must be published before they are signed.
                     await self._client.keys_upload()
-                published = await self._query()
+                published = await api.query(self.device_id)
                 if published.master is None:
-                    return await self._create(published)
+                    return await self._create()
                 return await self._check(published)
         except IdentityError as exc:
             # As much as can be told when the homeserver cannot be asked.
@@ -160,8 +138,8 @@ class Identity:
 
     async def state(self) -> IdentityState:
         """What is published and kept, changing nothing."""
-        async with self._session():
-            published = await self._query()
+        async with self._session() as api:
+            published = await api.query(self.device_id)
             return await self._describe(published, self._local_keys(published))
 
     async def reset(self, password: SecretStr | None = None) -> tuple[IdentityState, str]:
@@ -171,42 +149,47 @@ class Identity:
         async with self._session():
             if self._client.should_upload_keys:
                 await self._client.keys_upload()
-            keys = xs.CrossSigningKeys.generate()
-            self._save_keys(keys)
-            await self._upload_keys(keys, password or self._password)
-            published = await self._query()
-            await self._sign(keys, published)
-            recovery_key = await self._store_secrets(keys, write_file=False)
-            # The old file opens the old storage key only: it would mislead.
-            self.recovery_key_file.unlink(missing_ok=True)
-            published = await self._query()
-            state = await self._describe(published, keys)
+            state, recovery_key = await self._new_identity(
+                password or self._password, write_file=False
+            )
+        # The old file opens the old storage key only: it would mislead.
+        self.recovery_key_file.unlink(missing_ok=True)
         log.warning(
             "cross-signing identity replaced: new master key %s (people who verified the bot "
             "must verify it again)",
             state.master_key,
         )
-        return replace(state, action="created"), recovery_key
+        return state, recovery_key
 
     # -- creation, checks ------------------------------------------------------------
 
-    async def _create(self, published: _Published) -> IdentityState:
+    async def _create(self) -> IdentityState:
+        state, _ = await self._new_identity(self._password, write_file=True)
+        log.info(
+            "created the bot's cross-signing identity (master key %s) and signed device %s",
+            state.master_key,
+            self.device_id,
+        )
+        return state
+
+    async def _new_identity(
+        self, password: SecretStr | None, *, write_file: bool
+    ) -> tuple[IdentityState, str]:
+        """Publish new keys, sign this device, keep the keys in secret storage: the new
+        state and the recovery key."""
         keys = xs.CrossSigningKeys.generate()
         # Kept before the upload: once the homeserver has the public keys, the
         # private ones must not be lost to a crash.
         self._save_keys(keys)
-        await self._upload_keys(keys, self._password)
-        published = await self._query()
-        await self._sign(keys, published)
-        await self._store_secrets(keys, write_file=True)
-        log.info(
-            "created the bot's cross-signing identity (master key %s) and signed device %s",
-            published.master_key,
-            self.device_id,
+        await self.api.upload_cross_signing_keys(
+            keys.upload_body(self.user_id), password, self._identifier()
         )
-        return replace(await self._describe(await self._query(), keys), action="created")
+        await self._sign(keys, await self.api.query(self.device_id))
+        recovery_key = await self._store_secrets(keys, write_file=write_file)
+        state = await self._describe(await self.api.query(self.device_id), keys)
+        return replace(state, action="created"), recovery_key
 
-    async def _check(self, published: _Published) -> IdentityState:
+    async def _check(self, published: Published) -> IdentityState:
         keys = self._local_keys(published)
         action = "checked"
         if not self._device_signed(published):
@@ -220,7 +203,7 @@ class Identity:
         if action != "checked" or not self._master_signed(published):
             # The device's signature only when it lacks one; the master key's by the device.
             await self._sign(keys if action != "checked" else None, published)
-            published = await self._query()
+            published = await self.api.query(self.device_id)
         if action != "checked":
             log.info(
                 "signed device %s with the account's self-signing key (%s)",
@@ -234,7 +217,7 @@ class Identity:
             state = replace(state, in_secret_storage=True)
         return replace(state, action=action)
 
-    def _device_signed(self, published: _Published) -> bool:
+    def _device_signed(self, published: Published) -> bool:
         """Signed by the published self-signing key: what MSC4153 clients require."""
         ssk = published.self_signing_key
         return bool(
@@ -243,13 +226,13 @@ class Identity:
             and xs.verify_json(published.device, self.user_id, ssk, ssk)
         )
 
-    def _master_signed(self, published: _Published) -> bool:
+    def _master_signed(self, published: Published) -> bool:
         """The master key signed by this device (clients show the identity as its own)."""
         return published.master is not None and xs.verify_json(
             published.master, self.user_id, self.device_id, self._device_key()
         )
 
-    async def _recover(self, published: _Published) -> tuple[xs.CrossSigningKeys | None, str]:
+    async def _recover(self, published: Published) -> tuple[xs.CrossSigningKeys | None, str]:
         """The private keys from secret storage, or why not (the operator's next step)."""
         master = published.master_key
         where = (
@@ -276,19 +259,19 @@ class Identity:
         return keys, ""
 
     async def _open_secret_storage(
-        self, recovery_key: str, published: _Published
+        self, recovery_key: str, published: Published
     ) -> xs.CrossSigningKeys:
-        default = await self._account_data(ssss.DEFAULT_KEY_TYPE)
+        default = await self.api.account_data(ssss.DEFAULT_KEY_TYPE)
         key_id = (default or {}).get("key")
         if not isinstance(key_id, str):
             raise ssss.SecretStorageError("the account has no secret storage")
-        description = await self._account_data(ssss.KEY_TYPE_PREFIX + key_id)
+        description = await self.api.account_data(ssss.KEY_TYPE_PREFIX + key_id)
         if description is None:
             raise ssss.SecretStorageError(f"secret storage key {key_id} is not described")
         key = ssss.SecretStorageKey.open(key_id, description, recovery_key)
         seeds = {}
         for usage, name in xs.SECRET_NAMES.items():
-            content = await self._account_data(name)
+            content = await self.api.account_data(name)
             if content is None:
                 raise ssss.SecretStorageError(f"{name} is not in secret storage")
             seeds[usage] = key.decrypt_secret(name, content)
@@ -305,7 +288,7 @@ class Identity:
             )
         return keys
 
-    async def _sign(self, keys: xs.CrossSigningKeys | None, published: _Published) -> None:
+    async def _sign(self, keys: xs.CrossSigningKeys | None, published: Published) -> None:
         """Upload the device's signature by the self-signing key (when `keys` are given)
         and the master key's signature by the device."""
         if published.device is None or published.master is None:
@@ -322,23 +305,19 @@ class Identity:
                 self.device_id,
                 lambda data: olm.account.sign(data.decode("utf-8")),
             )
-        status, answer = await self._call(
-            "POST", "/keys/signatures/upload", {self.user_id: signatures}
-        )
-        if status != 200 or answer.get("failures"):
-            raise IdentityError(
-                f"signatures refused (HTTP {status}): {_errors(answer.get('failures') or answer)}"
-            )
+        await self.api.upload_signatures(signatures)
 
     async def _store_secrets(self, keys: xs.CrossSigningKeys, *, write_file: bool) -> str:
         """Under a new default secret storage key; its recovery key is returned (and
         written once to `recovery-key.txt` when asked)."""
         key = ssss.SecretStorageKey.generate(SECRET_STORAGE_KEY_NAME)
-        await self._put_account_data(key.event_type, key.description)
+        await self.api.put_account_data(key.event_type, key.description)
         for usage, name in xs.SECRET_NAMES.items():
-            await self._put_account_data(name, key.encrypt_secret(name, xs.seed(keys.key(usage))))
+            await self.api.put_account_data(
+                name, key.encrypt_secret(name, xs.seed(keys.key(usage)))
+            )
         # Last: a crash before leaves the old default (and the secrets' old copies) valid.
-        await self._put_account_data(ssss.DEFAULT_KEY_TYPE, {"key": key.key_id})
+        await self.api.put_account_data(ssss.DEFAULT_KEY_TYPE, {"key": key.key_id})
         if write_file:
             write_private(self.recovery_key_file, key.recovery_key + "\n")
             log.warning(
@@ -349,35 +328,6 @@ class Identity:
             )
         return key.recovery_key
 
-    async def _upload_keys(self, keys: xs.CrossSigningKeys, password: SecretStr | None) -> None:
-        """Publish the public keys; with the password when the homeserver asks for it
-        (always to replace keys; Synapse lets a first upload through, MSC3967)."""
-        body = keys.upload_body(self.user_id)
-        status, answer = await self._upload(body)
-        if status == 401:
-            if password is None:
-                raise IdentityError(
-                    "the homeserver asks for the account's password to publish cross-signing "
-                    "keys: set matrix.password or BLUEHATS_MATRIX_PASSWORD"
-                )
-            flows = [f.get("stages") for f in answer.get("flows") or []]
-            if ["m.login.password"] not in flows:
-                raise IdentityError(
-                    f"the homeserver offers no password authentication for this: {flows}"
-                )
-            body["auth"] = {
-                "type": "m.login.password",
-                "identifier": self._identifier(),
-                "password": password.get_secret_value(),
-                "session": answer.get("session"),
-            }
-            status, answer = await self._upload(body)
-        if status != 200:
-            raise IdentityError(f"cross-signing keys refused (HTTP {status}): {_errors(answer)}")
-
-    async def _upload(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return await self._call("POST", "/keys/device_signing/upload", body)
-
     def _identifier(self) -> dict[str, str]:
         if self._login.startswith("@"):
             return {"type": "m.id.user", "user": self.user_id}
@@ -387,7 +337,7 @@ class Identity:
     # -- what is published and kept ---------------------------------------------------
 
     async def _describe(
-        self, published: _Published, keys: xs.CrossSigningKeys | None
+        self, published: Published, keys: xs.CrossSigningKeys | None
     ) -> IdentityState:
         return IdentityState(
             user_id=self.user_id,
@@ -400,12 +350,12 @@ class Identity:
         )
 
     async def _secrets_stored(self) -> bool:
-        default = await self._account_data(ssss.DEFAULT_KEY_TYPE)
+        default = await self.api.account_data(ssss.DEFAULT_KEY_TYPE)
         key_id = (default or {}).get("key")
         if not isinstance(key_id, str):
             return False
         for name in xs.SECRET_NAMES.values():
-            content = await self._account_data(name) or {}
+            content = await self.api.account_data(name) or {}
             if key_id not in (content.get("encrypted") or {}):
                 return False
         return True
@@ -414,24 +364,7 @@ class Identity:
         olm = self._client.olm
         return str(olm.account.identity_keys["ed25519"]) if olm is not None else ""
 
-    async def _query(self) -> _Published:
-        status, answer = await self._call(
-            "POST", "/keys/query", {"device_keys": {self.user_id: [self.device_id]}}
-        )
-        if status != 200:
-            raise IdentityError(f"keys query failed (HTTP {status}): {_errors(answer)}")
-
-        def of(section: str) -> dict[str, Any] | None:
-            value = (answer.get(section) or {}).get(self.user_id)
-            return value if isinstance(value, dict) else None
-
-        devices = of("device_keys") or {}
-        device = devices.get(self.device_id)
-        return _Published(
-            of("master_keys"), of("self_signing_keys"), device if isinstance(device, dict) else None
-        )
-
-    def _local_keys(self, published: _Published) -> xs.CrossSigningKeys | None:
+    def _local_keys(self, published: Published) -> xs.CrossSigningKeys | None:
         """The keys kept here, if they are those of the published identity."""
         try:
             data = json.loads(self.keys_file.read_text(encoding="utf-8"))
@@ -462,52 +395,19 @@ class Identity:
 
     # -- HTTP ---------------------------------------------------------------------------
 
+    # -- the homeserver ----------------------------------------------------------------
+
     @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-        ) as http:
-            self._http = http
+    async def _session(self) -> AsyncIterator[KeysApi]:
+        async with KeysApi.open(self._client) as api:
+            self._api = api
             try:
-                yield
+                yield api
             finally:
-                self._http = None
+                self._api = None
 
-    async def _account_data(self, event_type: str) -> dict[str, Any] | None:
-        status, answer = await self._call("GET", self._account_data_path(event_type))
-        if status == 404:
-            return None
-        if status != 200:
-            raise IdentityError(f"cannot read {event_type} (HTTP {status}): {_errors(answer)}")
-        return answer
-
-    async def _put_account_data(self, event_type: str, content: dict[str, Any]) -> None:
-        status, answer = await self._call("PUT", self._account_data_path(event_type), content)
-        if status != 200:
-            raise IdentityError(f"cannot write {event_type} (HTTP {status}): {_errors(answer)}")
-
-    def _account_data_path(self, event_type: str) -> str:
-        return f"/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
-
-    async def _call(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        if self._http is None:
-            raise RuntimeError("Identity calls need its session")
-        try:
-            async with self._http.request(
-                method,
-                f"{self._client.homeserver}{API}{path}",
-                json=body,
-                headers={"Authorization": f"Bearer {self._client.access_token}"},
-            ) as resp:
-                answer = await resp.json(content_type=None)
-                return resp.status, answer if isinstance(answer, dict) else {}
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise IdentityError(f"{method} {path}: {type(exc).__name__}") from None
-
-
-def _errors(answer: Any) -> str:
-    if isinstance(answer, dict) and "errcode" in answer:
-        return f"{answer.get('errcode')}: {answer.get('error', '')}".strip()
-    return json.dumps(answer)[:300]
+    @property
+    def api(self) -> KeysApi:
+        if self._api is None:
+            raise RuntimeError("Identity calls the homeserver only inside its session")
+        return self._api
