@@ -59,13 +59,7 @@ class BotApp:
     async def run(self, *, handle_signals: bool = True) -> None:
         cfg = self.config
         async with AsyncExitStack() as stack:
-            cfg.storage.path.mkdir(parents=True, exist_ok=True)
-            cfg.storage.path.chmod(0o700)
-            try:
-                storage = await Storage.open(cfg.storage.path / DB_FILE)
-            except StorageError as exc:
-                raise StartupError(str(exc)) from None
-            stack.push_async_callback(storage.close)
+            storage = await open_storage(stack, cfg)
 
             http = aiohttp.ClientSession()
             stack.push_async_callback(http.close)
@@ -85,12 +79,7 @@ class BotApp:
             await agenda.start()
 
             services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
-            self.chat = chat = MatrixChat(cfg.matrix, cfg.storage.path, storage)
-            stack.push_async_callback(chat.close)
-            try:
-                await chat.connect()
-            except LoginFailed as exc:
-                raise StartupError(str(exc)) from None
+            self.chat = chat = await connect(stack, cfg, storage)
             dispatcher = Dispatcher(build_registry(), services, chat, storage, metrics=metrics)
             broadcaster = Broadcaster(
                 storage,
@@ -250,26 +239,36 @@ class BotApp:
         self.ready.set()
 
 
+async def open_storage(stack: AsyncExitStack, config: Config) -> Storage:
+    """The database in `storage.path` (a private directory), closed with `stack`."""
+    config.storage.path.mkdir(parents=True, exist_ok=True)
+    config.storage.path.chmod(0o700)
+    try:
+        storage = await Storage.open(config.storage.path / DB_FILE)
+    except StorageError as exc:
+        raise StartupError(str(exc)) from None
+    stack.push_async_callback(storage.close)
+    return storage
+
+
+async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:
+    """The Matrix adapter, logged in (saved session or new login), closed with `stack`."""
+    chat = MatrixChat(config.matrix, config.storage.path, storage)
+    stack.push_async_callback(chat.close)
+    try:
+        await chat.connect()
+    except LoginFailed as exc:
+        raise StartupError(str(exc)) from None
+    return chat
+
+
 async def manage_identity(
     config: Config, *, reset: bool, password: SecretStr | None = None
 ) -> tuple[IdentityState, str | None]:
     """`bluehats-bot identity`: the state of the bot's identity, or (`reset`) a new one
     and its recovery key. Uses the saved session (same device); never syncs."""
-    config.storage.path.mkdir(parents=True, exist_ok=True)
-    config.storage.path.chmod(0o700)
     async with AsyncExitStack() as stack:
-        try:
-            storage = await Storage.open(config.storage.path / DB_FILE)
-        except StorageError as exc:
-            raise StartupError(str(exc)) from None
-        stack.push_async_callback(storage.close)
-        chat = MatrixChat(config.matrix, config.storage.path, storage)
-        stack.push_async_callback(chat.close)
-        try:
-            await chat.connect()
-        except LoginFailed as exc:
-            raise StartupError(str(exc)) from None
-        identity = chat.identity()
+        identity = (await connect(stack, config, await open_storage(stack, config))).identity()
         try:
             if reset:
                 return await identity.reset(password)
