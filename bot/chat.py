@@ -1,6 +1,6 @@
 """What the core needs from a chat network, without importing nio.
 
-`bot.matrix` implements `ChatClient` for Matrix; unit tests use a recording
+`bot.matrix.client` implements `ChatClient` for Matrix; unit tests use a recording
 fake. Commands and rendering only ever see these types.
 """
 

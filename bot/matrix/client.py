@@ -1,6 +1,6 @@
-"""The Matrix adapter: the only module that imports nio.
+"""The Matrix client (nio): login and session reuse, the sync loop, invites, sending.
 
-Owns login and session reuse, the sync loop, invites and sending. Commands
+Commands
 reach the core as `IncomingMessage`s through one callback, in timeline order,
 and the sync token is saved only after that callback has recorded them: a
 crash can make the bot see a command twice (the inbox drops the second), never
