@@ -149,6 +149,8 @@ def cmd_identity(args: argparse.Namespace) -> int:
             f"and give it in matrix.recovery_key or {config.ENV_RECOVERY_KEY} after a lost "
             f"volume:\n\n    {recovery_key}\n"
         )
+    elif state.master_key is None:
+        print("\nNo identity yet: the bot creates it at its first start.")
     elif not state.device_signed:
         print(
             "\nThe device is not signed: start the bot with the recovery key "
