@@ -1,10 +1,9 @@
 """The Matrix client (nio): login and session reuse, the sync loop, invites, sending.
 
-Commands
-reach the core as `IncomingMessage`s through one callback, in timeline order,
-and the sync token is saved only after that callback has recorded them: a
-crash can make the bot see a command twice (the inbox drops the second), never
-zero times.
+Commands reach the core as `IncomingMessage`s through one callback, in
+timeline order, and the sync token is saved only after that callback has
+recorded them: a crash can make the bot see a command twice (the inbox drops
+the second), never zero times.
 """
 
 from __future__ import annotations

@@ -261,9 +261,8 @@ class Identity:
     async def _open_secret_storage(
         self, recovery_key: str, published: Published
     ) -> xs.CrossSigningKeys:
-        default = await self.api.account_data(ssss.DEFAULT_KEY_TYPE)
-        key_id = (default or {}).get("key")
-        if not isinstance(key_id, str):
+        key_id = await self._default_key_id()
+        if key_id is None:
             raise ssss.SecretStorageError("the account has no secret storage")
         description = await self.api.account_data(ssss.KEY_TYPE_PREFIX + key_id)
         if description is None:
@@ -349,10 +348,14 @@ class Identity:
             in_secret_storage=await self._secrets_stored(),
         )
 
-    async def _secrets_stored(self) -> bool:
+    async def _default_key_id(self) -> str | None:
         default = await self.api.account_data(ssss.DEFAULT_KEY_TYPE)
         key_id = (default or {}).get("key")
-        if not isinstance(key_id, str):
+        return key_id if isinstance(key_id, str) else None
+
+    async def _secrets_stored(self) -> bool:
+        key_id = await self._default_key_id()
+        if key_id is None:
             return False
         for name in xs.SECRET_NAMES.values():
             content = await self.api.account_data(name) or {}
@@ -392,8 +395,6 @@ class Identity:
             return self.recovery_key_file.read_text(encoding="utf-8").strip() or None
         except OSError:
             return None
-
-    # -- HTTP ---------------------------------------------------------------------------
 
     # -- the homeserver ----------------------------------------------------------------
 
