@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,17 +30,16 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
-from bot.chat import ChatClient, SendError
-from bot.commands.agenda import views
-from bot.notices import after_sid, render_change
+from bot.chat import ChatClient
+from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.render import Message, Renderer
 from bot.storage import GAZETTE, REMINDERS, OutboxItem, Storage
+from bot.views import after_sid, render_change, views
 
 log = logging.getLogger(__name__)
 
 TXN_PREFIX = "bh-o-"
-SEND_ATTEMPTS = 5
 # Woken at once by a programme change; otherwise checks this often.
 IDLE_CHECK_S = 60.0
 # A personal reminder is forgotten this long after its session started.
@@ -80,15 +78,17 @@ class Broadcaster:
         self._agenda = agenda
         self._offsets = offsets
         self._grace = grace
-        self._chat = chat
         self._renderer = renderer
         self._prefix = prefix
         self._now = now
-        self._pace = pace.total_seconds()
-        self._retry_delay = retry_delay
-        self._pacer = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
-        self._last_send = 0.0
+        self._sender = Sender(
+            chat,
+            storage,
+            retry_delay=retry_delay,
+            metrics=self._metrics,
+            pace=pace.total_seconds(),
+            in_flight=IN_FLIGHT,
+        )
         self._running = asyncio.Lock()
         self.wake = asyncio.Event()
 
@@ -219,41 +219,20 @@ class Broadcaster:
         message = await self._render(item)
         if message is None:
             await self._storage.outbox_finish(item.id, "skipped")
-            self._metrics.broadcasts.labels("skipped").inc()
+            self._sender.skipped(Kind.BROADCAST)
             return False
-        attempts = item.attempts
-        while attempts < SEND_ATTEMPTS:
-            attempts += 1
-            await self._storage.outbox_attempt(item.id)  # counted before: a crash counts
-            try:
-                async with self._in_flight:
-                    await self._wait_turn()
-                    event_id = await self._chat.send_notice(
-                        item.room_id, message, txn_id=item.txn_id
-                    )
-            except SendError as exc:
-                if exc.permanent:
-                    break
-                log.warning("broadcasts: %s to %s: %s", item.broadcast, item.room_id, exc)
-                await asyncio.sleep(self._retry_delay * 2 ** (attempts - 1))
-                continue
-            if event_id and message.sessions:  # a 🔔 on it asks for a personal reminder
-                await self._storage.post_record(event_id, item.room_id, message.sessions)
-            await self._storage.outbox_finish(item.id, "sent")
-            self._metrics.broadcasts.labels("sent").inc()
-            return True
-        log.error("broadcasts: giving up %s to %s", item.broadcast, item.room_id)
-        await self._storage.outbox_finish(item.id, "failed")
-        self._metrics.broadcasts.labels("failed").inc()
-        return False
-
-    async def _wait_turn(self) -> None:
-        """At most one post every `pace` seconds, across all rooms."""
-        async with self._pacer:
-            delay = self._last_send + self._pace - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._last_send = time.monotonic()
+        out = Outgoing(
+            Kind.BROADCAST,
+            item.room_id,
+            message,
+            item.txn_id,
+            label=f"broadcast {item.broadcast} to {item.room_id}",
+        )
+        delivered = await self._sender.deliver(
+            out, Attempts(made=item.attempts, record=lambda: self._storage.outbox_attempt(item.id))
+        )
+        await self._storage.outbox_finish(item.id, "sent" if delivered.sent else "failed")
+        return delivered.sent
 
     async def _render(self, item: OutboxItem) -> Message | None:
         """The post, or None when it no longer makes sense (the session started)."""

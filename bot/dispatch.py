@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from bot.chat import (
     ChatClient,
-    FileUpload,
     IncomingMessage,
     IncomingReaction,
     IncomingRedaction,
     Reply,
-    SendError,
 )
+from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_CHARS = 2000
-SEND_ATTEMPTS = 5
 SETTLE_GRACE = 2.0
 # A reaction with this emoji to a post presenting sessions runs this command.
 BELL = "🔔"
@@ -193,7 +191,7 @@ class Dispatcher:
         self.services = services
         self.chat = chat
         self.storage = storage
-        self._retry_delay = retry_delay
+        self.sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -292,72 +290,45 @@ class Dispatcher:
         if reply is None:
             await self.storage.inbox_finish(msg.event_id)
             return
-        while True:
-            if attempts >= SEND_ATTEMPTS:
-                # Also stops a reply that kills the bot while sending from
-                # being retried at every restart.
-                await self._give_up(msg, f"{attempts} attempt(s) failed")
-                return
-            attempts += 1
-            # Counted before sending: a crash during the send still counts.
-            # (The first attempt of a new command was counted when recorded.)
-            if not (first_counted and attempts == 1):
-                await self.storage.inbox_attempt(msg.event_id)
-            try:
-                await self._send(msg, reply)
-            except SendError as exc:
-                if exc.permanent:
-                    await self._give_up(msg, str(exc))
-                    return
-                delay = self._retry_delay * 2 ** (attempts - 1)
-                log.warning(
-                    "answer to %s not sent (%s), retrying in %.0fs", msg.event_id, exc, delay
-                )
-                await asyncio.sleep(delay)
-                continue
-            sent = time.perf_counter()
-            self.metrics.reply_seconds.observe(sent - started)
-            await self.storage.inbox_finish(msg.event_id)
-            log.debug(
-                "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
-                msg.event_id,
-                (sent - started) * 1000,
-                (rendered - started) * 1000,
-                (sent - rendered) * 1000,
-            )
+        delivered = await self.sender.deliver(
+            await self._outgoing(msg, reply),
+            Attempts(
+                made=attempts,
+                record=lambda: self.storage.inbox_attempt(msg.event_id),
+                first_recorded=first_counted,
+            ),
+        )
+        await self.storage.inbox_finish(msg.event_id, failed=not delivered.sent)
+        if not delivered.sent:
             return
+        sent = time.perf_counter()
+        self.metrics.reply_seconds.observe(sent - started)
+        log.debug(
+            "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
+            msg.event_id,
+            (sent - started) * 1000,
+            (rendered - started) * 1000,
+            (sent - rendered) * 1000,
+        )
 
-    async def _send(self, msg: IncomingMessage, reply: Reply) -> None:
+    async def _outgoing(self, msg: IncomingMessage, reply: Reply) -> Outgoing:
+        """Where and how the answer goes: a reply in the room (its thread), or in private."""
+        label = f"answer to {msg.event_id} in {msg.room_id}"
         txn_id = txn_id_for(msg.event_id)
         if msg.direct:
             # No direct room (it could not be opened): the answer saying so
             # goes to the room, or the person would hear nothing.
             room_id = await self.storage.direct_room(msg.sender) or msg.room_id
-            if isinstance(reply, Message):
-                await self.chat.send_notice(room_id, reply, txn_id=txn_id)
-            return
-        if isinstance(reply, FileUpload):
-            await self.chat.send_file(
-                msg.room_id,
-                reply,
-                txn_id=txn_id,
-                reply_to=msg.event_id,
-                thread_root=msg.thread_root,
-            )
-        else:
-            event_id = await self.chat.send_notice(
-                msg.room_id,
-                reply,
-                txn_id=txn_id,
-                reply_to=msg.event_id,
-                thread_root=msg.thread_root,
-            )
-            if event_id and reply.sessions:
-                await self.storage.post_record(event_id, msg.room_id, reply.sessions)
-
-    async def _give_up(self, msg: IncomingMessage, reason: str) -> None:
-        log.error("giving up answering %s in %s: %s", msg.event_id, msg.room_id, reason)
-        await self.storage.inbox_finish(msg.event_id, failed=True)
+            return Outgoing(Kind.REPLY, room_id, reply, txn_id, label)
+        return Outgoing(
+            Kind.REPLY,
+            msg.room_id,
+            reply,
+            txn_id,
+            label,
+            reply_to=msg.event_id,
+            thread_root=msg.thread_root,
+        )
 
     async def answer(self, msg: IncomingMessage) -> Reply | None:
         """The reply to a message: the one error boundary of every command."""

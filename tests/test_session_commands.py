@@ -19,9 +19,9 @@ from bot.chat import FileUpload, IncomingMessage
 from bot.commands import build_registry
 from bot.commands.session import Problem, parse_day, parse_edit, parse_times, tokens
 from bot.dispatch import Dispatcher, Services
-from bot.notices import render_change
 from bot.render import Message, Renderer
 from bot.storage import Storage
+from bot.views import render_change
 from tests.fakes import FakeChat, FakeClock, make_config
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
@@ -12,6 +12,7 @@ from bot.chat import FileUpload, Reply
 from bot.dispatch import Context, command, echo
 from bot.render import Message, Renderer
 from bot.textnorm import fold
+from bot.views import views
 
 # Time-window words, French first; folded (no accents, typographic apostrophes).
 WINDOWS = {
@@ -27,20 +28,6 @@ EXPORT_WORDS = frozenset({"ics", "ical", "icalendar", "export", "exporter"})
 MAX_WORDS = 8
 # An .ics answer holds at most this many sessions (about 1 kB each).
 MAX_EXPORT = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class SessionView:
-    session: Session
-    day: date  # heading it is listed under
-    start_day: date
-    end_day: date  # last day it covers (inclusive)
-    ongoing: bool
-    summary: str
-
-    @property
-    def title(self) -> str:
-        return self.session.title
 
 
 def window(kind: str | None, now: datetime, renderer: Renderer) -> tuple[datetime, datetime | None]:
@@ -74,33 +61,6 @@ def parse_args(args: str) -> tuple[str | None, list[str], bool]:
         elif folded:
             words.append(word)
     return kind, words[:MAX_WORDS], export
-
-
-def summarise(description: str, limit: int = 160) -> str:
-    first = description.split("\n", 1)[0].strip()
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
-
-
-def views(sessions: list[Session], now: datetime, renderer: Renderer) -> list[SessionView]:
-    out = []
-    today = renderer.local(now).date()
-    for s in sessions:
-        start_day = renderer.local(s.start).date()
-        # All-day ends are exclusive (next midnight); a timed end at 00:00 too.
-        last = s.end - timedelta(microseconds=1) if s.end > s.start else s.end
-        end_day = max(renderer.local(last).date(), start_day)
-        ongoing = s.start <= now < s.end
-        out.append(
-            SessionView(
-                session=s,
-                day=max(start_day, today) if ongoing else start_day,
-                start_day=start_day,
-                end_day=end_day,
-                ongoing=ongoing,
-                summary=summarise(s.description),
-            )
-        )
-    return out
 
 
 def render_agenda(

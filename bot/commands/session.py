@@ -24,11 +24,12 @@ from bot.agenda.export import safe_filename, to_ics
 from bot.agenda.model import Session
 from bot.agenda.sources import EditError, session_to_fields
 from bot.chat import FileUpload, Reply
-from bot.commands.agenda import MAX_WORDS, views
+from bot.commands.agenda import MAX_WORDS
 from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
 from bot.permissions import Role
 from bot.render import Message
 from bot.textnorm import fold
+from bot.views import views
 
 ICS_MIMETYPE = "text/calendar"
 

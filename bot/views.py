@@ -1,22 +1,62 @@
-"""Change notices ("⚠️ Changement de programme …") rendered from stored changes.
+"""What messages show of sessions and programme changes: shared by commands and posts.
 
-Changes are stored (see `bot.storage.ChangeRecord`) when a refresh or an edit
-finds them; rooms subscribed to reminders receive them (subscriptions: the
-broadcasts work). Rendering reads only the stored record, so a notice sent
+A `SessionView` is a session as listed (its day heading, whether it is on
+now, a one-line summary); a `ChangeView` is a stored programme change as
+announced. Rendering a change reads only the stored record, so a notice sent
 after a restart says exactly what was found.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.agenda.model import Session
 from bot.agenda.sources import fields_to_session_kwargs
-from bot.commands.agenda import SessionView, views
 from bot.render import Message, Renderer
 from bot.storage import ChangeRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    session: Session
+    day: date  # heading it is listed under
+    start_day: date
+    end_day: date  # last day it covers (inclusive)
+    ongoing: bool
+    summary: str
+
+    @property
+    def title(self) -> str:
+        return self.session.title
+
+
+def summarise(description: str, limit: int = 160) -> str:
+    first = description.split("\n", 1)[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def views(sessions: list[Session], now: datetime, renderer: Renderer) -> list[SessionView]:
+    out = []
+    today = renderer.local(now).date()
+    for s in sessions:
+        start_day = renderer.local(s.start).date()
+        # All-day ends are exclusive (next midnight); a timed end at 00:00 too.
+        last = s.end - timedelta(microseconds=1) if s.end > s.start else s.end
+        end_day = max(renderer.local(last).date(), start_day)
+        ongoing = s.start <= now < s.end
+        out.append(
+            SessionView(
+                session=s,
+                day=max(start_day, today) if ongoing else start_day,
+                start_day=start_day,
+                end_day=end_day,
+                ongoing=ongoing,
+                summary=summarise(s.description),
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,91 @@
+"""The one sender: what a failing send costs, for answers and posts alike."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bot.chat import SendError
+from bot.delivery import SEND_ATTEMPTS, Attempts, Kind, Outgoing, Sender
+from bot.ops import Metrics
+from bot.render import Message
+from bot.storage import Storage
+from tests.fakes import FakeChat
+
+NOTICE = Message(body="Bonjour", html="Bonjour", sessions=("abc123",))
+
+
+def outgoing(kind: Kind = Kind.BROADCAST) -> Outgoing:
+    return Outgoing(kind, "!room:example.org", NOTICE, "bh-o-txn", label="test post")
+
+
+class Counter:
+    """Attempts as a table stores them: one more before each send."""
+
+    def __init__(self) -> None:
+        self.recorded = 0
+
+    async def record(self) -> None:
+        self.recorded += 1
+
+
+async def test_transient_errors_are_retried_with_the_same_transaction_id(tmp_path: Path) -> None:
+    chat = FakeChat(failures=[SendError("502", permanent=False)] * 2)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        metrics = Metrics()
+        sender = Sender(chat, storage, retry_delay=0, metrics=metrics)
+        counter = Counter()
+        delivered = await sender.deliver(outgoing(), Attempts(0, counter.record))
+        assert delivered.sent and delivered.event_id == "$ev-bh-o-txn"
+        assert counter.recorded == 3  # each attempt stored before it was made
+        assert [s.txn_id for s in chat.sent] == ["bh-o-txn"]
+        # The post presents a session: a 🔔 on it asks for a reminder of it.
+        assert await storage.post_sessions("$ev-bh-o-txn", "!room:example.org") == ["abc123"]
+        assert metrics.broadcasts.labels("sent")._value.get() == 1
+    finally:
+        await storage.close()
+
+
+async def test_permanent_error_and_attempts_of_earlier_runs_end_the_retries(
+    tmp_path: Path,
+) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        chat = FakeChat(failures=[SendError("M_FORBIDDEN", permanent=True)])
+        sender = Sender(chat, storage, retry_delay=0)
+        counter = Counter()
+        assert not (await sender.deliver(outgoing(), Attempts(0, counter.record))).sent
+        assert counter.recorded == 1 and chat.sent == []
+
+        # Four attempts made before a restart: one more, then it is given up.
+        chat.failures = [SendError("timeout", permanent=False)] * 3
+        counter = Counter()
+        made = SEND_ATTEMPTS - 1
+        assert not (await sender.deliver(outgoing(), Attempts(made, counter.record))).sent
+        assert counter.recorded == 1 and len(chat.failures) == 2
+
+        # A new command was stored with its first attempt counted: no second write.
+        chat.failures = []
+        counter = Counter()
+        reply = outgoing(Kind.REPLY)
+        assert (await sender.deliver(reply, Attempts(0, counter.record, True))).sent
+        assert counter.recorded == 0
+    finally:
+        await storage.close()
+
+
+async def test_paced_sender_spaces_its_sends(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        chat = FakeChat()
+        sender = Sender(chat, storage, retry_delay=0, pace=0.05, in_flight=4)
+        counter = Counter()
+        started = time.monotonic()
+        for _ in range(3):
+            await sender.deliver(outgoing(), Attempts(0, counter.record))
+        # Three sends, two gaps of at least `pace`.
+        assert time.monotonic() - started >= 0.1
+        assert len(chat.sent) == 3
+    finally:
+        await storage.close()
