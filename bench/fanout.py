@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.devserver import DevHomeserver, GazetteFanOut  # noqa: E402
+from bot.devserver import DevHomeserver  # noqa: E402
+from tests.fanout import GazetteFanOut  # noqa: E402
 
 
 def synapse_default_rc_message() -> tuple[float, float]:

@@ -1,42 +1,19 @@
-"""Shared fixtures: a real Synapse for the session, real Matrix users, the bot."""
+"""Fixtures shared by the test files: a real Synapse for the session, real Matrix
+users (nio, and matrix-js-sdk through `js_user`), the unit tests' broadcast
+`world`. What tests import is in helpers.py and fakes.py."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import (
-    AsyncClient,
-    AsyncClientConfig,
-    LoginResponse,
-    RoomCreateResponse,
-    RoomSendResponse,
-    SyncResponse,
-)
 
-from bot import config as configuration
-from bot.app import BotApp
 from bot.devserver import DevHomeserver
+from tests.fakes import world  # noqa: F401 - a fixture, found by pytest here
+from tests.helpers import CryptoUser, User, unique
 from tests.js_client import js_user  # noqa: F401 - a fixture, found by pytest here
-
-REAL_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "real"
-PASSWORD = "correct horse battery staple"
-_names = itertools.count()
-
-
-def real_fixture(name: str) -> Path:
-    """Real code.gouv.fr data, read-only, from shared/ beside the checkout."""
-    path = REAL_FIXTURES / name
-    if not path.exists():
-        pytest.fail(f"missing real fixture {path}: the tests expect shared/ beside the checkout")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -47,96 +24,6 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHomeserver]
         yield hs
     finally:
         hs.stop()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}x{os.getpid()}"
-
-
-class User:
-    """A real Matrix client, as a person in a room would use it."""
-
-    def __init__(self, hs: DevHomeserver, localpart: str) -> None:
-        self.hs = hs
-        self.user_id = hs.register(localpart, PASSWORD)
-        self.client = AsyncClient(
-            hs.url, self.user_id, config=AsyncClientConfig(encryption_enabled=False)
-        )
-        self.events: dict[str, list[Any]] = {}
-        self.invites: list[str] = []
-
-    async def login(self) -> User:
-        resp = await self.client.login(PASSWORD, device_name="test")
-        assert isinstance(resp, LoginResponse), resp
-        await self.sync(0)
-        return self
-
-    async def sync(self, timeout_ms: int = 1000) -> None:
-        resp = await self.client.sync(timeout=timeout_ms)
-        assert isinstance(resp, SyncResponse), resp
-        for room_id, joined in resp.rooms.join.items():
-            self.events.setdefault(room_id, []).extend(joined.timeline.events)
-        self.invites.extend(resp.rooms.invite)
-
-    async def create_room(self, *, invite: list[str] = (), **kwargs: Any) -> str:  # type: ignore[assignment]
-        resp = await self.client.room_create(invite=list(invite), **kwargs)
-        assert isinstance(resp, RoomCreateResponse), resp
-        return resp.room_id
-
-    async def send(self, room_id: str, body: str, msgtype: str = "m.text", **extra: Any) -> str:
-        resp = await self.client.room_send(
-            room_id, "m.room.message", {"msgtype": msgtype, "body": body, **extra}
-        )
-        assert isinstance(resp, RoomSendResponse), resp
-        return resp.event_id
-
-    async def wait_for(
-        self, room_id: str, predicate: Callable[[Any], bool], timeout: float = 30.0
-    ) -> Any:
-        async with asyncio.timeout(timeout):
-            seen = 0
-            while True:
-                events = self.events.get(room_id, [])
-                for event in events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(events)
-                await self.sync(1000)
-
-    async def reply_to(
-        self, room_id: str, event_id: str, sender: str, timeout: float = 30.0
-    ) -> Any:
-        """The bot's notice replying to `event_id`."""
-        return await self.wait_for(
-            room_id, lambda e: is_reply(e, event_id, sender), timeout=timeout
-        )
-
-    def replies(self, room_id: str, event_id: str, sender: str) -> list[Any]:
-        return [e for e in self.events.get(room_id, []) if is_reply(e, event_id, sender)]
-
-    async def wait_joined(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while True:
-                resp = await self.client.joined_members(room_id)
-                if user_id in {m.user_id for m in getattr(resp, "members", [])}:
-                    return
-                await asyncio.sleep(0.1)
-
-    async def ask(self, room_id: str, text: str, bot_id: str, timeout: float = 30.0) -> Any:
-        event_id = await self.send(room_id, text)
-        return await self.reply_to(room_id, event_id, bot_id, timeout=timeout)
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def is_reply(event: Any, event_id: str, sender: str) -> bool:
-    content = event.source.get("content", {})
-    return (
-        event.sender == sender
-        and content.get("msgtype") == "m.notice"
-        and content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id
-    )
 
 
 @pytest.fixture
@@ -151,167 +38,6 @@ async def make_user(synapse: DevHomeserver) -> AsyncIterator[Callable[..., Any]]
     yield make
     for user in users:
         await user.close()
-
-
-def bot_config(
-    hs: DevHomeserver, storage: Path, *, sources: list[str] | None = None, **sections: Any
-) -> tuple[configuration.Config, str]:
-    localpart = unique("bot")
-    password = "bot-" + PASSWORD
-    user_id = hs.register(localpart, password)
-    raw: dict[str, Any] = {
-        "matrix": {"homeserver": hs.url, "user_id": user_id, "password": password},
-        "storage": {"path": str(storage)},
-        "agenda": {"sources": sources if sources is not None else [str(sample_agenda())]},
-    }
-    for key, value in sections.items():
-        raw.setdefault(key, {}).update(value)
-    return configuration.from_dict(raw, env={}), user_id
-
-
-def sample_agenda() -> Path:
-    return Path(__file__).resolve().parent.parent / "bot" / "data" / "sample-agenda.ics"
-
-
-@asynccontextmanager
-async def running(app: BotApp) -> AsyncIterator[BotApp]:
-    task = asyncio.create_task(app.run(handle_signals=False))
-    ready = asyncio.create_task(app.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if ready not in done:
-        ready.cancel()
-        if task.done():
-            task.result()  # raise the bot's own error
-        raise TimeoutError("bot not ready within 60s")
-    try:
-        yield app
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    """An HTTP GET on loopback from the test's loop (the bot runs in it too)."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
-        return resp.status, await resp.text()
-
-
-@asynccontextmanager
-async def loopback_http(routes: dict[str, Any]) -> AsyncIterator[str]:
-    """An HTTP server on 127.0.0.1 (free port) with GET `routes`; yields its base URL."""
-    from aiohttp import web
-
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_get(path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-class CryptoUser:
-    """A person on an E2EE client (own crypto store, nio's sync loop), as in Element."""
-
-    def __init__(self, hs: DevHomeserver, store: Path) -> None:
-        from nio import Event, InviteMemberEvent, MatrixRoom
-
-        self.user_id = hs.register(unique("crypto"), PASSWORD)
-        store.mkdir(parents=True, exist_ok=True)
-        self.client = AsyncClient(
-            hs.url,
-            self.user_id,
-            store_path=str(store),
-            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
-        )
-        # Decrypted (or plain) timeline events, per room; invites received.
-        self.events: dict[str, list[Any]] = {}
-        self.invites: list[str] = []
-        self._task: asyncio.Task[None] | None = None
-
-        async def on_event(room: MatrixRoom, event: Event) -> None:
-            self.events.setdefault(room.room_id, []).append(event)
-
-        async def on_invite(room: MatrixRoom, event: InviteMemberEvent) -> None:
-            if event.state_key == self.user_id and room.room_id not in self.invites:
-                self.invites.append(room.room_id)
-
-        self.client.add_event_callback(on_event, Event)  # type: ignore[arg-type]
-        self.client.add_event_callback(on_invite, InviteMemberEvent)  # type: ignore[arg-type]
-
-    async def start(self) -> CryptoUser:
-        resp = await self.client.login(PASSWORD, device_name="test")
-        assert isinstance(resp, LoginResponse), resp
-        # E2EE needs nio's own loop (key upload, queries, to-device messages).
-        self._task = asyncio.create_task(self.client.sync_forever(timeout=500, full_state=True))
-        return self
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.client.close()
-
-    async def encrypted_room_with(self, bot_id: str) -> str:
-        created = await self.client.room_create(
-            invite=[bot_id],
-            initial_state=[
-                {
-                    "type": "m.room.encryption",
-                    "state_key": "",
-                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-                }
-            ],
-        )
-        assert isinstance(created, RoomCreateResponse), created
-        room = created.room_id
-        await eventually(lambda: bot_id in getattr(self.client.rooms.get(room), "users", {}))
-        # The bot's device keys must be known before sharing the room key.
-        await eventually(lambda: any(self.client.device_store.active_user_devices(bot_id)))
-        return room
-
-    async def say(self, room_id: str, body: str, **content: Any) -> str:
-        sent = await self.client.room_send(
-            room_id,
-            "m.room.message",
-            {"msgtype": "m.text", "body": body, **content},
-            ignore_unverified_devices=True,
-        )
-        assert isinstance(sent, RoomSendResponse), sent
-        return sent.event_id
-
-    async def react(self, room_id: str, event_id: str, key: str = "🔔") -> str:
-        """An emoji reaction, as Element sends it (nio sends reactions unencrypted)."""
-        sent = await self.client.room_send(
-            room_id,
-            "m.reaction",
-            {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
-        )
-        assert isinstance(sent, RoomSendResponse), sent
-        return sent.event_id
-
-    async def reply_to(self, room_id: str, event_id: str, sender: str) -> Any:
-        def found() -> Any:
-            return next(
-                (e for e in self.events.get(room_id, []) if is_reply(e, event_id, sender)), None
-            )
-
-        await eventually(lambda: found() is not None)
-        return found()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state another task updates
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -1,16 +1,24 @@
-"""Fakes for unit tests of the core: a recording chat client and a settable clock."""
+"""Fakes for unit tests of the core: a recording chat client and a settable clock,
+and the worlds built on them (a dispatcher; the broadcast `World` of the
+`world` fixture, which conftest.py makes visible to every test file)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
 
 from bot import config as configuration
 from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
-from bot.chat import FileUpload, SendError, UnknownUser
+from bot.broadcast import Broadcaster
+from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
 from bot.commands import build_registry
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
@@ -126,3 +134,75 @@ async def make_dispatcher(
         now=clock,
     )
     return Dispatcher(build_registry(), services, chat, storage, retry_delay=0), chat, storage
+
+
+# -- a broadcast world: dispatcher, fake chat and clock, real storage and agenda -----
+
+PARIS = ZoneInfo("Europe/Paris")
+WORLD_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the world's clock at start
+MOD = "@mod:example.org"
+ROOMS = ["!a:example.org", "!b:example.org", "!c:example.org"]
+START = datetime(2026, 11, 24, 14, tzinfo=PARIS).astimezone(UTC)  # the webinar
+CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\nUID:g@t\r\n"
+    b"DTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Paris:20261124T140000\r\n"
+    b"DURATION:PT1H\r\nSUMMARY:Webinaire Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@dataclass
+class World:
+    dispatcher: Dispatcher
+    chat: FakeChat
+    storage: Storage
+    agenda: AgendaService
+    clock: FakeClock
+    storage_path: Path
+
+    def broadcaster(self, offsets: tuple[timedelta, ...] = ()) -> Broadcaster:
+        return Broadcaster(
+            self.storage,
+            self.chat,
+            Renderer("fr", PARIS),
+            self.agenda,
+            prefix="!",
+            now=self.clock,
+            pace=timedelta(0),
+            offsets=list(offsets),
+            grace=timedelta(minutes=15),
+            retry_delay=0,
+        )
+
+    async def say(self, text: str, room: str = ROOMS[0], sender: str = MOD) -> str:
+        reply = await self.dispatcher.answer(IncomingMessage(room, f"$x{text}", sender, text))
+        assert isinstance(reply, Message)
+        return reply.body
+
+    def notices(self) -> list[tuple[str, str, str]]:
+        return [
+            (s.room_id, s.message.body, s.txn_id)
+            for s in self.chat.sent
+            if isinstance(s.message, Message) and s.message.body.startswith("⚠️")
+        ]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    source = tmp_path / "agenda.ics"
+    source.write_bytes(CALENDAR)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    clock = FakeClock(WORLD_NOW)
+    chat = FakeChat(levels={(room, MOD): 50 for room in ROOMS})
+    async with aiohttp.ClientSession() as http:
+        agenda = AgendaService([str(source)], storage, http, PARIS, timedelta(days=366), clock)
+        await agenda.start()
+        cfg = make_config(tmp_path)
+        services = Services(config=cfg, renderer=Renderer("fr", PARIS), agenda=agenda, now=clock)
+        dispatcher = Dispatcher(build_registry(), services, chat, storage, retry_delay=0)
+        yield World(dispatcher, chat, storage, agenda, clock, tmp_path)
+    await storage.close()
+
+
+def grist(world: World) -> str:
+    (session,) = list(world.agenda.agenda)
+    return session.sid

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
+from tests.helpers import PASSWORD, unique
+
 if TYPE_CHECKING:
     from bot.devserver import DevHomeserver
 
@@ -340,8 +342,6 @@ class JsClient:
 async def js_user(synapse: DevHomeserver) -> AsyncIterator[Callable[..., Awaitable[JsClient]]]:
     """A maker of started JS clients, each a freshly registered user:
     `await js_user(prefix="js", isolation="only_signed") -> JsClient`."""
-    from tests.conftest import PASSWORD, unique  # here: conftest imports this module
-
     problem = jsclient_problem()
     if problem:
         pytest.fail(problem, pytrace=False)

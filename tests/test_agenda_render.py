@@ -11,12 +11,10 @@ import pytest
 
 from bot.agenda.model import Session
 from bot.chat import IncomingMessage
-from tests.conftest import real_fixture
 from tests.fakes import FakeClock, make_dispatcher
-from tests.test_ics import parse
+from tests.helpers import NOW, parse, real_fixture
 
 PARIS = ZoneInfo("Europe/Paris")
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)  # a Monday
 
 
 def paris(*args: int) -> datetime:

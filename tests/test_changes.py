@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from bot.agenda.changes import ChangeKind, diff
 from bot.agenda.ics import parse_ics
 from bot.agenda.model import Agenda, Session
-from tests.conftest import real_fixture
+from tests.helpers import real_fixture
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

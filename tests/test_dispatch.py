@@ -16,7 +16,7 @@ from bot.dispatch import Context, Registry, command, parse, txn_id_for
 from bot.permissions import Role
 from bot.render import Message
 from tests.fakes import FakeChat, FakeClock, make_dispatcher
-from tests.test_agenda_render import NOW
+from tests.helpers import NOW
 
 ROOM = "!room:example.org"
 

@@ -15,7 +15,7 @@ from nio import MemoryDownloadResponse
 from bot.app import DB_FILE, BotApp
 from bot.devserver import DevHomeserver
 from bot.storage import Storage
-from tests.conftest import User, bot_config, running
+from tests.helpers import User, bot_config, running
 
 pytestmark = pytest.mark.e2e
 

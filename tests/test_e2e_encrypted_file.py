@@ -11,7 +11,7 @@ from nio.crypto.attachments import decrypt_attachment
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, eventually, running
+from tests.helpers import bot_config, eventually, running
 
 pytestmark = pytest.mark.e2e
 

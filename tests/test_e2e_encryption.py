@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +10,9 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, eventually, running
+from tests.helpers import bot_config, bot_devices, eventually, running
 
 pytestmark = pytest.mark.e2e
-
-
-def bot_devices(hs: DevHomeserver, session_file: Path) -> list[str]:
-    token = json.loads(session_file.read_text())["access_token"]
-    req = urllib.request.Request(
-        f"{hs.url}/_matrix/client/v3/devices", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return [d["device_id"] for d in json.load(resp)["devices"]]
 
 
 def body(event: Any) -> str:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.devserver import DevHomeserver
-from tests.test_e2e_restart import bot_process
+from tests.helpers import bot_process
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, loopback_http, running
-from tests.test_feeds import Server, real_feed, with_new_entry
+from tests.helpers import Server, bot_config, loopback_http, real_feed, running, with_new_entry
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,7 @@ from bot.app import BotApp
 from bot.config import Config, OpsConfig
 from bot.devserver import DevHomeserver, free_port
 from bot.matrix.secret_storage import encode_recovery_key
-from tests.conftest import bot_config, get, running
+from tests.helpers import bot_config, get, running
 from tests.js_client import JsClient
 
 pytestmark = pytest.mark.e2e

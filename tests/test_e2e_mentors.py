@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, running
+from tests.helpers import bot_config, running
 
 pytestmark = pytest.mark.e2e
 

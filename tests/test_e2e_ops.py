@@ -13,7 +13,7 @@ from aiohttp import web
 from bot.app import BotApp
 from bot.config import OpsConfig
 from bot.devserver import DevHomeserver
-from tests.conftest import bot_config, loopback_http, running, sample_agenda
+from tests.helpers import bot_config, loopback_http, running, sample_agenda
 
 pytestmark = pytest.mark.e2e
 

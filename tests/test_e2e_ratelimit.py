@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.devserver import DevHomeserver, GazetteFanOut
+from bot.devserver import DevHomeserver
+from tests.fanout import GazetteFanOut
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, free_port
-from tests.conftest import User, bot_config, get, running, unique
+from tests.helpers import User, bot_config, get, running, unique
 
 pytestmark = pytest.mark.e2e
 

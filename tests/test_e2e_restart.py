@@ -4,80 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
 import stat
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bot.devserver import DevHomeserver
-from tests.conftest import sample_agenda, unique
+from tests.helpers import bot_process
 
 pytestmark = pytest.mark.e2e
-
-
-class BotProcess:
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
-        self.config, self.env, self.log = config, env, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        start_at = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                "--config",
-                str(self.config),
-                env=self.env,
-                stdout=out,
-                stderr=out,
-            )
-        async with asyncio.timeout(60):
-            while "ready: " not in self.log.read_text()[start_at:]:
-                assert self.proc.returncode is None, self.log.read_text()
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        await self.proc.wait()
-
-    async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            return await self.proc.wait()
-
-
-def bot_process(
-    synapse: DevHomeserver, tmp_path: Path, **sections: dict[str, object]
-) -> tuple[BotProcess, str, Path, str]:
-    """The bot as its own process (not started): (process, user id, storage dir, password)."""
-    localpart, password = unique("bot"), "secret-bot-password-42"
-    bot_id = synapse.register(localpart, password)
-    storage = tmp_path / "data"
-    config = tmp_path / "config.yaml"
-    # The password comes from the environment, as an operator would do.
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "matrix": {"homeserver": synapse.url, "user_id": bot_id},
-                "storage": {"path": str(storage)},
-                "agenda": {"sources": [str(sample_agenda())]},
-                **sections,
-            }
-        )
-    )
-    env = {**os.environ, "BLUEHATS_MATRIX_PASSWORD": password}
-    return BotProcess(config, env, tmp_path / "bot.log"), bot_id, storage, password
 
 
 def devices(hs: DevHomeserver, token: str) -> list[str]:

@@ -12,8 +12,7 @@ from aiohttp import web
 from bot import config as configuration
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.conftest import PASSWORD, loopback_http, running, sample_agenda, unique
-from tests.test_e2e_encryption import bot_devices
+from tests.helpers import PASSWORD, bot_devices, loopback_http, running, sample_agenda, unique
 
 pytestmark = pytest.mark.e2e
 

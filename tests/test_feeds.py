@@ -11,43 +11,17 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bot.broadcast import Broadcaster
 from bot.feeds import FeedWatcher, entry_key, parse_feed
 from bot.render import Message, Renderer
 from bot.storage import GAZETTE, Storage
-from tests.conftest import loopback_http, real_fixture
 from tests.fakes import FakeChat, FakeClock, StaticAgenda
+from tests.helpers import Server, loopback_http, real_feed, with_new_entry
 
 PARIS = ZoneInfo("Europe/Paris")
 ROOMS = ["!g1:example.org", "!g2:example.org"]
 GAZETTES = r"^Gazette BlueHats"
-
-
-def real_feed() -> bytes:
-    return real_fixture("feed.xml").read_bytes()
-
-
-def with_new_entry(feed: bytes, title: str, link: str) -> bytes:
-    entry = (
-        f'<entry><title>{title}</title><link href="{link}"/>'
-        f"<updated>2025-10-01T00:00:00Z</updated><id>{link}</id></entry>"
-    ).encode()
-    return feed.replace(b"<entry>", entry + b"<entry>", 1)
-
-
-class Server:
-    def __init__(self) -> None:
-        self.body = real_feed()
-        self.requests = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        etag = f'"{hash(self.body)}"'
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304)
-        return web.Response(body=self.body, headers={"ETag": etag})
 
 
 @pytest.fixture

@@ -10,17 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.agenda.ics import CalendarError, clean_text, parse_ics
+from bot.agenda.ics import CalendarError, clean_text
 from bot.agenda.model import Agenda
-from tests.conftest import real_fixture
+from tests.helpers import EVER, parse, real_fixture
 
 PARIS = ZoneInfo("Europe/Paris")
-EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-
-
-def parse(data: bytes | str, start: datetime = EVER[0], end: datetime = EVER[1]):
-    raw = data.encode() if isinstance(data, str) else data
-    return parse_ics(raw, source="test", tz=PARIS, window_start=start, window_end=end)
 
 
 def cal(*events: str, extra: str = "") -> str:

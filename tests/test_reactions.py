@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction, SendError
 from bot.render import Message
-from tests.test_broadcast import MOD, ROOMS, START, World, grist, world  # noqa: F401
+from tests.fakes import MOD, ROOMS, START, World, grist
 
 MEMBER = "@agent:example.org"
 
@@ -30,7 +30,7 @@ async def react(w: World, target: str, event_id: str, key: str = "🔔", sender:
 
 
 async def test_bell_on_an_agenda_answer_reminds_each_listed_session_in_private(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     webinar = grist(world)
     await command(world, '!session ajouter 25/11/2026 10h-11h "Atelier Superset"', "$add")
@@ -65,7 +65,7 @@ async def test_bell_on_an_agenda_answer_reminds_each_listed_session_in_private(
     assert again.message.body.startswith("Vous avez déjà un rappel pour")
 
 
-async def test_bell_on_a_reminder_post(world: World) -> None:  # noqa: F811
+async def test_bell_on_a_reminder_post(world: World) -> None:
     await world.storage.subscribe(ROOMS[1], "rappels", MOD)
     broadcaster = world.broadcaster(offsets=(timedelta(hours=1),))
     world.clock.value = START - timedelta(minutes=59)
@@ -86,7 +86,7 @@ async def test_bell_on_a_reminder_post(world: World) -> None:  # noqa: F811
     assert world.chat.sent[-1].message.body.startswith("⏰ Votre rappel : « Webinaire Grist »")
 
 
-async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World) -> None:  # noqa: F811
+async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World) -> None:
     await command(world, "!prochain", "$next")
     answer_id = world.chat.sent[-1].event_id
     # Recorded (sync callback), then the bot dies before answering.
@@ -102,7 +102,7 @@ async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World)
     assert await react(world, answer_id, "$bell") == []
 
 
-async def test_started_sessions_are_not_offered(world: World) -> None:  # noqa: F811
+async def test_started_sessions_are_not_offered(world: World) -> None:
     world.clock.value = START + timedelta(minutes=5)  # Grist is running
     answer = await command(world, "!agenda", "$agenda")
     assert answer.sessions == ()
@@ -110,7 +110,7 @@ async def test_started_sessions_are_not_offered(world: World) -> None:  # noqa: 
 
 
 async def test_bell_when_no_private_room_can_be_opened_answers_in_the_room(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     answer = await command(world, "!prochain", "$next")
 
@@ -124,7 +124,7 @@ async def test_bell_when_no_private_room_can_be_opened_answers_in_the_room(
     assert answer.sessions  # the answer did offer its session
 
 
-async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:  # noqa: F811
+async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:
     await command(world, '!session ajouter 25/11/2026 10h-11h "Atelier Superset"', "$add")
     await command(world, "!agenda", "$agenda")
     answer_id = world.chat.sent[-1].event_id
@@ -149,7 +149,7 @@ async def redact(w: World, target: str, event_id: str, sender: str = MEMBER) -> 
 
 
 async def test_notice_of_a_session_moved_by_its_calendar_points_to_its_new_id(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     await world.storage.subscribe(ROOMS[1], "rappels", MOD)
     old = grist(world)

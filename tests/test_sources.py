@@ -14,8 +14,8 @@ from aiohttp import web
 
 from bot.agenda.sources import AgendaService
 from bot.storage import Storage
-from tests.conftest import loopback_http
 from tests.fakes import FakeClock
+from tests.helpers import loopback_http
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -1,8 +1,13 @@
 """The Matrix adapter: the only package that imports nio.
 
-`client` owns login, sync, invites and sending; `identity` gives the bot's
-device a cross-signed identity (MSC4153) with its keys in secret storage,
-through `keys_api` (the endpoints nio lacks); `cross_signing` and
-`secret_storage` are the pure cryptography they use (importable without nio,
-e.g. by the configuration to check a recovery key).
+`client.MatrixChat` (the core's `ChatClient`) is composed of one part per
+concern: `login` (saved session, login, Tchap discovery), `sync` (filter,
+token, the loop), `events` (timeline events to the core's `Incoming*`),
+`undecryptable` (events waiting for their room key), `invites`, `authority`
+(power levels, v12 creators) and `sending` (notices, files, direct rooms,
+pacing after 429s). `identity` gives the bot's device a cross-signed identity
+(MSC4153) with its keys in secret storage, through `keys_api` (the endpoints
+nio lacks); `cross_signing` and `secret_storage` are the pure cryptography
+they use (importable without nio, e.g. by the configuration to check a
+recovery key).
 """

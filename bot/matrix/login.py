@@ -1,0 +1,205 @@
+"""Login: the saved session (same device at every start), an access token or a
+password, and Tchap's directory for the homeserver of an e-mail account."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+from aiohttp import ClientError
+from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
+
+from bot.config import MatrixConfig, is_email
+from bot.matrix.files import write_private
+from bot.matrix.identity import Identity
+from bot.matrix.responses import describe
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+# Longest wait between two attempts to reach an unreachable homeserver.
+RECONNECT_MAX_WAIT_S = 10
+
+
+class LoginFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    homeserver: str
+    user_id: str
+    device_id: str
+    access_token: str
+    # What matrix.user_id says: the Matrix ID, or the account's e-mail.
+    login: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> SavedSession | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            fields = ("homeserver", "user_id", "device_id", "access_token")
+            saved = cls(**{k: str(data[k]) for k in fields})
+            return replace(saved, login=str(data.get("login") or saved.user_id))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable saved session %s (%s)", path, type(exc).__name__)
+            return None
+
+    def save(self, path: Path) -> None:
+        """Readable by the bot's user only: it holds a token."""
+        write_private(path, json.dumps(self.__dict__))
+
+
+class Session:
+    """The bot's logged-in nio client; the other parts reach it through `client`.
+
+    `client` is a placeholder until `connect()` makes the real one, once the
+    homeserver is known (maybe discovered), and is replaced if the homeserver
+    refuses the saved session.
+    """
+
+    def __init__(
+        self,
+        config: MatrixConfig,
+        storage_dir: Path,
+        *,
+        on_error: Callable[[ErrorResponse], Awaitable[None]],
+    ) -> None:
+        self._config = config
+        self._dir = storage_dir
+        # Registered on every client made: sees each error response (429s).
+        self._on_error = on_error
+        self.client = AsyncClient("http://unconfigured.invalid")
+
+    @property
+    def user_id(self) -> str:
+        """The bot's Matrix ID (once connected: also with an e-mail login)."""
+        return str(self.client.user_id or self._config.user_id)
+
+    @property
+    def device_id(self) -> str:
+        return str(self.client.device_id)
+
+    async def _new_client(self, homeserver: str) -> None:
+        await self.client.close()  # the placeholder, or a session the server refused
+        crypto = self._dir / "crypto"
+        crypto.mkdir(parents=True, exist_ok=True)
+        self.client = AsyncClient(
+            homeserver,
+            self._config.user_id if not is_email(self._config.user_id) else "",
+            store_path=str(crypto),
+            config=AsyncClientConfig(
+                # We save the token ourselves, after the commands are recorded;
+                # nio saves it before running callbacks.
+                store_sync_tokens=False,
+                encryption_enabled=True,
+                # When the homeserver is unreachable nio retries with a growing
+                # wait; capped so that the bot is back soon after it is.
+                max_timeout_retry_wait_time=RECONNECT_MAX_WAIT_S,
+            ),
+        )
+        self.client.add_response_callback(self._on_error, ErrorResponse)
+
+    async def connect(self) -> None:
+        """Reuse the saved session (same device), or log in once and save it."""
+        path = self._dir / SESSION_FILE
+        saved = SavedSession.load(path)
+        login = self._config.user_id
+        if saved and saved.login == login and self._config.homeserver in (None, saved.homeserver):
+            # An e-mail's homeserver, discovered once, is kept with the session.
+            await self._new_client(saved.homeserver)
+            self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
+            who = await self.client.whoami()
+            if isinstance(who, WhoamiResponse):
+                log.info("restored session of %s, device %s", saved.user_id, saved.device_id)
+                return
+            log.warning(
+                "saved session rejected by the homeserver (%s); logging in again", describe(who)
+            )
+            self.client.access_token = ""
+        elif saved:
+            log.info("saved session is for another account or server: not reused")
+
+        homeserver = self._config.homeserver or await self._discover(login)
+        await self._new_client(homeserver)
+        token = self._config.access_token
+        if token is not None:
+            self.client.access_token = token.get_secret_value()
+            who = await self.client.whoami()
+            if not isinstance(who, WhoamiResponse):
+                raise LoginFailed(f"the access token was refused: {describe(who)}")
+            if not is_email(login) and who.user_id != login:
+                raise LoginFailed(
+                    f"the access token belongs to {who.user_id}, not to matrix.user_id {login}"
+                )
+            if not who.device_id:
+                raise LoginFailed("the homeserver did not tell the access token's device")
+            self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
+        elif self._config.password is not None:
+            password = self._config.password.get_secret_value()
+            if is_email(login):
+                # Tchap accounts: the e-mail address is a third-party identifier.
+                resp = await self.client.login_raw(
+                    {
+                        "type": "m.login.password",
+                        "identifier": {
+                            "type": "m.id.thirdparty",
+                            "medium": "email",
+                            "address": login,
+                        },
+                        "password": password,
+                        "initial_device_display_name": self._config.device_name,
+                    }
+                )
+            else:
+                resp = await self.client.login(password, device_name=self._config.device_name)
+            if not isinstance(resp, LoginResponse):
+                raise LoginFailed(f"login refused: {describe(resp)}")
+            log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
+        else:  # config validation guarantees one of them
+            raise LoginFailed("no password and no access token")
+        SavedSession(
+            homeserver, self.user_id, self.device_id, str(self.client.access_token), login
+        ).save(path)
+
+    async def _discover(self, email: str) -> str:
+        """The homeserver of an e-mail account, as Tchap's directory tells it."""
+        base = self._config.identity_server
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+                http.get(
+                    f"{base}/_matrix/identity/api/v1/info",
+                    params={"medium": "email", "address": email},
+                ) as resp,
+            ):
+                if resp.status != 200:
+                    raise LoginFailed(f"{base} answered HTTP {resp.status} for the e-mail's server")
+                data = await resp.json(content_type=None)
+        except (ClientError, TimeoutError, ValueError) as exc:
+            raise LoginFailed(f"cannot ask {base} for the e-mail's server: {exc!r}") from None
+        hs = data.get("hs") if isinstance(data, dict) else None
+        if not isinstance(hs, str) or not hs or "/" in hs:
+            raise LoginFailed(f"{base} knows no homeserver for {email}")
+        url = self._config.homeserver_template.format(hs=hs)
+        log.info("homeserver of %s: %s (from %s)", email, url, base)
+        return url
+
+    def identity(self) -> Identity:
+        """The cross-signing identity of the connected device."""
+        return Identity(
+            self.client,
+            self._dir,
+            login=self._config.user_id,
+            password=self._config.password,
+            recovery_key=self._config.recovery_key,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()

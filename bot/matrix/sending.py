@@ -1,0 +1,225 @@
+"""Sending: notices and files with the caller's transaction id, direct rooms,
+and pacing after 429s.
+
+The transaction id comes from the caller (the outbox, the inbox): sent again
+after a crash, the same id makes the homeserver give back the same event
+instead of posting twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import ClientError
+from nio import (
+    EnableEncryptionBuilder,
+    ErrorResponse,
+    LocalProtocolError,
+    RoomCreateResponse,
+    RoomPreset,
+    RoomSendError,
+    SendRetryError,
+    UploadResponse,
+)
+from nio.exceptions import OlmUnverifiedDeviceError
+
+from bot.chat import FileUpload, SendError
+from bot.matrix.login import Session
+from bot.matrix.responses import describe
+from bot.render import Message
+
+log = logging.getLogger(__name__)
+
+# Errors after which resending the same message cannot succeed.
+_PERMANENT = frozenset(
+    {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
+)
+# How long a new direct room may take to show up in the sync.
+NEW_ROOM_WAIT_S = 30.0
+# Sends go one at a time until this long after the last 429's wait ended.
+RATE_CALM_S = 30.0
+# At most one "rate limited" log line per this many seconds.
+RATE_LOG_EVERY_S = 60.0
+
+
+class _QuietRateLimit(logging.Filter):
+    """nio logs every 429 it waits out; `RatePacer` logs them once a minute."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Got 429")
+
+
+logging.getLogger("nio.client.async_client").addFilter(_QuietRateLimit())
+
+
+class RatePacer:
+    """429s: nio waits `retry_after_ms` and retries the request itself; the
+    other sends wait the same (the limit is per account), not pile up."""
+
+    def __init__(self) -> None:
+        self.rate_limited = 0
+        self._not_before = -RATE_CALM_S
+        self._one_at_a_time = asyncio.Lock()
+        self._rate_logged_at = -RATE_LOG_EVERY_S
+
+    async def on_error(self, response: ErrorResponse) -> None:
+        if response.status_code != "M_LIMIT_EXCEEDED":
+            return
+        wait = (getattr(response, "retry_after_ms", None) or 5000) / 1000
+        now = time.monotonic()
+        self.rate_limited += 1
+        self._not_before = max(self._not_before, now + wait)
+        if now - self._rate_logged_at >= RATE_LOG_EVERY_S:
+            self._rate_logged_at = now
+            log.info(
+                "rate limited by the homeserver (%d time(s) so far): waiting %.1fs as told",
+                self.rate_limited,
+                wait,
+            )
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait out a 429; while they keep coming, one send at a time.
+
+        Parallel sends would each get their own 429 and retry together (about
+        four refused requests per message at Synapse's default limit, measured
+        with bench/fanout.py); one at a time, about one.
+        """
+        if time.monotonic() - self._not_before > RATE_CALM_S:
+            yield  # no recent 429
+            return
+        async with self._one_at_a_time:
+            delay = self._not_before - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield
+
+
+class Sender:
+    """What the bot posts, and the direct rooms it opens to post there."""
+
+    def __init__(
+        self,
+        session: Session,
+        pacer: RatePacer,
+        *,
+        room_shown: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._session = session
+        self._pacer = pacer
+        # Returns once a sync has shown the room.
+        self._room_shown = room_shown
+
+    async def send_notice(
+        self,
+        room_id: str,
+        message: Message,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> str | None:
+        content: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": message.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": message.html,
+            "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
+        }
+        return await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def open_direct_room(self, user_id: str) -> str:
+        # Encrypted, as Tchap's direct rooms are. The room key is shared with
+        # the invitee's devices too, so what is sent before they join (the
+        # confirmation of a 🔔) is readable once they do.
+        resp = await self._session.client.room_create(
+            is_direct=True,
+            invite=[user_id],
+            preset=RoomPreset.trusted_private_chat,
+            initial_state=[EnableEncryptionBuilder().as_dict()],
+        )
+        if not isinstance(resp, RoomCreateResponse):
+            raise SendError(f"cannot open a direct room: {describe(resp)}", permanent=False)
+        room_id = str(resp.room_id)
+        # nio sends only to rooms its sync has shown; the next sync will.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NEW_ROOM_WAIT_S):
+                await self._room_shown(room_id)
+        return room_id
+
+    async def send_file(
+        self,
+        room_id: str,
+        upload: FileUpload,
+        *,
+        txn_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> None:
+        client = self._session.client
+        room = client.rooms.get(room_id)
+        encrypt = bool(room and room.encrypted)
+        try:
+            resp, keys = await client.upload(
+                lambda _limited, _timeouts: io.BytesIO(upload.data),
+                content_type=upload.mimetype,
+                filename=upload.filename,
+                encrypt=encrypt,
+                filesize=len(upload.data),
+            )
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"upload failed: {type(exc).__name__}", permanent=False) from None
+        if not isinstance(resp, UploadResponse):
+            status = getattr(resp, "status_code", None)
+            raise SendError(f"upload failed: {describe(resp)}", permanent=status == "M_TOO_LARGE")
+        content: dict[str, Any] = {
+            "msgtype": "m.file",
+            "body": upload.filename,
+            "filename": upload.filename,
+            "info": {"mimetype": upload.mimetype, "size": len(upload.data)},
+            "m.mentions": {},
+        }
+        if encrypt and keys is not None:
+            content["file"] = {**keys, "url": resp.content_uri, "mimetype": upload.mimetype}
+        else:
+            content["url"] = resp.content_uri
+        await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    async def _send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        txn_id: str,
+        reply_to: str | None,
+        thread_root: str | None,
+    ) -> str:
+        if thread_root:
+            content["m.relates_to"] = {
+                "rel_type": "m.thread",
+                "event_id": thread_root,
+                "is_falling_back": reply_to is None,
+                "m.in_reply_to": {"event_id": reply_to or thread_root},
+            }
+        elif reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        try:
+            async with self._pacer.turn():
+                resp = await self._session.client.room_send(
+                    room_id,
+                    "m.room.message",
+                    content,
+                    tx_id=txn_id,
+                    # Members' devices need not be verified to read the bot.
+                    ignore_unverified_devices=True,
+                )
+        except (SendRetryError, LocalProtocolError, OlmUnverifiedDeviceError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+        if isinstance(resp, RoomSendError):
+            raise SendError(describe(resp), permanent=resp.status_code in _PERMANENT)
+        return str(resp.event_id)

@@ -1,0 +1,166 @@
+"""The sync loop: filter, saved token, and each batch handed to the other parts.
+
+Commands reach the core as `IncomingMessage`s through one callback, in
+timeline order, and the sync token is saved only after that callback has
+recorded them: a crash can make the bot see a command twice (the inbox drops
+the second), never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from nio import MegolmEvent, RoomKeyEvent, RoomMemberEvent, SyncError, SyncResponse
+
+from bot.matrix.authority import RoomAuthority
+from bot.matrix.events import Handlers, IncomingEvents
+from bot.matrix.invites import Invites
+from bot.matrix.login import LoginFailed, Session
+from bot.matrix.responses import describe
+from bot.matrix.undecryptable import Undecryptable
+from bot.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_MS = 30_000
+# Events per room and sync. After a downtime, a busy room's timeline is cut
+# ("limited") to this many: larger than Synapse's default 10, so that the
+# commands typed while the bot was away are still seen.
+TIMELINE_LIMIT = 100
+SYNC_FILTER = {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
+# Without a saved token everything is history: ask for as little as possible.
+FIRST_RUN_FILTER = {"room": {"timeline": {"limit": 1}}}
+# A longer time without a successful sync is logged when syncing resumes.
+SYNC_GAP_LOG_S = 45
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        session: Session,
+        storage: Storage,
+        handlers: Handlers,
+        *,
+        events: IncomingEvents,
+        undecryptable: Undecryptable,
+        invites: Invites,
+        authority: RoomAuthority,
+    ) -> None:
+        self._session = session
+        self._storage = storage
+        self._handlers = handlers
+        self._events = events
+        self._undecryptable = undecryptable
+        self._invites = invites
+        self._authority = authority
+        self._skip_history = False
+        self._sync_failures = 0
+        self.synced = asyncio.Event()
+        self._last_sync: float | None = None
+        self._started = time.monotonic()
+        # Set (then replaced) after each sync batch has been handled.
+        self._next_batch = asyncio.Event()
+
+    @property
+    def _token_key(self) -> str:
+        return f"sync_token:{self._session.user_id}"
+
+    async def run(self) -> None:
+        """Sync until cancelled, resuming from the saved token."""
+        if self._handlers.on_message is None:
+            raise RuntimeError("MatrixChat.on_message must be set before run()")
+        client = self._session.client
+        since = await self._storage.get(self._token_key)
+        # Without a token, everything the first sync shows is history.
+        self._skip_history = since is None
+        client.add_response_callback(self._on_sync, SyncResponse)
+        client.add_response_callback(self._on_sync_error, SyncError)
+        client.add_to_device_callback(self._undecryptable.on_room_key, (RoomKeyEvent,))
+        log.info("syncing%s", " (first run: history is not answered)" if since is None else "")
+        watcher = asyncio.create_task(self._undecryptable.watch(), name="undecrypted")
+        try:
+            await client.sync_forever(
+                timeout=SYNC_TIMEOUT_MS,
+                sync_filter=SYNC_FILTER,
+                first_sync_filter=FIRST_RUN_FILTER if since is None else SYNC_FILTER,
+                since=since,
+                # Room state (members, encryption) is not persisted by nio: take it whole once.
+                full_state=True,
+            )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    def seconds_since_sync(self) -> float:
+        """Since the last successful sync (since start when none yet)."""
+        return time.monotonic() - (self._last_sync or self._started)
+
+    def syncing_recently(self, within: float) -> bool:
+        """Whether a sync succeeded in the last `within` seconds (long-polls last 30 s)."""
+        return self._last_sync is not None and time.monotonic() - self._last_sync <= within
+
+    async def wait_for_room(self, room_id: str) -> None:
+        """Until a handled sync batch has shown the room."""
+        while room_id not in self._session.client.rooms:
+            await self._next_batch.wait()
+
+    async def _on_sync_error(self, response: SyncError) -> None:
+        self._sync_failures += 1
+        if response.status_code == "M_UNKNOWN_TOKEN":
+            raise LoginFailed("the homeserver revoked the access token (logged out?)")
+        delay = min(60, 2 ** min(self._sync_failures, 6))
+        log.warning("sync failed (%s); retrying in %ds", describe(response), delay)
+        await asyncio.sleep(delay)
+
+    async def _on_sync(self, response: SyncResponse) -> None:
+        self._sync_failures = 0
+        now = time.monotonic()
+        if self._last_sync is not None and now - self._last_sync > SYNC_GAP_LOG_S:
+            log.info("sync resumed after %.0fs without one", now - self._last_sync)
+        self._last_sync = now
+        for room_id, invite in response.rooms.invite.items():
+            await self._invites.on_invite(room_id, invite.invite_state)
+        for room_id, joined in response.rooms.join.items():
+            events = joined.timeline.events
+            self._authority.forget_if_changed(room_id, [*joined.state, *events])
+            if self._skip_history:
+                continue
+            first = self._first_after_own_join(events)
+            if joined.timeline.limited and first == 0:  # a gap, not a room just joined
+                log.warning(
+                    "%s: more than %d events since the last sync; commands older than "
+                    "those are not answered",
+                    room_id,
+                    TIMELINE_LIMIT,
+                )
+            for event in events[first:]:
+                if isinstance(event, MegolmEvent):
+                    await self._undecryptable.keep(room_id, event)
+                else:
+                    await self._events.deliver(room_id, event)
+        await self._storage.put(self._token_key, response.next_batch)
+        self._skip_history = False
+        if self._handlers.on_batch_end is not None:
+            await self._handlers.on_batch_end()
+        self.synced.set()
+        self._next_batch.set()
+        self._next_batch = asyncio.Event()
+
+    def _first_after_own_join(self, events: list[Any]) -> int:
+        """Index after the bot's own join in this batch: what precedes it is history."""
+        user_id = self._session.user_id
+        for i in range(len(events) - 1, -1, -1):
+            e = events[i]
+            if (
+                isinstance(e, RoomMemberEvent)
+                and e.state_key == user_id
+                and e.membership == "join"
+                and e.prev_membership != "join"
+            ):
+                return i + 1
+        return 0

@@ -1,0 +1,137 @@
+"""A gazette fan-out on a real Synapse, for the rate-limit test and bench/fanout.py.
+
+A test harness, kept out of the wheel; the benchmark imports it from here, as
+bench/agenda_core.py imports `tests.fakes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Self
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from nio import RoomCreateResponse
+
+from bot import config as configuration
+from bot.agenda.sources import AgendaService
+from bot.broadcast import TXN_PREFIX, Broadcaster
+from bot.devserver import DevHomeserver, DevServerError
+from bot.matrix.client import MatrixChat
+from bot.render import Renderer
+from bot.storage import GAZETTE, Storage
+
+
+class GazetteFanOut:
+    """The bot's account with N rooms subscribed to the gazette, for a fan-out on `hs`.
+
+    Used by bench/fanout.py and the rate-limit test: the real `MatrixChat`,
+    `Storage` and `Broadcaster`. The rooms are created by the bot with its
+    rate limits lifted (admin API), then restored to the server's.
+    """
+
+    def __init__(self, hs: DevHomeserver, work: Path, *, pace: float = 0.0) -> None:
+        self.hs = hs
+        self.work = work
+        self.pace = pace
+        self.rooms: list[str] = []
+
+    async def __aenter__(self) -> Self:
+        password = secrets.token_hex(8)
+        self.admin_id = self.hs.register("admin", password, admin=True)
+        self.admin = self.hs.login(self.admin_id, password)
+        self.bot_id = self.hs.register("bot", password)
+        cfg = configuration.from_dict(
+            {
+                "matrix": {"homeserver": self.hs.url, "user_id": self.bot_id, "password": password},
+                "storage": {"path": str(self.work / "data")},
+                "agenda": {"sources": []},
+            },
+            env={},
+        )
+        (self.work / "data").mkdir(parents=True, exist_ok=True)
+        self.storage = await Storage.open(self.work / "data" / "bluehats.db")
+        self.chat = MatrixChat(cfg.matrix, self.work / "data", self.storage)
+        self._http = aiohttp.ClientSession()
+        await self.chat.connect()
+        tz = ZoneInfo("Europe/Paris")
+
+        def now() -> datetime:
+            return datetime.now(UTC)
+
+        self.broadcaster = Broadcaster(
+            self.storage,
+            self.chat,
+            Renderer("fr", tz),
+            AgendaService([], self.storage, self._http, tz, timedelta(days=30), now),
+            prefix="!",
+            now=now,
+            pace=timedelta(seconds=self.pace),
+            offsets=[],
+            grace=timedelta(minutes=15),
+            retry_delay=0.5,
+        )
+        return self
+
+    async def create_rooms(self, n: int) -> list[str]:
+        self.hs.override_ratelimit(self.admin, self.bot_id, unlimited=True)
+        gate = asyncio.Semaphore(8)
+
+        async def create() -> str:
+            async with gate:
+                resp = await self.chat.client.room_create(name="gazette")
+                if not isinstance(resp, RoomCreateResponse):
+                    raise DevServerError(f"room not created: {resp}")
+                return str(resp.room_id)
+
+        try:
+            self.rooms = list(await asyncio.gather(*(create() for _ in range(n))))
+        finally:
+            self.hs.override_ratelimit(self.admin, self.bot_id, unlimited=False)
+        for room_id in self.rooms:
+            await self.storage.subscribe(room_id, GAZETTE, self.admin_id)
+        return self.rooms
+
+    async def sync(self) -> None:
+        """Start the bot's sync loop (nio sends only to rooms it has synced)."""
+
+        async def ignore(_message: object) -> None:
+            return None
+
+        self.chat.on_message = ignore
+        self._sync = asyncio.create_task(self.chat.run())
+        await asyncio.wait_for(self.chat.synced.wait(), 600)
+
+    async def post(self, broadcast: str = "gazette:test") -> tuple[int, dict[str, str]]:
+        """Queue one gazette post to every room and deliver it: (sent, status by room)."""
+        await self.storage.queue_broadcast(broadcast, GAZETTE, TXN_PREFIX)
+        sent = await self.broadcaster.deliver()
+        return sent, await self.storage.outbox_status(broadcast)
+
+    def posts(self, room_id: str) -> list[str]:
+        """The bodies of the bot's messages in a room, read back from the server."""
+        page = self.hs.call(
+            "GET",
+            f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id)}/messages?dir=b&limit=50",
+            token=str(self.chat.client.access_token),
+        )
+        return [
+            str(e["content"].get("body", ""))
+            for e in page["chunk"]
+            if e["type"] == "m.room.message" and e["sender"] == self.bot_id
+        ]
+
+    async def __aexit__(self, *exc: object) -> None:
+        sync = getattr(self, "_sync", None)
+        if sync is not None:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+        await self._http.close()
+        await self.chat.close()
+        await self.storage.close()
