@@ -29,10 +29,11 @@ from bot.chat import (
     Reply,
     SendError,
 )
+from bot.db.inbox import InboxItem
+from bot.db.storage import Storage
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
-from bot.storage import InboxItem, Storage
 from bot.textnorm import fold
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ class Dispatcher:
         """Called for each new message, in timeline order, before the sync token moves."""
         if msg.sender == self.chat.user_id or parse(msg.body, self.prefix) is None:
             return
-        if not await self.storage.inbox_add(
+        if not await self.storage.inbox.add(
             msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
@@ -220,7 +221,7 @@ class Dispatcher:
         if reaction.sender == self.chat.user_id or reaction.key.strip("\ufe0f ") != BELL:
             return
         # [] when not a post of ours, or one without sessions.
-        sids = await self.storage.post_sessions(reaction.target, reaction.room_id)
+        sids = await self.storage.posts.sessions(reaction.target, reaction.room_id)
         await self._accept_private(
             reaction.room_id, reaction.event_id, reaction.sender, REACTION_COMMAND, sids
         )
@@ -228,7 +229,7 @@ class Dispatcher:
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
         # [] when not one of the reactions that asked for reminders.
-        sids = await self.storage.personal_via(redaction.sender, redaction.redacts)
+        sids = await self.storage.personal.via(redaction.sender, redaction.redacts)
         await self._accept_private(
             redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
         )
@@ -255,7 +256,7 @@ class Dispatcher:
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
-        pending = await self.storage.inbox_pending()
+        pending = await self.storage.inbox.pending()
         for item in pending:
             self._spawn(_message(item), attempts=item.attempts, first_counted=False)
         if pending:
@@ -290,7 +291,7 @@ class Dispatcher:
         reply = await self.answer(msg)
         rendered = time.perf_counter()
         if reply is None:
-            await self.storage.inbox_finish(msg.event_id)
+            await self.storage.inbox.finish(msg.event_id)
             return
         while True:
             if attempts >= SEND_ATTEMPTS:
@@ -302,7 +303,7 @@ class Dispatcher:
             # Counted before sending: a crash during the send still counts.
             # (The first attempt of a new command was counted when recorded.)
             if not (first_counted and attempts == 1):
-                await self.storage.inbox_attempt(msg.event_id)
+                await self.storage.inbox.attempt(msg.event_id)
             try:
                 await self._send(msg, reply)
             except SendError as exc:
@@ -317,7 +318,7 @@ class Dispatcher:
                 continue
             sent = time.perf_counter()
             self.metrics.reply_seconds.observe(sent - started)
-            await self.storage.inbox_finish(msg.event_id)
+            await self.storage.inbox.finish(msg.event_id)
             log.debug(
                 "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
                 msg.event_id,
@@ -332,7 +333,7 @@ class Dispatcher:
         if msg.direct:
             # No direct room (it could not be opened): the answer saying so
             # goes to the room, or the person would hear nothing.
-            room_id = await self.storage.direct_room(msg.sender) or msg.room_id
+            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
             if isinstance(reply, Message):
                 await self.chat.send_notice(room_id, reply, txn_id=txn_id)
             return
@@ -353,11 +354,11 @@ class Dispatcher:
                 thread_root=msg.thread_root,
             )
             if event_id and reply.sessions:
-                await self.storage.post_record(event_id, msg.room_id, reply.sessions)
+                await self.storage.posts.record(event_id, msg.room_id, reply.sessions)
 
     async def _give_up(self, msg: IncomingMessage, reason: str) -> None:
         log.error("giving up answering %s in %s: %s", msg.event_id, msg.room_id, reason)
-        await self.storage.inbox_finish(msg.event_id, failed=True)
+        await self.storage.inbox.finish(msg.event_id, failed=True)
 
     async def answer(self, msg: IncomingMessage) -> Reply | None:
         """The reply to a message: the one error boundary of every command."""

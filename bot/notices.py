@@ -1,6 +1,6 @@
 """Change notices ("⚠️ Changement de programme …") rendered from stored changes.
 
-Changes are stored (see `bot.storage.ChangeRecord`) when a refresh or an edit
+Changes are stored (see `bot.db.agenda.ChangeRecord`) when a refresh or an edit
 finds them; rooms subscribed to reminders receive them (subscriptions: the
 broadcasts work). Rendering reads only the stored record, so a notice sent
 after a restart says exactly what was found.
@@ -15,8 +15,8 @@ from typing import Any
 from bot.agenda.model import Session
 from bot.agenda.sources import fields_to_session_kwargs
 from bot.commands.agenda import SessionView, views
+from bot.db.agenda import ChangeRecord
 from bot.render import Message, Renderer
-from bot.storage import ChangeRecord
 
 
 @dataclass(frozen=True, slots=True)

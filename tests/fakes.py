@@ -12,9 +12,9 @@ from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
 from bot.chat import FileUpload, SendError, UnknownUser
 from bot.commands import build_registry
+from bot.db.storage import Storage
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
-from bot.storage import Storage
 
 
 class FakeClock:

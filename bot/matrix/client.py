@@ -59,10 +59,10 @@ from bot.chat import (
     UnknownUser,
 )
 from bot.config import MatrixConfig, is_email, server_name
+from bot.db.storage import Storage
 from bot.matrix.files import write_private
 from bot.matrix.identity import Identity
 from bot.render import Message
-from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ class MatrixChat:
         """Sync until cancelled, resuming from the saved token."""
         if self.on_message is None:
             raise RuntimeError("MatrixChat.on_message must be set before run()")
-        since = await self._storage.get(self._token_key)
+        since = await self._storage.kv.get(self._token_key)
         # Without a token, everything the first sync shows is history.
         self._skip_history = since is None
         self.client.add_response_callback(self._on_sync, SyncResponse)
@@ -392,7 +392,7 @@ class MatrixChat:
                     await self._undecryptable(room_id, event)
                 else:
                     await self._deliver(room_id, event)
-        await self._storage.put(self._token_key, response.next_batch)
+        await self._storage.kv.put(self._token_key, response.next_batch)
         self._skip_history = False
         if self.on_batch_end is not None:
             await self.on_batch_end()
@@ -434,7 +434,7 @@ class MatrixChat:
         """Keep it (ciphertext) and ask for its key; retried when a room key arrives."""
         if event.sender == self.user_id:
             return
-        if not await self._storage.undecrypted_add(
+        if not await self._storage.undecrypted.add(
             event.event_id, room_id, event.sender, event.session_id, event.source
         ):
             return
@@ -471,7 +471,7 @@ class MatrixChat:
     async def _retry_undecrypted(self, session_id: str | None) -> None:
         """Decrypt what can be; past `undecryptable_after`, tell the sender (once per key)."""
         after = self._config.undecryptable_after.total_seconds()
-        for row in await self._storage.undecrypted_pending(session_id):
+        for row in await self._storage.undecrypted.pending(session_id):
             late = time.time() - row.received_at >= after
             if session_id is None and not late:
                 continue  # the periodic check only looks at those past the delay
@@ -479,12 +479,12 @@ class MatrixChat:
             if decrypted is not None:
                 log.info("decrypted %s now that its room key arrived", row.event_id)
                 await self._deliver(row.room_id, decrypted)
-                await self._storage.undecrypted_finish(row.event_id, "decrypted")
+                await self._storage.undecrypted.finish(row.event_id, "decrypted")
                 continue
             if not late:
                 continue
-            if await self._storage.undecrypted_told(row.room_id, row.sender, row.session_id):
-                await self._storage.undecrypted_finish(row.event_id, "dropped")
+            if await self._storage.undecrypted.told(row.room_id, row.sender, row.session_id):
+                await self._storage.undecrypted.finish(row.event_id, "dropped")
                 continue
             log.warning(
                 "could not decrypt %s from %s in %s after %.0fs: telling the sender",
@@ -501,7 +501,7 @@ class MatrixChat:
                 except SendError as exc:
                     if not exc.permanent:
                         continue  # tried again at the next check
-            await self._storage.undecrypted_finish(row.event_id, "told")
+            await self._storage.undecrypted.finish(row.event_id, "told")
 
     def _decrypt(self, room_id: str, source: dict[str, Any]) -> Any | None:
         try:
