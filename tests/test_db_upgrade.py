@@ -18,6 +18,7 @@ import pytest
 from bot.agenda.model import Session
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import ChangeKey, parse
+from bot.chat import IncomingMessage
 from bot.db.agenda import CachedSource, Edit
 from bot.db.inbox import InboxItem
 from bot.db.mentors import ERASED, AuditEntry, MentorRequest, MentorTopic
@@ -27,7 +28,7 @@ from bot.db.storage import Storage
 from bot.db.undecrypted import Undecrypted
 from bot.db.upgrade import upgrades
 from bot.render import Message, Renderer
-from tests.fakes import FakeChat, FakeClock, StaticAgenda
+from tests.fakes import FakeChat, FakeClock, StaticAgenda, make_dispatcher
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema-v9.sqlite3"
 PARIS = ZoneInfo("Europe/Paris")
@@ -104,11 +105,11 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 9
+    assert await storage.schema_version() == upgrades.latest == 10
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == 9
+    assert await storage.schema_version() == 10
     await storage.close()
     assert dump(v9) == before
 
@@ -222,7 +223,7 @@ async def test_every_row_is_read_back_intact(storage: Storage) -> None:
     ]
     assert await storage.undecrypted.told(ROOM_B, ALICE, "megolm-B")
     assert not await storage.undecrypted.told(ROOM_A, ALICE, "megolm-A")
-    # mentor directory: Dominique erased everywhere
+    # mentor directory: Dominique erased everywhere, as the neutral marker now
     assert await storage.mentors.topics() == [
         MentorTopic(FRANK, None, "gitlab", "GitLab", DOMINIQUE, T0 + 29),
         MentorTopic(CAMILLE, "Camille Dupont", "grist", "Grist", MOD, T0 + 25),
@@ -236,6 +237,37 @@ async def test_every_row_is_read_back_intact(storage: Storage) -> None:
         AuditEntry(MOD, "add", CAMILLE, "Matomo", T0 + 26),
         AuditEntry(MOD, "add", CAMILLE, "Grist", T0 + 25),
     ]
+
+
+@pytest.mark.parametrize(
+    ("language", "label"), [("fr", "(personne retirée)"), ("en", "(person removed)")]
+)
+async def test_erased_people_show_as_the_label_in_the_journal(
+    v9: Path, language: str, label: str
+) -> None:
+    chat = FakeChat(levels={(ROOM_A, MOD): 50})
+    dispatcher, _, storage = await make_dispatcher(
+        v9.parent,
+        [],
+        FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
+        chat,
+        bot={"language": language},
+    )
+    try:
+        reply = await dispatcher.answer(IncomingMessage(ROOM_A, "$j", MOD, "!mentor journal"))
+    finally:
+        await storage.close()
+    assert isinstance(reply, Message)
+    lines = reply.body.splitlines()
+    assert sum(label in line for line in lines) == 3
+    assert label in reply.html
+    assert DOMINIQUE not in reply.body and DOMINIQUE not in reply.html
+    if language == "en":
+        assert "(personne retirée)" not in reply.body  # stored no more: the label is a template's
+    else:
+        assert lines[1].endswith(f"{label} : s'est retiré·e de l'annuaire")
+        assert lines[3].endswith(f"{label} : ajoute {FRANK} (GitLab)")
+        assert lines[4].endswith(f"{MOD} : valide {label} (Superset)")
 
 
 async def test_pending_rows_are_delivered_with_their_stored_txn_ids(storage: Storage) -> None:

@@ -12,8 +12,9 @@ from typing import Self
 
 from bot.db.database import Database, Queries, Row
 
-# Who a self-removed mentor becomes in the audit log (their ID is erased).
-ERASED = "(personne retirée)"
+# Who a self-removed mentor becomes in the audit log (their ID is erased);
+# the templates show it in the reader's language.
+ERASED = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -326,3 +326,16 @@ async def upgrade_v9(tx: Transaction) -> None:
     ALTER TABLE personal_reminders ADD COLUMN via TEXT;
     """,
     )
+
+
+@upgrades.register(10, "An erased person in the mentor audit log is '' (templates show a label)")
+async def upgrade_v10(tx: Transaction) -> None:
+    # Until now the French label itself was stored; the templates now render
+    # the empty marker in the reader's language.
+    await run_script(
+        tx,
+        """
+    UPDATE mentor_audit SET actor = '' WHERE actor = '(personne retirée)';
+    UPDATE mentor_audit SET target = '' WHERE target = '(personne retirée)';
+    """,
+    )
