@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 
 from bot import config as configuration  # noqa: E402
+from bot.db.storage import Storage  # noqa: E402
 from bot.devserver import DevHomeserver  # noqa: E402
 from bot.matrix.client import MatrixChat  # noqa: E402
 from bot.matrix.identity import IdentityState  # noqa: E402
-from bot.storage import Storage  # noqa: E402
 
 
 async def start(

@@ -18,6 +18,8 @@ from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
 from bot.commands import build_registry
 from bot.config import Config
+from bot.db.database import StorageError
+from bot.db.storage import Storage
 from bot.dispatch import Dispatcher, Services
 from bot.feeds import FeedWatcher
 from bot.matrix.client import LoginFailed, MatrixChat
@@ -25,7 +27,6 @@ from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
-from bot.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class BotApp:
         return False, f"stuck: no successful sync for more than {stuck:.0f}s"
 
     async def _refresh_metrics(self, chat: MatrixChat, storage: Storage) -> None:
-        self.metrics.broadcasts_pending.set(await storage.outbox_count("pending"))
+        self.metrics.broadcasts_pending.set(await storage.outbox.count("pending"))
         self.metrics.sync_lag.set(chat.seconds_since_sync())
         self.metrics.rate_limited.set(chat.rate_limited)
 

@@ -30,16 +30,18 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
+from bot.broadcast_key import ChangeKey, FeedKey, GazetteKey, PersonalKey, ReminderKey, parse
 from bot.chat import ChatClient
+from bot.db.outbox import OutboxItem
+from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE, REMINDERS
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.render import Message, Renderer
-from bot.storage import GAZETTE, REMINDERS, OutboxItem, Storage
 from bot.views import after_sid, render_change, views
 
 log = logging.getLogger(__name__)
 
-TXN_PREFIX = "bh-o-"
 # Woken at once by a programme change; otherwise checks this often.
 IDLE_CHECK_S = 60.0
 # A personal reminder is forgotten this long after its session started.
@@ -142,33 +144,33 @@ class Broadcaster:
         fire = self._gazette.get_next_fire_time(None, now - self._grace)
         if fire is None or fire > now:
             return
-        broadcast = f"gazette:{fire.astimezone(UTC):%Y%m%dT%H%M}"
-        if await self._storage.queue_broadcast(broadcast, GAZETTE, TXN_PREFIX):
+        broadcast = GazetteKey.at(fire)
+        if await self._storage.outbox.queue_for_subscribers(broadcast, GAZETTE):
             log.info("broadcasts: %s queued", broadcast)
 
     async def _queue_personal(self) -> None:
         """Direct messages for `!rappelle-moi`, at the session's current time."""
         now = self._now()
-        for wanted in await self._storage.personal_list():
+        for wanted in await self._storage.personal.reminders():
             session = self._agenda.agenda.get(wanted.sid)
             if session is None or session.cancelled or session.start <= now:
                 # Forgotten once well past: the session's current start (it
                 # may have been moved), or the start asked for if it is gone.
                 began = session.start if session is not None else _utc(wanted.start)
                 if now - began > PERSONAL_KEPT_AFTER:
-                    await self._storage.personal_remove(wanted.user_id, wanted.sid)
+                    await self._storage.personal.remove(wanted.user_id, wanted.sid)
                 continue
             due = session.start - self._personal
             if due > now:
                 continue
-            room_id = await self._storage.direct_room(wanted.user_id)
+            room_id = await self._storage.personal.direct_room(wanted.user_id)
             if room_id is None:
                 continue
             start = int(session.start.timestamp())
-            broadcast = f"personal:{session.sid}:{start}:{wanted.user_id}"
+            broadcast = PersonalKey(session.sid, start, wanted.user_id)
             late = now - due > self._grace
             status = "skipped" if late else "pending"
-            if await self._storage.queue_direct(broadcast, room_id, TXN_PREFIX, status=status):
+            if await self._storage.outbox.queue(broadcast, room_id, status=status):
                 log.info(
                     "broadcasts: personal reminder %s", "skipped (too late)" if late else "queued"
                 )
@@ -177,12 +179,12 @@ class Broadcaster:
         now = self._now()
         for session, offset, due in self._due(now):
             seconds, start = int(offset.total_seconds()), int(session.start.timestamp())
-            broadcast = f"reminder:{session.sid}:{seconds}:{start}"
+            broadcast = ReminderKey(session.sid, seconds, start)
             if now - due <= self._grace:
-                if await self._storage.queue_broadcast(broadcast, REMINDERS, TXN_PREFIX):
+                if await self._storage.outbox.queue_for_subscribers(broadcast, REMINDERS):
                     log.info("broadcasts: reminder %s queued", broadcast)
-            elif await self._storage.queue_broadcast(
-                broadcast, REMINDERS, TXN_PREFIX, status="skipped"
+            elif await self._storage.outbox.queue_for_subscribers(
+                broadcast, REMINDERS, status="skipped"
             ):
                 log.info(
                     "broadcasts: reminder %s skipped, due %s ago (grace %s)",
@@ -197,11 +199,11 @@ class Broadcaster:
             await self._queue_reminders()
             await self._queue_gazette()
             await self._queue_personal()
-            queued = await self._storage.fan_out_changes(REMINDERS, TXN_PREFIX)
+            queued = await self._storage.outbox.fan_out_changes(REMINDERS, ChangeKey)
             if queued:
                 log.info("broadcasts: %d post(s) queued", queued)
             by_room: dict[str, list[OutboxItem]] = defaultdict(list)
-            for item in await self._storage.outbox_pending():
+            for item in await self._storage.outbox.pending():
                 by_room[item.room_id].append(item)
             results = await asyncio.gather(
                 *(self._deliver_room(items) for items in by_room.values())
@@ -218,7 +220,7 @@ class Broadcaster:
     async def _deliver_one(self, item: OutboxItem) -> bool:
         message = await self._render(item)
         if message is None:
-            await self._storage.outbox_finish(item.id, "skipped")
+            await self._storage.outbox.finish(item.id, "skipped")
             self._sender.skipped(Kind.BROADCAST)
             return False
         out = Outgoing(
@@ -229,32 +231,31 @@ class Broadcaster:
             label=f"broadcast {item.broadcast} to {item.room_id}",
         )
         delivered = await self._sender.deliver(
-            out, Attempts(made=item.attempts, record=lambda: self._storage.outbox_attempt(item.id))
+            out, Attempts(made=item.attempts, record=lambda: self._storage.outbox.attempt(item.id))
         )
-        await self._storage.outbox_finish(item.id, "sent" if delivered.sent else "failed")
+        await self._storage.outbox.finish(item.id, "sent" if delivered.sent else "failed")
         return delivered.sent
 
     async def _render(self, item: OutboxItem) -> Message | None:
         """The post, or None when it no longer makes sense (the session started)."""
-        kind, _, key = item.broadcast.partition(":")
-        if kind == "reminder":
-            return self._render_reminder(key)
-        if kind == "personal":
-            sid, _, rest = key.partition(":")
-            start, _, _user = rest.partition(":")
-            return self._render_reminder(f"{sid}:0:{start}", personal=True)
-        if kind == "gazette":
+        try:
+            key = parse(item.broadcast)
+        except ValueError:
+            log.error("broadcasts: unknown broadcast %s", item.broadcast)
+            return None
+        if isinstance(key, ReminderKey):
+            return self._render_reminder(key.sid, key.start)
+        if isinstance(key, PersonalKey):
+            return self._render_reminder(key.sid, key.start, personal=True)
+        if isinstance(key, GazetteKey):
             return self._renderer.render("gazette", prefix=self._prefix)
-        if kind == "feed":
-            found = await self._storage.feed_entry(item.broadcast)
+        if isinstance(key, FeedKey):
+            found = await self._storage.feeds.entry(str(key))
             if found is None:
                 return None
             title, link = found
             return self._renderer.render("feed_entry", title=title, link=link, prefix=self._prefix)
-        if kind != "change":
-            log.error("broadcasts: unknown broadcast %s", item.broadcast)
-            return None
-        record = await self._storage.change(key)
+        record = await self._storage.agenda.change(key.change)
         if record is None:
             return None
         now = self._now()
@@ -287,14 +288,12 @@ class Broadcaster:
             return message
         return replace(message, sessions=(current.sid,))
 
-    def _render_reminder(self, key: str, *, personal: bool = False) -> Message | None:
-        sid, _, rest = key.partition(":")
-        _offset, _, start = rest.partition(":")
+    def _render_reminder(self, sid: str, start: int, *, personal: bool = False) -> Message | None:
         session = self._agenda.agenda.get(sid)
         now = self._now()
         if session is None or session.cancelled or session.start <= now:
             return None  # gone, cancelled or started since it was queued
-        if int(session.start.timestamp()) != int(start):
+        if int(session.start.timestamp()) != start:
             return None  # moved: the reminder for its new time is another broadcast
         (view,) = views([session], now, self._renderer)
         message = self._renderer.render(

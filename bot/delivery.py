@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.chat import ChatClient, FileUpload, Reply, SendError
+from bot.db.storage import Storage
 from bot.ops import Metrics
 from bot.render import Message
-from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Sender:
                 continue
             if event_id and isinstance(out.reply, Message) and out.reply.sessions:
                 # A 🔔 reaction to this post asks for reminders of its sessions.
-                await self._storage.post_record(event_id, out.room_id, out.reply.sessions)
+                await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
             self._count(out.kind, "sent")
             return Delivered(sent=True, event_id=event_id)
         log.error("giving up %s: %s", out.label, reason or f"{made} attempt(s) failed")

@@ -27,11 +27,12 @@ from bot.chat import (
     IncomingRedaction,
     Reply,
 )
+from bot.db.inbox import InboxItem
+from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.render import Message, Renderer
-from bot.storage import InboxItem, Storage
 from bot.textnorm import fold
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class Dispatcher:
         """Called for each new message, in timeline order, before the sync token moves."""
         if msg.sender == self.chat.user_id or parse(msg.body, self.prefix) is None:
             return
-        if not await self.storage.inbox_add(
+        if not await self.storage.inbox.add(
             msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
@@ -218,7 +219,7 @@ class Dispatcher:
         if reaction.sender == self.chat.user_id or reaction.key.strip("\ufe0f ") != BELL:
             return
         # [] when not a post of ours, or one without sessions.
-        sids = await self.storage.post_sessions(reaction.target, reaction.room_id)
+        sids = await self.storage.posts.sessions(reaction.target, reaction.room_id)
         await self._accept_private(
             reaction.room_id, reaction.event_id, reaction.sender, REACTION_COMMAND, sids
         )
@@ -226,7 +227,7 @@ class Dispatcher:
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
         # [] when not one of the reactions that asked for reminders.
-        sids = await self.storage.personal_via(redaction.sender, redaction.redacts)
+        sids = await self.storage.personal.via(redaction.sender, redaction.redacts)
         await self._accept_private(
             redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
         )
@@ -253,7 +254,7 @@ class Dispatcher:
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
-        pending = await self.storage.inbox_pending()
+        pending = await self.storage.inbox.pending()
         for item in pending:
             self._spawn(_message(item), attempts=item.attempts, first_counted=False)
         if pending:
@@ -288,17 +289,17 @@ class Dispatcher:
         reply = await self.answer(msg)
         rendered = time.perf_counter()
         if reply is None:
-            await self.storage.inbox_finish(msg.event_id)
+            await self.storage.inbox.finish(msg.event_id)
             return
         delivered = await self.sender.deliver(
             await self._outgoing(msg, reply),
             Attempts(
                 made=attempts,
-                record=lambda: self.storage.inbox_attempt(msg.event_id),
+                record=lambda: self.storage.inbox.attempt(msg.event_id),
                 first_recorded=first_counted,
             ),
         )
-        await self.storage.inbox_finish(msg.event_id, failed=not delivered.sent)
+        await self.storage.inbox.finish(msg.event_id, failed=not delivered.sent)
         if not delivered.sent:
             return
         sent = time.perf_counter()
@@ -318,7 +319,7 @@ class Dispatcher:
         if msg.direct:
             # No direct room (it could not be opened): the answer saying so
             # goes to the room, or the person would hear nothing.
-            room_id = await self.storage.direct_room(msg.sender) or msg.room_id
+            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
             return Outgoing(Kind.REPLY, room_id, reply, txn_id, label)
         return Outgoing(
             Kind.REPLY,

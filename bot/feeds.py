@@ -22,13 +22,13 @@ from typing import Any
 import aiohttp
 import feedparser
 
+from bot.broadcast_key import FeedKey
+from bot.db.feeds import FeedEntry
+from bot.db.storage import Storage
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
 from bot.ops import Metrics
-from bot.storage import Storage
 
 log = logging.getLogger(__name__)
-
-TXN_PREFIX = "bh-f-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +86,8 @@ class FeedWatcher:
     async def poll(self) -> int:
         """Queue new entries for `gazette` rooms; returns outbox rows added."""
         kv = f"feed:{self.url}"
-        etag = await self._storage.get(f"{kv}:etag")
-        last_modified = await self._storage.get(f"{kv}:last-modified")
+        etag = await self._storage.kv.get(f"{kv}:etag")
+        last_modified = await self._storage.kv.get(f"{kv}:last-modified")
         try:
             got = await fetch(
                 self._http,
@@ -108,17 +108,25 @@ class FeedWatcher:
         if self._failing:
             log.info("feed %s is readable again", describe(self.url))
             self._failing = False
-        first = await self._storage.get(f"{kv}:polled") is None
-        queued = await self._storage.feed_record(
+        first = await self._storage.kv.get(f"{kv}:polled") is None
+        queued = await self._storage.feeds.record(
             self.url,
-            [(e.key, e.title, e.link, not first and self._wanted(e)) for e in entries],
-            TXN_PREFIX,
+            [
+                FeedEntry(
+                    e.key,
+                    e.title,
+                    e.link,
+                    FeedKey.of(self.url, e.key),
+                    not first and self._wanted(e),
+                )
+                for e in entries
+            ],
         )
-        await self._storage.put(f"{kv}:polled", "1")
+        await self._storage.kv.put(f"{kv}:polled", "1")
         if got.etag:
-            await self._storage.put(f"{kv}:etag", got.etag)
+            await self._storage.kv.put(f"{kv}:etag", got.etag)
         if got.last_modified:
-            await self._storage.put(f"{kv}:last-modified", got.last_modified)
+            await self._storage.kv.put(f"{kv}:last-modified", got.last_modified)
         if first:
             log.info(
                 "feed %s: first poll, %d entries marked seen", describe(self.url), len(entries)

@@ -14,8 +14,8 @@ from typing import Any
 
 from bot.agenda.model import Session
 from bot.agenda.sources import fields_to_session_kwargs
+from bot.db.agenda import ChangeRecord
 from bot.render import Message, Renderer
-from bot.storage import ChangeRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
 from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
 from bot.commands import build_registry
+from bot.db.storage import Storage
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
-from bot.storage import Storage
 
 
 class FakeClock:

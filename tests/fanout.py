@@ -20,11 +20,13 @@ from nio import RoomCreateResponse
 
 from bot import config as configuration
 from bot.agenda.sources import AgendaService
-from bot.broadcast import TXN_PREFIX, Broadcaster
+from bot.broadcast import Broadcaster
+from bot.broadcast_key import parse
+from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE
 from bot.devserver import DevHomeserver, DevServerError
 from bot.matrix.client import MatrixChat
 from bot.render import Renderer
-from bot.storage import GAZETTE, Storage
 
 
 class GazetteFanOut:
@@ -94,7 +96,7 @@ class GazetteFanOut:
         finally:
             self.hs.override_ratelimit(self.admin, self.bot_id, unlimited=False)
         for room_id in self.rooms:
-            await self.storage.subscribe(room_id, GAZETTE, self.admin_id)
+            await self.storage.subscriptions.add(room_id, GAZETTE, self.admin_id)
         return self.rooms
 
     async def sync(self) -> None:
@@ -109,9 +111,9 @@ class GazetteFanOut:
 
     async def post(self, broadcast: str = "gazette:test") -> tuple[int, dict[str, str]]:
         """Queue one gazette post to every room and deliver it: (sent, status by room)."""
-        await self.storage.queue_broadcast(broadcast, GAZETTE, TXN_PREFIX)
+        await self.storage.outbox.queue_for_subscribers(parse(broadcast), GAZETTE)
         sent = await self.broadcaster.deliver()
-        return sent, await self.storage.outbox_status(broadcast)
+        return sent, await self.storage.outbox.status(broadcast)
 
     def posts(self, room_id: str) -> list[str]:
         """The bodies of the bot's messages in a room, read back from the server."""

@@ -57,8 +57,8 @@ async def test_crash_after_send_resends_with_the_same_txn_id(world: World) -> No
     assert await world.broadcaster().deliver() == 3
     first = {room: txn for room, _, txn in world.notices()}
     # A crash between the send and its mark: the row is still pending.
-    await world.storage._db.execute(
-        "UPDATE outbox SET status = 'pending' WHERE room_id = ?", (ROOMS[2],)
+    await world.storage.db.execute(
+        "UPDATE outbox SET status = 'pending' WHERE room_id = $1", ROOMS[2]
     )
     assert await world.broadcaster().deliver() == 1
     room, _, txn = world.notices()[-1]
@@ -71,8 +71,8 @@ async def test_notice_for_a_session_already_started_is_skipped(world: World) -> 
     world.clock.value = datetime(2026, 11, 24, 15, tzinfo=PARIS).astimezone(UTC)
     assert await world.broadcaster().deliver() == 0
     assert world.notices() == []
-    statuses = await world.storage.outbox_status(
-        "change:" + (await world.storage.changes_since(0))[0].key
+    statuses = await world.storage.outbox.status(
+        "change:" + (await world.storage.agenda.changes_since(0))[0].key
     )
     assert statuses == {ROOMS[0]: "skipped"}
 
@@ -122,7 +122,7 @@ async def test_missed_beyond_grace_skipped_within_grace_sent(
     assert await world.broadcaster(OFFSETS).deliver() == 0
     assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 2  # logged once
     # 10 minutes late, still within the 15-minute grace: sent.
-    await world.storage._db.execute("DELETE FROM outbox")
+    await world.storage.db.execute("DELETE FROM outbox")
     world.clock.value = START - timedelta(minutes=50)
     assert await world.broadcaster(OFFSETS).deliver() == 1
 
@@ -193,9 +193,9 @@ async def test_personal_reminders_forgotten_a_day_after_their_session(world: Wor
     broadcaster = world.broadcaster()
     world.clock.value = START + timedelta(days=2)
     await broadcaster.deliver()
-    assert [r.sid for r in await world.storage.personal_list(member)] == [sid]
+    assert [r.sid for r in await world.storage.personal.reminders(member)] == [sid]
     # Two days after its new date, it is gone from the database and from !mes-rappels.
     world.clock.value = START + timedelta(days=9)
     await broadcaster.deliver()
-    assert await world.storage.personal_list(member) == []
+    assert await world.storage.personal.reminders(member) == []
     assert "aucun rappel" in await world.say("!mes-rappels", sender=member)

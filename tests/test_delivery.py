@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from bot.chat import SendError
+from bot.db.storage import Storage
 from bot.delivery import SEND_ATTEMPTS, Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.render import Message
-from bot.storage import Storage
 from tests.fakes import FakeChat
 
 NOTICE = Message(body="Bonjour", html="Bonjour", sessions=("abc123",))
@@ -41,7 +41,7 @@ async def test_transient_errors_are_retried_with_the_same_transaction_id(tmp_pat
         assert counter.recorded == 3  # each attempt stored before it was made
         assert [s.txn_id for s in chat.sent] == ["bh-o-txn"]
         # The post presents a session: a 🔔 on it asks for a reminder of it.
-        assert await storage.post_sessions("$ev-bh-o-txn", "!room:example.org") == ["abc123"]
+        assert await storage.posts.sessions("$ev-bh-o-txn", "!room:example.org") == ["abc123"]
         assert metrics.broadcasts.labels("sent")._value.get() == 1
     finally:
         await storage.close()

@@ -123,8 +123,8 @@ async def test_each_command_answered_once_with_its_own_transaction_id(tmp_path: 
         await dispatcher.accept(msg("!aide", "$c", sender=chat.user_id))  # the bot itself
         await dispatcher.drain()
         assert [(s.reply_to, s.txn_id) for s in chat.sent] == [("$a", txn_id_for("$a"))]
-        assert await storage.inbox_status("$a") == "done"
-        assert await storage.inbox_status("$b") is None  # conversation is not stored
+        assert await storage.inbox.status("$a") == "done"
+        assert await storage.inbox.status("$b") is None  # conversation is not stored
     finally:
         await storage.close()
 
@@ -133,7 +133,7 @@ async def test_pending_commands_are_resent_with_the_same_transaction_id(tmp_path
     dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
     try:
         # Recorded by a previous run that died before answering.
-        await storage.inbox_add("$x", ROOM, "@alice:example.org", "!agenda", None)
+        await storage.inbox.add("$x", ROOM, "@alice:example.org", "!agenda", None)
         assert await dispatcher.resume_pending() == 1
         await dispatcher.drain()
         assert [s.txn_id for s in chat.sent] == [txn_id_for("$x")]
@@ -150,11 +150,11 @@ async def test_transient_send_failures_are_retried_permanent_ones_given_up(
     try:
         await dispatcher.accept(msg("!aide", "$t"))
         await dispatcher.drain()
-        assert len(chat.sent) == 1 and await storage.inbox_status("$t") == "done"
+        assert len(chat.sent) == 1 and await storage.inbox.status("$t") == "done"
         chat.failures = [SendError("M_FORBIDDEN", permanent=True)]
         await dispatcher.accept(msg("!aide", "$p"))
         await dispatcher.drain()
-        assert len(chat.sent) == 1 and await storage.inbox_status("$p") == "failed"
+        assert len(chat.sent) == 1 and await storage.inbox.status("$p") == "failed"
     finally:
         await storage.close()
 
@@ -196,15 +196,15 @@ async def test_a_reply_that_keeps_failing_is_given_up_even_across_restarts(
     try:
         await dispatcher.accept(msg("!aide", "$z"))
         await dispatcher.drain()
-        assert await storage.inbox_status("$z") == "failed" and chat.sent == []
+        assert await storage.inbox.status("$z") == "failed" and chat.sent == []
         assert len(chat.failures) == 10 - 5  # five attempts, not more
         # A row left pending by runs that died while sending is not retried forever.
-        await storage.inbox_add("$y", ROOM, "@alice:example.org", "!aide", None)
+        await storage.inbox.add("$y", ROOM, "@alice:example.org", "!aide", None)
         for _ in range(5):
-            await storage.inbox_attempt("$y")
+            await storage.inbox.attempt("$y")
         await dispatcher.resume_pending()
         await dispatcher.drain()
-        assert await storage.inbox_status("$y") == "failed" and len(chat.failures) == 5
+        assert await storage.inbox.status("$y") == "failed" and len(chat.failures) == 5
     finally:
         await storage.close()
 

@@ -13,8 +13,8 @@ import pytest
 from nio import MemoryDownloadResponse
 
 from bot.app import DB_FILE, BotApp
+from bot.db.storage import Storage
 from bot.devserver import DevHomeserver
-from bot.storage import Storage
 from tests.helpers import User, bot_config, running
 
 pytestmark = pytest.mark.e2e
@@ -146,7 +146,7 @@ async def test_moderator_edits_member_refused_and_ics_export(
 
     storage = await Storage.open(storage_dir / DB_FILE)
     try:
-        changes = await storage.changes_since(0)
+        changes = await storage.agenda.changes_since(0)
     finally:
         await storage.close()
     assert [(c.kind, c.sid) for c in changes] == [("moved", sid), ("cancelled", sid)]

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 
 from bot.broadcast import Broadcaster
+from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE
 from bot.feeds import FeedWatcher, entry_key, parse_feed
 from bot.render import Message, Renderer
-from bot.storage import GAZETTE, Storage
 from tests.fakes import FakeChat, FakeClock, StaticAgenda
 from tests.helpers import Server, loopback_http, real_feed, with_new_entry
 
@@ -72,7 +73,7 @@ async def test_first_poll_silent_then_one_post_per_room(
     server, url = served
     storage = await Storage.open(tmp_path / "db.sqlite")
     for room in ROOMS:
-        await storage.subscribe(room, GAZETTE, "@mod:example.org")
+        await storage.subscriptions.add(room, GAZETTE, "@mod:example.org")
     chat = FakeChat()
     async with aiohttp.ClientSession() as http:
         watcher = FeedWatcher(url, storage, http, title_filter=GAZETTES, retry_delays=())
@@ -108,7 +109,7 @@ async def test_first_poll_silent_then_one_post_per_room(
 
 async def test_gazette_schedule_posts_once_per_date(tmp_path: Path) -> None:
     storage = await Storage.open(tmp_path / "db.sqlite")
-    await storage.subscribe(ROOMS[0], GAZETTE, "@mod:example.org")
+    await storage.subscriptions.add(ROOMS[0], GAZETTE, "@mod:example.org")
     chat = FakeChat()
     # 15 January 2027, 10:00 in Paris = 09:00 UTC.
     clock = FakeClock(datetime(2027, 1, 15, 8, 59, tzinfo=UTC))

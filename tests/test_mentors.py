@@ -11,9 +11,10 @@ import pytest
 
 from bot.chat import IncomingMessage
 from bot.commands.mentors import Problem, matrix_id, parse_topics, suggest
+from bot.db.mentors import ERASED
+from bot.db.storage import Storage
 from bot.dispatch import Dispatcher
 from bot.render import Message, Renderer
-from bot.storage import ERASED, Storage
 from tests.fakes import FakeChat, FakeClock, make_dispatcher
 
 ROOM = "!room:example.org"
@@ -90,11 +91,11 @@ async def test_moderator_registers_anyone_finds_with_pills(room: Room) -> None:
 async def test_member_refused_config_moderator_accepted(room: Room) -> None:
     refused = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=MEMBER)
     assert refused.body == "Désolé, « !mentor ajouter » est réservée aux modérateurs de ce salon."
-    assert await room.storage.mentor_topics() == []
+    assert await room.storage.mentors.topics() == []
     # Power level 0 in this room, but listed in bot.moderators.
     accepted = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=ADMIN)
     assert accepted.body.startswith("✅ Camille Dupont")
-    assert [t.added_by for t in await room.storage.mentor_topics()] == [ADMIN]
+    assert [t.added_by for t in await room.storage.mentors.topics()] == [ADMIN]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ async def test_bad_input_one_clear_line_with_syntax(
     assert lines[0].startswith(first_line), lines
     assert lines[1].startswith("Syntaxe : !mentor ")
     assert len(lines) == 2
-    assert await room.storage.mentor_topics() == []
+    assert await room.storage.mentors.topics() == []
 
 
 async def test_propose_validate_remove_and_journal(room: Room) -> None:
@@ -154,9 +155,9 @@ async def test_my_data_and_self_removal_leave_nothing(room: Room) -> None:
 
     erased = await room.say("!mentor retirer-moi", sender=CAMILLE)
     assert erased.body.startswith("✅ Vous êtes retiré·e de l'annuaire des mentors")
-    assert await room.storage.mentor_topics() == []
-    assert await room.storage.mentor_requests() == []
-    audit = await room.storage.mentor_audit()
+    assert await room.storage.mentors.topics() == []
+    assert await room.storage.mentors.requests() == []
+    audit = await room.storage.mentors.audit()
     assert all(CAMILLE not in (e.actor, e.target, e.detail) for e in audit)
     assert audit[0].action == "erase-self" and audit[0].actor == ERASED
     assert "Rien dans l'annuaire des mentors." in (await room.say("!my-data", sender=CAMILLE)).body

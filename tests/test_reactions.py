@@ -54,7 +54,7 @@ async def test_bell_on_an_agenda_answer_reminds_each_listed_session_in_private(
     )
     assert f"• « Webinaire Grist » (mardi 24 novembre à 14h00) [{webinar}]" in body
     assert "• « Atelier Superset » (mercredi 25 novembre à 10h00)" in body
-    reminders = await world.storage.personal_list(MEMBER)
+    reminders = await world.storage.personal.reminders(MEMBER)
     assert sorted(r.title for r in reminders) == ["Atelier Superset", "Webinaire Grist"]
 
     # The same reaction seen again (a redelivered sync): nothing twice.
@@ -66,7 +66,7 @@ async def test_bell_on_an_agenda_answer_reminds_each_listed_session_in_private(
 
 
 async def test_bell_on_a_reminder_post(world: World) -> None:
-    await world.storage.subscribe(ROOMS[1], "rappels", MOD)
+    await world.storage.subscriptions.add(ROOMS[1], "rappels", MOD)
     broadcaster = world.broadcaster(offsets=(timedelta(hours=1),))
     world.clock.value = START - timedelta(minutes=59)
     assert await broadcaster.deliver() == 1
@@ -76,7 +76,7 @@ async def test_bell_on_a_reminder_post(world: World) -> None:
         IncomingReaction(ROOMS[1], "$bell", MEMBER, post.event_id, "🔔")
     )
     await world.dispatcher.drain()
-    (mine,) = await world.storage.personal_list(MEMBER)
+    (mine,) = await world.storage.personal.reminders(MEMBER)
     assert mine.sid == grist(world)
     # The personal reminder itself, 15 minutes before, in the direct room.
     world.clock.value = START - timedelta(minutes=15)
@@ -90,7 +90,7 @@ async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World)
     await command(world, "!prochain", "$next")
     answer_id = world.chat.sent[-1].event_id
     # Recorded (sync callback), then the bot dies before answering.
-    await world.dispatcher.storage.inbox_add(
+    await world.dispatcher.storage.inbox.add(
         "$bell", ROOMS[0], MEMBER, f"!rappelle-moi {grist(world)}", None, direct=True
     )
     assert await world.dispatcher.resume_pending() == 1
@@ -129,7 +129,7 @@ async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:
     await command(world, "!agenda", "$agenda")
     answer_id = world.chat.sent[-1].event_id
     await react(world, answer_id, "$bell")
-    assert len(await world.storage.personal_list(MEMBER)) == 2
+    assert len(await world.storage.personal.reminders(MEMBER)) == 2
     # Someone else's redaction, or of another event: nothing.
     assert await redact(world, "$bell", "$r1", sender="@other:example.org") == []
     assert await redact(world, "$unrelated", "$r2") == []
@@ -137,7 +137,7 @@ async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:
     ((_, dm),) = world.chat.direct_rooms
     assert told.room_id == dm
     assert told.message.body.startswith("✅ Rappel annulé pour les séances ")
-    assert await world.storage.personal_list(MEMBER) == []
+    assert await world.storage.personal.reminders(MEMBER) == []
     assert await redact(world, "$bell", "$r3") == []  # seen again: once
 
 
@@ -151,7 +151,7 @@ async def redact(w: World, target: str, event_id: str, sender: str = MEMBER) -> 
 async def test_notice_of_a_session_moved_by_its_calendar_points_to_its_new_id(
     world: World,
 ) -> None:
-    await world.storage.subscribe(ROOMS[1], "rappels", MOD)
+    await world.storage.subscriptions.add(ROOMS[1], "rappels", MOD)
     old = grist(world)
     # The published calendar moves the webinar one hour later: a new id.
     source = world.storage_path / "agenda.ics"
@@ -171,5 +171,5 @@ async def test_notice_of_a_session_moved_by_its_calendar_points_to_its_new_id(
         IncomingReaction(ROOMS[1], "$bell", MEMBER, notice.event_id, "🔔")
     )
     await world.dispatcher.drain()
-    (mine,) = await world.storage.personal_list(MEMBER)
+    (mine,) = await world.storage.personal.reminders(MEMBER)
     assert mine.sid == new

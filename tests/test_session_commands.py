@@ -18,9 +18,9 @@ from bot.agenda.sources import AgendaService
 from bot.chat import FileUpload, IncomingMessage
 from bot.commands import build_registry
 from bot.commands.session import Problem, parse_day, parse_edit, parse_times, tokens
+from bot.db.storage import Storage
 from bot.dispatch import Dispatcher, Services
 from bot.render import Message, Renderer
-from bot.storage import Storage
 from bot.views import render_change
 from tests.fakes import FakeChat, FakeClock, make_config
 
@@ -153,7 +153,7 @@ async def test_member_refused_nothing_changes(bot: Bot) -> None:
         verb = command.split()[1]
         assert text == f"Désolé, « !session {verb} » est réservée aux modérateurs de ce salon."
     assert list(bot.agenda.agenda) == before
-    assert await bot.storage.edits() == []
+    assert await bot.storage.agenda.edits() == []
 
 
 async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None:
@@ -167,7 +167,7 @@ async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None
     assert session is not None
     assert (session.start, session.end) == (paris(30, 14), paris(30, 15))
     assert session.location == "Salle B" and session.speakers == ("Ana", "Léo")
-    assert await bot.storage.changes_since(0) == []  # an addition is not a change notice
+    assert await bot.storage.agenda.changes_since(0) == []  # an addition is not a change notice
 
     text = await bot.text(f"!session modifier {sid} 1/12 15h30", sender=MOD)
     assert "✅ Séance modifiée" in text
@@ -185,7 +185,7 @@ async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None
     assert "Atelier Matomo" not in await bot.text("!agenda")
     assert "Cette séance a été annulée" in await bot.text(f"!session {sid}")
 
-    changes = await bot.storage.changes_since(0)
+    changes = await bot.storage.agenda.changes_since(0)
     assert [(c.kind, c.sid) for c in changes] == [
         ("moved", sid),
         ("relocated", sid_grist),
@@ -218,14 +218,14 @@ async def test_edits_survive_a_restart_and_a_source_refresh(bot: Bot, tmp_path: 
         )
         await again.start()
     assert again.agenda.get(sid).start == paris(25, 11)  # type: ignore[union-attr]
-    assert len(await bot.storage.changes_since(0)) == 1  # the restart found nothing new
+    assert len(await bot.storage.agenda.changes_since(0)) == 1  # the restart found nothing new
 
 
 async def test_source_change_recorded_once_and_uid_reshuffle_silent(bot: Bot) -> None:
     # The site rebuilds with new UIDs: nothing changed for users.
     bot.source.write_bytes(CALENDAR.replace(b"UID:w", b"UID:new-w").replace(b"UID:s", b"UID:x"))
     await bot.agenda.refresh()
-    assert await bot.storage.changes_since(0) == []
+    assert await bot.storage.agenda.changes_since(0) == []
     # One webinar moves from 14h to 15h (new UIDs again).
     bot.source.write_bytes(
         ics(
@@ -236,7 +236,7 @@ async def test_source_change_recorded_once_and_uid_reshuffle_silent(bot: Bot) ->
     )
     await bot.agenda.refresh()
     await bot.agenda.refresh()
-    (change,) = await bot.storage.changes_since(0)
+    (change,) = await bot.storage.agenda.changes_since(0)
     notice = render_change(
         change, now=NOW, renderer=bot.dispatcher.services.renderer, prefix="!"
     ).body
@@ -329,7 +329,7 @@ async def test_english_answers(bot: Bot) -> None:
     assert lines[1].startswith('Syntax: !session add <date> <start>-<end> "<title>"')
     sid = sid_of(bot, "Atelier Superset")
     assert "✅ Session changed" in await bot.text(f"!session edit {sid} 11h", sender=MOD)
-    (change,) = await bot.storage.changes_since(0)
+    (change,) = await bot.storage.agenda.changes_since(0)
     notice = render_change(change, now=NOW, renderer=Renderer("en", PARIS), prefix="!").body
     assert notice.startswith(
         '⚠️ Programme change: "Atelier Superset": Wednesday 25 November, 10:00 – 11:00 → '

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.agenda.sources import AgendaService
-from bot.storage import Storage
+from bot.db.storage import Storage
 from tests.fakes import FakeClock
 from tests.helpers import loopback_http
 

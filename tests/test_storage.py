@@ -1,4 +1,4 @@
-"""Storage: migrations, WAL, refusal of a newer database."""
+"""Storage: migrations, WAL, refusal of a newer database, retention."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import SCHEMA_VERSION, Storage, StorageError
+from bot.broadcast_key import FeedKey, GazetteKey
+from bot.db.database import Database, StorageError, Transaction
+from bot.db.feeds import FeedEntry
+from bot.db.storage import Storage
+from bot.db.upgrade import Step, UpgradeTable, run_script, upgrades
+
+SCHEMA_VERSION = upgrades.latest
 
 
 async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     storage = await Storage.open(tmp_path / "db.sqlite")
     assert await storage.schema_version() == SCHEMA_VERSION
-    await storage.put("k", "v1")
-    await storage.put("k", "v2")
-    assert await storage.get("k") == "v2"
+    await storage.kv.put("k", "v1")
+    await storage.kv.put("k", "v2")
+    assert await storage.kv.get("k") == "v2"
     await storage.close()
     with sqlite3.connect(tmp_path / "db.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     # Reopening applies nothing and keeps the data.
     storage = await Storage.open(tmp_path / "db.sqlite")
-    assert await storage.get("k") == "v2"
+    assert await storage.kv.get("k") == "v2"
     await storage.close()
 
 
@@ -37,17 +43,13 @@ async def test_newer_database_refuses_to_start_and_is_left_untouched(tmp_path: P
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
 
 
-async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.storage as storage_module
+async def test_failed_migration_rolls_back(tmp_path: Path) -> None:
+    async def broken(tx: Transaction) -> None:
+        await run_script(tx, "CREATE TABLE t (x); SELECT nonsense(")
 
-    monkeypatch.setattr(
-        storage_module,
-        "MIGRATIONS",
-        (*storage_module.MIGRATIONS, "CREATE TABLE t (x); SELECT nonsense("),
-    )
-    monkeypatch.setattr(storage_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    migrations = UpgradeTable([*upgrades, Step(SCHEMA_VERSION + 1, "broken", broken)])
     with pytest.raises(sqlite3.OperationalError):
-        await Storage.open(tmp_path / "db.sqlite")
+        await Storage.open(tmp_path / "db.sqlite", migrations)
     with sqlite3.connect(tmp_path / "db.sqlite") as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
@@ -56,12 +58,12 @@ async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.M
 
 async def test_inbox_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
     storage = await Storage.open(tmp_path / "db.sqlite")
-    await storage.inbox_add("$old", "!r", "@a:x", "!aide", None, now=1000)
-    await storage.inbox_finish("$old")
-    await storage.inbox_add("$pending", "!r", "@a:x", "!aide", None, now=1000)
-    assert await storage.inbox_prune(now=10**10) == 1
-    assert await storage.inbox_status("$old") is None
-    assert await storage.inbox_status("$pending") == "pending"
+    await storage.inbox.add("$old", "!r", "@a:x", "!aide", None, now=1000)
+    await storage.inbox.finish("$old")
+    await storage.inbox.add("$pending", "!r", "@a:x", "!aide", None, now=1000)
+    assert await storage.inbox.prune(now=10**10) == 1
+    assert await storage.inbox.status("$old") is None
+    assert await storage.inbox.status("$pending") == "pending"
     await storage.close()
 
 
@@ -93,40 +95,60 @@ def test_run_refuses_a_newer_database_with_a_clear_message(tmp_path: Path) -> No
 async def test_prune_forgets_finished_rows_and_keeps_pending_ones(tmp_path: Path) -> None:
     storage = await Storage.open(tmp_path / "db.sqlite")
     for room in ("!a:x", "!b:x"):
-        await storage.subscribe(room, "gazette", "@mod:x")
-    await storage.queue_broadcast("gazette:old", "gazette", "t-")
-    sent, pending = await storage.outbox_pending()
-    await storage.outbox_finish(sent.id, "sent")
-    await storage.post_record("$post", "!a:x", ["abc123"])
+        await storage.subscriptions.add(room, "gazette", "@mod:x")
+    await storage.outbox.queue_for_subscribers(GazetteKey("old"), "gazette")
+    sent, pending = await storage.outbox.pending()
+    await storage.outbox.finish(sent.id, "sent")
+    await storage.posts.record("$post", "!a:x", ["abc123"])
     assert await storage.prune() == {}  # nothing is old yet
 
     month_later = time.time() + 31 * 24 * 3600
     assert await storage.prune(now=month_later) == {"outbox": 1, "posted_sessions": 1}
     # The unsent post is still to be sent, whatever its age.
-    assert [item.id for item in await storage.outbox_pending()] == [pending.id]
-    assert await storage.post_sessions("$post", "!a:x") == []
+    assert [item.id for item in await storage.outbox.pending()] == [pending.id]
+    assert await storage.posts.sessions("$post", "!a:x") == []
     await storage.close()
 
 
 async def test_old_feed_entries_are_kept_while_still_in_the_feed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.storage as storage_module
+    import bot.db.feeds as feeds_module
 
     storage = await Storage.open(tmp_path / "db.sqlite")
-    await storage.subscribe("!a:x", "gazette", "@mod:x")
+    await storage.subscriptions.add("!a:x", "gazette", "@mod:x")
     feed = "https://example.org/feed"
-    entries = [(key, key, f"https://example.org/{key}", True) for key in ("n1", "n2", "n3")]
-    assert await storage.feed_record(feed, entries, "t-") == 3
-    for item in await storage.outbox_pending():
-        await storage.outbox_finish(item.id, "sent")
+    entries = [
+        FeedEntry(key, key, f"https://example.org/{key}", FeedKey.of(feed, key), True)
+        for key in ("n1", "n2", "n3")
+    ]
+    assert await storage.feeds.record(feed, entries) == 3
+    for item in await storage.outbox.pending():
+        await storage.outbox.finish(item.id, "sent")
 
     # A year later, n1 has left the feed; n2 and n3 are still in it.
     year_later = time.time() + 365 * 24 * 3600
-    monkeypatch.setattr(storage_module.time, "time", lambda: year_later)
-    assert await storage.feed_record(feed, entries[1:], "t-") == 0  # not posted again
-    assert await storage.feed_record(feed, entries[1:], "t-") == 0
+    monkeypatch.setattr(feeds_module.time, "time", lambda: year_later)
+    assert await storage.feeds.record(feed, entries[1:]) == 0  # not posted again
+    assert await storage.feeds.record(feed, entries[1:]) == 0
     with sqlite3.connect(tmp_path / "db.sqlite") as db:
         keys = [r[0] for r in db.execute("SELECT key FROM feed_entries ORDER BY key")]
     assert keys == ["n2", "n3"]
     await storage.close()
+
+
+async def test_transactions_are_all_or_nothing_and_parameters_numbered(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            added = await tx.execute("INSERT INTO t (a, b) VALUES ($1, $1)", "x")
+            assert (added.rowcount, added.lastrowid) == (1, 1)
+            raise RuntimeError
+    assert await db.fetch("SELECT * FROM t") == []
+    await db.execute("INSERT INTO t (a, b) VALUES ($2, $1)", "b", "a")
+    row = await db.fetchrow("SELECT a, b FROM t")
+    assert row is not None and (row["a"], row[1]) == ("a", "b")
+    assert await db.fetchval("SELECT b FROM t WHERE a = $1", "nothing") is None
+    assert await db.fetchval("SELECT count(*) FROM t") == 1
+    await db.close()

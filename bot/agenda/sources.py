@@ -30,9 +30,10 @@ from bot.agenda.changes import Change, diff
 from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
 from bot.agenda.programme import ProgrammeError, parse_programme
+from bot.db.agenda import ChangeRecord, Edit, SourceBody
+from bot.db.storage import Storage
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
 from bot.ops import Metrics
-from bot.storage import ChangeRecord, Edit, SourceBody, Storage
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +206,10 @@ class AgendaService:
         """
         async with self._lock:
             now = self._now()
-            self._edits = await self._storage.edits()
+            self._edits = await self._storage.agenda.edits()
             fresh = []
             for source in self._sources:
-                cached = await self._storage.source_get(source)
+                cached = await self._storage.agenda.source(source)
                 if cached is not None:
                     try:
                         self._good[source] = await self._parse(cached.body, source, now)
@@ -225,7 +226,7 @@ class AgendaService:
                     if loaded.fresh is not None:
                         fresh.append(loaded.fresh)
             if fresh:
-                await self._storage.commit_agenda(fresh, [])
+                await self._storage.agenda.commit(fresh, [])
             self.agenda = self._build()
             self._log_size()
             return self.agenda
@@ -259,7 +260,7 @@ class AgendaService:
                 len(found.suppressed),
             )
         records = [change_record(c) for c in found.changes]
-        edit_id = await self._storage.commit_agenda(bodies, records, edit, drop_edits)
+        edit_id = await self._storage.agenda.commit(bodies, records, edit, drop_edits)
         self.agenda = new
         # Stored changes are the queue of notices for subscribed rooms.
         for c in found.changes:
@@ -311,7 +312,7 @@ class AgendaService:
 
     async def _load(self, source: str, now: datetime) -> _Loaded:
         if is_url(source):
-            cached = await self._storage.source_get(source)
+            cached = await self._storage.agenda.source(source)
             got = await fetch(
                 self._http,
                 source,
@@ -330,7 +331,7 @@ class AgendaService:
                 body = await asyncio.to_thread(Path(source).read_bytes)
             except OSError as exc:
                 raise SourceError(f"cannot read file ({exc.strerror})") from None
-            cached = await self._storage.source_get(source)
+            cached = await self._storage.agenda.source(source)
             etag = last_modified = None
             fresh = cached is None or cached.body != body
         parsed_at = self._parsed_at.get(source)

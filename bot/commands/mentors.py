@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 from bot.chat import UnknownUser
 from bot.config import MXID_RE
+from bot.db.mentors import MentorTopic
 from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
 from bot.permissions import Role
 from bot.render import Message
-from bot.storage import MentorTopic
 from bot.textnorm import fold
 
 MAX_TOPICS = 10
@@ -128,7 +128,7 @@ def _when(ctx: Context, timestamp: int) -> str:
 
 @command("mentors", "mentores", "mentorat")
 async def mentors_command(ctx: Context) -> Message:
-    rows = await ctx.storage.mentor_topics()
+    rows = await ctx.storage.mentors.topics()
     topics = group(rows)
     query = " ".join(ctx.args.split())[:MAX_LABEL]
     if not query:
@@ -206,7 +206,7 @@ async def _register(
 ) -> Message:
     """Give topics to a mentor (audited as `action`); the reply mentions them."""
     display = None if person.name == person.user_id else person.name
-    added = await ctx.storage.mentor_add(
+    added = await ctx.storage.mentors.add(
         person.user_id, display, topics, ctx.msg.sender, action=action
     )
     message = ctx.render(
@@ -237,7 +237,7 @@ async def _remove(ctx: Context, rest: str) -> Message:
             raise Problem("no_id")
         user_id = matrix_id(who)
     topic_key = fold(topic_text) or None
-    removed = await ctx.storage.mentor_remove(user_id, topic_key, ctx.msg.sender)
+    removed = await ctx.storage.mentors.remove(user_id, topic_key, ctx.msg.sender)
     if not removed:
         raise Problem("not_mentor" if topic_key is None else "not_mentor_topic", user_id)
     return ctx.render(
@@ -253,7 +253,7 @@ async def _propose(ctx: Context, rest: str) -> Message:
     topics = parse_topics(rest)
     if not topics:
         raise Problem("no_topics")
-    added = await ctx.storage.mentor_request(ctx.msg.sender, topics)
+    added = await ctx.storage.mentors.request(ctx.msg.sender, topics)
     return ctx.render(
         "mentor_done",
         outcome="proposed" if added else "already",
@@ -264,7 +264,7 @@ async def _propose(ctx: Context, rest: str) -> Message:
 
 
 async def _requests(ctx: Context) -> Message:
-    pending = await ctx.storage.mentor_requests()
+    pending = await ctx.storage.mentors.requests()
     by_user: dict[str, list[str]] = defaultdict(list)
     for r in pending:
         by_user[r.user_id].append(r.label)
@@ -274,7 +274,7 @@ async def _requests(ctx: Context) -> Message:
 async def _approve(ctx: Context, rest: str) -> Message:
     person, _ = await _target(ctx, rest)
     user_id = person.user_id
-    pending = await ctx.storage.mentor_requests(user_id)
+    pending = await ctx.storage.mentors.requests(user_id)
     if not pending:
         raise Problem("no_request", user_id)
     topics = [(r.topic_key, r.label) for r in pending]
@@ -282,7 +282,7 @@ async def _approve(ctx: Context, rest: str) -> Message:
 
 
 async def _erase(ctx: Context) -> Message:
-    removed = await ctx.storage.mentor_erase_self(ctx.msg.sender)
+    removed = await ctx.storage.mentors.erase_self(ctx.msg.sender)
     return ctx.render(
         "mentor_done",
         outcome="erased" if removed else "nothing",
@@ -293,7 +293,7 @@ async def _erase(ctx: Context) -> Message:
 
 
 async def _log(ctx: Context) -> Message:
-    entries = await ctx.storage.mentor_audit()
+    entries = await ctx.storage.mentors.audit()
     return ctx.render(
         "mentor_log",
         entries=[(e, _when(ctx, e.at)) for e in entries],
@@ -303,9 +303,9 @@ async def _log(ctx: Context) -> Message:
 @command("mes-donnees", "my-data", "mesdonnees")
 async def my_data_command(ctx: Context) -> Message:
     user_id = ctx.msg.sender
-    topics = await ctx.storage.mentor_topics(user_id=user_id)
-    requests = await ctx.storage.mentor_requests(user_id)
-    reminders = await ctx.storage.personal_list(user_id)
+    topics = await ctx.storage.mentors.topics(user_id=user_id)
+    requests = await ctx.storage.mentors.requests(user_id)
+    reminders = await ctx.storage.personal.reminders(user_id)
     return ctx.render(
         "my_data",
         user_id=user_id,

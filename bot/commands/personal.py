@@ -50,16 +50,16 @@ async def remind_me_command(ctx: Context) -> Message:
         else:
             sessions.append(session)
     user_id = ctx.msg.sender
-    if sessions and await ctx.storage.direct_room(user_id) is None:
+    if sessions and await ctx.storage.personal.direct_room(user_id) is None:
         try:
             room_id = await ctx.chat.open_direct_room(user_id)
         except SendError:
             return ctx.render("personal", outcome="no_room", items=[])
-        await ctx.storage.set_direct_room(user_id, room_id)
+        await ctx.storage.personal.set_direct_room(user_id, room_id)
     for session in sessions:
         start = int(session.start.timestamp())
         via = ctx.msg.event_id if ctx.msg.direct else None  # a 🔔 reaction
-        added = await ctx.storage.personal_add(user_id, session.sid, session.title, start, via=via)
+        added = await ctx.storage.personal.add(user_id, session.sid, session.title, start, via=via)
         day, hour = _when(ctx, start)
         items.append(Wanted("added" if added else "already", session.sid, session.title, day, hour))
     personal = ctx.services.config.reminders.personal
@@ -78,7 +78,7 @@ async def remind_me_command(ctx: Context) -> Message:
 
 @command("mes-rappels", "my-reminders", "mesrappels")
 async def my_reminders_command(ctx: Context) -> Message:
-    items = await ctx.storage.personal_list(ctx.msg.sender)
+    items = await ctx.storage.personal.reminders(ctx.msg.sender)
     return ctx.render(
         "personal_list",
         items=[(r, *_when(ctx, r.start)) for r in items],
@@ -91,6 +91,6 @@ async def forget_command(ctx: Context) -> Message:
     ids = list(dict.fromkeys(ctx.args.lower().split()))[:MAX_AT_ONCE]
     if not ids:
         raise UsageError
-    removed = [sid for sid in ids if await ctx.storage.personal_remove(ctx.msg.sender, sid)]
+    removed = [sid for sid in ids if await ctx.storage.personal.remove(ctx.msg.sender, sid)]
     missing = [echo(sid) for sid in ids if sid not in removed]
     return ctx.render("personal", outcome="forgotten", removed=removed, missing=missing, items=[])

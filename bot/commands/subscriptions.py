@@ -11,10 +11,10 @@ from datetime import datetime
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
+from bot.db.subscriptions import GAZETTE, REMINDERS
 from bot.dispatch import Context, command, echo
 from bot.permissions import Role
 from bot.render import Message
-from bot.storage import GAZETTE, REMINDERS
 from bot.textnorm import fold
 
 KINDS = {
@@ -44,7 +44,7 @@ async def subscribe_command(ctx: Context) -> Message:
     kind = _kind(ctx)
     if kind is None:
         return _render(ctx, "unknown_kind", None)
-    added = await ctx.storage.subscribe(ctx.msg.room_id, kind, ctx.msg.sender)
+    added = await ctx.storage.subscriptions.add(ctx.msg.room_id, kind, ctx.msg.sender)
     return _render(ctx, "subscribed" if added else "already", kind)
 
 
@@ -53,7 +53,7 @@ async def unsubscribe_command(ctx: Context) -> Message:
     kind = _kind(ctx)
     if kind is None:
         return _render(ctx, "unknown_kind", None)
-    removed = await ctx.storage.unsubscribe(ctx.msg.room_id, kind)
+    removed = await ctx.storage.subscriptions.remove(ctx.msg.room_id, kind)
     return _render(ctx, "unsubscribed" if removed else "not_subscribed", kind)
 
 
@@ -78,7 +78,7 @@ def next_reminders(ctx: Context) -> list[tuple[datetime, Session]]:
 
 @command("abonnements", "subscriptions")
 async def subscriptions_command(ctx: Context) -> Message:
-    kinds = await ctx.storage.subscriptions(ctx.msg.room_id)
+    kinds = await ctx.storage.subscriptions.kinds(ctx.msg.room_id)
     planned = next_reminders(ctx) if REMINDERS in kinds else []
     renderer = ctx.services.renderer
     now = ctx.services.now()

@@ -18,6 +18,7 @@ from nio import AsyncClient, ProfileGetDisplayNameResponse
 
 from bot.chat import FileUpload, IncomingReaction, IncomingRedaction, UnknownUser
 from bot.config import MatrixConfig, server_name
+from bot.db.storage import Storage
 from bot.matrix.authority import RoomAuthority
 from bot.matrix.events import Handlers, IncomingEvents, MessageSink
 from bot.matrix.identity import Identity
@@ -28,7 +29,6 @@ from bot.matrix.sending import RatePacer, Sender
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
 from bot.render import Message
-from bot.storage import Storage
 
 # `connect()` and `run()` raise `LoginFailed`: importable with the class.
 __all__ = ["LoginFailed", "MatrixChat"]

@@ -16,13 +16,13 @@ from typing import Any
 
 from nio import MegolmEvent, RoomKeyEvent, RoomMemberEvent, SyncError, SyncResponse
 
+from bot.db.storage import Storage
 from bot.matrix.authority import RoomAuthority
 from bot.matrix.events import Handlers, IncomingEvents
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
 from bot.matrix.undecryptable import Undecryptable
-from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class SyncLoop:
         if self._handlers.on_message is None:
             raise RuntimeError("MatrixChat.on_message must be set before run()")
         client = self._session.client
-        since = await self._storage.get(self._token_key)
+        since = await self._storage.kv.get(self._token_key)
         # Without a token, everything the first sync shows is history.
         self._skip_history = since is None
         client.add_response_callback(self._on_sync, SyncResponse)
@@ -143,7 +143,7 @@ class SyncLoop:
                     await self._undecryptable.keep(room_id, event)
                 else:
                     await self._events.deliver(room_id, event)
-        await self._storage.put(self._token_key, response.next_batch)
+        await self._storage.kv.put(self._token_key, response.next_batch)
         self._skip_history = False
         if self._handlers.on_batch_end is not None:
             await self._handlers.on_batch_end()

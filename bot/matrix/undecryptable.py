@@ -20,9 +20,9 @@ from nio import Event, LocalProtocolError, MegolmEvent, RoomKeyEvent
 from nio.exceptions import EncryptionError
 
 from bot.chat import IncomingMessage, SendError
+from bot.db.storage import Storage
 from bot.matrix.events import Handlers
 from bot.matrix.login import Session
-from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Undecryptable:
         """Keep it (ciphertext) and ask for its key; retried when a room key arrives."""
         if event.sender == self._session.user_id:
             return
-        if not await self._storage.undecrypted_add(
+        if not await self._storage.undecrypted.add(
             event.event_id, room_id, event.sender, event.session_id, event.source
         ):
             return
@@ -90,7 +90,7 @@ class Undecryptable:
     async def _retry_undecrypted(self, session_id: str | None) -> None:
         """Decrypt what can be; past `undecryptable_after`, tell the sender (once per key)."""
         after = self._after
-        for row in await self._storage.undecrypted_pending(session_id):
+        for row in await self._storage.undecrypted.pending(session_id):
             late = time.time() - row.received_at >= after
             if session_id is None and not late:
                 continue  # the periodic check only looks at those past the delay
@@ -98,12 +98,12 @@ class Undecryptable:
             if decrypted is not None:
                 log.info("decrypted %s now that its room key arrived", row.event_id)
                 await self._deliver(row.room_id, decrypted)
-                await self._storage.undecrypted_finish(row.event_id, "decrypted")
+                await self._storage.undecrypted.finish(row.event_id, "decrypted")
                 continue
             if not late:
                 continue
-            if await self._storage.undecrypted_told(row.room_id, row.sender, row.session_id):
-                await self._storage.undecrypted_finish(row.event_id, "dropped")
+            if await self._storage.undecrypted.told(row.room_id, row.sender, row.session_id):
+                await self._storage.undecrypted.finish(row.event_id, "dropped")
                 continue
             log.warning(
                 "could not decrypt %s from %s in %s after %.0fs: telling the sender",
@@ -120,7 +120,7 @@ class Undecryptable:
                 except SendError as exc:
                     if not exc.permanent:
                         continue  # tried again at the next check
-            await self._storage.undecrypted_finish(row.event_id, "told")
+            await self._storage.undecrypted.finish(row.event_id, "told")
 
     def _decrypt(self, room_id: str, source: dict[str, Any]) -> Any | None:
         olm = self._session.client.olm

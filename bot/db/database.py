@@ -1,0 +1,137 @@
+"""The SQLite connection: pragmas, the one writer lock, transactions, fetch helpers.
+
+The query API follows asyncpg's (`execute`, `fetch`, `fetchrow`, `fetchval`,
+`$1`-style positional parameters, rows readable by position and by column
+name), so that another engine could be put behind the same methods without
+touching the table modules. Only SQLite is implemented: `$N` becomes
+SQLite's numbered `?N` (a value may be used twice, as in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import aiosqlite
+
+# Readable by position (row[0]) and by column name (row["event_id"]), like asyncpg's Record.
+Row = sqlite3.Row
+
+# Our queries hold no '$' inside literals, so every $N is a parameter.
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+class StorageError(Exception):
+    """The database cannot be used by this version of the bot (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a write did: rows changed, and the rowid of the row an INSERT added."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+class Queries(Protocol):
+    """What the table modules need: a `Database`, or a `Transaction` in progress."""
+
+    async def execute(self, query: str, *args: Any) -> Result: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None: ...
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any: ...
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite(query: str) -> str:
+    return _PARAMETER.sub(r"?\1", query)
+
+
+class _Reader:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        async with self._conn.execute(_sqlite(query), args) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        async with self._conn.execute(_sqlite(query), args) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        """One value of the first row (None without a row)."""
+        row = await self.fetchrow(query, *args)
+        return None if row is None else row[column]
+
+    async def _execute(self, query: str, args: Sequence[Any]) -> Result:
+        async with self._conn.execute(_sqlite(query), args) as cur:
+            return Result(cur.rowcount, cur.lastrowid)
+
+
+class Transaction(_Reader):
+    """Statements inside `Database.transaction()`: committed together or not at all."""
+
+    async def execute(self, query: str, *args: Any) -> Result:
+        return await self._execute(query, args)
+
+
+class Database(_Reader):
+    """One connection, in autocommit mode; writes take one lock.
+
+    One connection: a statement issued while a transaction is open would join
+    it (and be rolled back with it), so every write, single statement or
+    transaction, takes the writer lock. Reads do not wait for it.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so that a
+        # migration and its version bump share one transaction.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            conn.row_factory = Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def execute(self, query: str, *args: Any) -> Result:
+        """One write statement, alone (atomic by itself)."""
+        async with self._write:
+            return await self._execute(query, args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One write transaction (under the writer lock): all or nothing."""
+        async with self._write:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise

@@ -1,0 +1,74 @@
+"""Feed entries already seen (posted or not), by feed and entry key."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.db import outbox
+from bot.db.database import Database
+from bot.db.subscriptions import GAZETTE
+
+# Feed entries no longer in the feed are forgotten after this long.
+FEED_RETENTION_S = 180 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """An entry as polled: its key in the feed, what the post shows, whether to post it."""
+
+    key: str
+    title: str
+    link: str
+    broadcast: outbox.Broadcast  # its post, stored as text
+    post: bool
+
+
+class FeedEntries:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, feed: str, entries: Sequence[FeedEntry]) -> int:
+        """Mark entries seen; queue the new ones to post to `gazette` rooms.
+
+        One transaction: an entry is seen and queued together, so a crash
+        neither loses nor doubles a post. Returns outbox rows added.
+        """
+        now = int(time.time())
+        queued = 0
+        async with self._db.transaction() as tx:
+            for entry in entries:
+                seen = await tx.execute(
+                    "INSERT OR IGNORE INTO feed_entries (feed, key, broadcast, title, link, "
+                    "seen_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    feed,
+                    entry.key,
+                    str(entry.broadcast),
+                    entry.title,
+                    entry.link,
+                    now,
+                )
+                if seen.rowcount == 1 and entry.post:
+                    queued += await outbox.queue_for_subscribers(
+                        tx, entry.broadcast, GAZETTE, "pending", now
+                    )
+            # Entries gone from the feed long ago will not come back: forget them.
+            # (Those still in it are kept whatever their age, or they would be new again.)
+            current = json.dumps([entry.key for entry in entries])
+            await tx.execute(
+                "DELETE FROM feed_entries WHERE feed = $1 AND seen_at < $2 "
+                "AND key NOT IN (SELECT value FROM json_each($3))",
+                feed,
+                now - FEED_RETENTION_S,
+                current,
+            )
+        return queued
+
+    async def entry(self, broadcast: str) -> tuple[str, str] | None:
+        """(title, link) of a queued feed entry, by its broadcast's text."""
+        row = await self._db.fetchrow(
+            "SELECT title, link FROM feed_entries WHERE broadcast = $1", broadcast
+        )
+        return None if row is None else (str(row["title"]), str(row["link"]))

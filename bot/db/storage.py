@@ -1,0 +1,86 @@
+"""`Storage`: the database opened and upgraded, one repository per group of tables.
+
+storage.kv             key/value pairs (sync token, feeds' HTTP validators)
+storage.inbox          commands received, answered exactly once
+storage.undecrypted    encrypted events waiting for their room key
+storage.agenda         sources' last good copies, moderators' edits, programme changes
+storage.mentors        the mentor directory and its audit log
+storage.subscriptions  which rooms receive which posts
+storage.outbox         broadcasts per room, with their transaction ids
+storage.feeds          feed entries already seen
+storage.personal       personal reminders and direct rooms
+storage.posts          the bot's posts presenting sessions (for 🔔)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Self
+
+from bot.db import agenda, outbox, posts, undecrypted
+from bot.db.agenda import AgendaStore
+from bot.db.database import Database
+from bot.db.feeds import FeedEntries
+from bot.db.inbox import INBOX_RETENTION_S, Inbox
+from bot.db.kv import KeyValues
+from bot.db.mentors import MentorDirectory
+from bot.db.outbox import POST_RETENTION_S, Outbox
+from bot.db.personal import PersonalReminders
+from bot.db.posts import PostedSessions
+from bot.db.subscriptions import Subscriptions
+from bot.db.undecrypted import UndecryptedEvents
+from bot.db.upgrade import UpgradeTable, schema_version, upgrades
+
+
+class Storage:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.kv = KeyValues(db)
+        self.inbox = Inbox(db)
+        self.undecrypted = UndecryptedEvents(db)
+        self.agenda = AgendaStore(db)
+        self.mentors = MentorDirectory(db)
+        self.subscriptions = Subscriptions(db)
+        self.outbox = Outbox(db)
+        self.feeds = FeedEntries(db)
+        self.personal = PersonalReminders(db)
+        self.posts = PostedSessions(db)
+
+    @classmethod
+    async def open(cls, path: Path, migrations: UpgradeTable = upgrades) -> Self:
+        """The database at `path`, created or upgraded; `StorageError` if too new."""
+        db = await Database.open(path)
+        try:
+            await migrations.upgrade(db)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def schema_version(self) -> int:
+        return await schema_version(self.db)
+
+    async def prune(self, now: float | None = None) -> dict[str, int]:
+        """Forget what no longer serves: rows deleted per table.
+
+        Only finished rows go: a pending outbox row or command stays whatever
+        its age. Past the retention, a sent post cannot be due again (its
+        session started, its gazette date or grace passed), so deleting its
+        row cannot resend it. (Past personal reminders are dropped by the
+        broadcaster, which knows the sessions' current times.)
+        """
+        at = int(now or time.time())
+        sent_before = at - POST_RETENTION_S
+        async with self.db.transaction() as tx:
+            result = {
+                "outbox": await outbox.prune(tx, sent_before),
+                "agenda_changes": await agenda.prune(tx, sent_before),
+                "posted_sessions": await posts.prune(tx, sent_before),
+                "undecrypted": await undecrypted.prune(tx, at - INBOX_RETENTION_S),
+            }
+        result["inbox"] = await self.inbox.prune(at)
+        return {table: n for table, n in result.items() if n}

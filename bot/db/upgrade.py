@@ -1,0 +1,341 @@
+"""Versioned, described migrations: the schema from nothing to today, one step at a time.
+
+Each step is a function registered with its version and what it does;
+`UpgradeTable.upgrade` applies the missing ones in order, each in its own
+transaction together with its `PRAGMA user_version` bump, so that a crash
+leaves the database at a known version. A database newer than the code is
+refused and left untouched.
+
+Never edit a released step (databases in the wild went through it): append
+a new one. The SQL of steps 1-9 is the text they were released with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from bot.db.database import Database, Queries, StorageError, Transaction
+
+log = logging.getLogger(__name__)
+
+Upgrade = Callable[[Transaction], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    version: int  # the schema version this step brings the database to
+    description: str
+    apply: Upgrade
+
+
+class UpgradeTable:
+    def __init__(self, steps: Iterable[Step] = ()) -> None:
+        self._steps: list[Step] = []
+        for step in steps:
+            self._add(step)
+
+    def _add(self, step: Step) -> None:
+        if step.version != len(self._steps) + 1:
+            raise ValueError(f"migration {step.version} registered after {len(self._steps)}")
+        self._steps.append(step)
+
+    def register(self, version: int, description: str) -> Callable[[Upgrade], Upgrade]:
+        """Decorator: the function brings the schema from `version - 1` to `version`."""
+
+        def add(fn: Upgrade) -> Upgrade:
+            self._add(Step(version, description, fn))
+            return fn
+
+        return add
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self._steps)
+
+    @property
+    def latest(self) -> int:
+        return len(self._steps)
+
+    async def upgrade(self, db: Database) -> None:
+        current = await schema_version(db)
+        if current > self.latest:
+            raise StorageError(
+                f"the database was written by a newer version of the bot (schema {current}, "
+                f"this version knows up to {self.latest}); upgrade the bot or restore a "
+                "backup, the database was left untouched"
+            )
+        for step in self._steps[current:]:
+            log.info("storage: applying migration %d (%s)", step.version, step.description)
+            async with db.transaction() as tx:
+                await step.apply(tx)
+                # PRAGMA takes no parameter; the version is our own integer.
+                await tx.execute(f"PRAGMA user_version = {int(step.version)}")
+
+
+async def schema_version(db: Queries) -> int:
+    return int(await db.fetchval("PRAGMA user_version") or 0)
+
+
+async def run_script(tx: Transaction, script: str) -> None:
+    """A migration's statements in order (ours hold no ';' inside literals)."""
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            await tx.execute(statement.strip())
+
+
+upgrades = UpgradeTable()
+
+
+@upgrades.register(1, "Key/value pairs (sync token), inbox of commands, agenda sources' copies")
+async def upgrade_v1(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- One row per command received. `body` is kept only until it is answered
+    -- (personal data: the minimum, for the shortest time).
+    CREATE TABLE inbox (
+        event_id    TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        body        TEXT,
+        thread_root TEXT,
+        received_at INTEGER NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        finished_at INTEGER
+    );
+    CREATE INDEX inbox_pending ON inbox (received_at) WHERE status = 'pending';
+    CREATE TABLE source_cache (
+        source        TEXT PRIMARY KEY,
+        body          BLOB NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        fetched_at    INTEGER NOT NULL
+    );
+    """,
+    )
+
+
+@upgrades.register(2, "Moderators' agenda edits and the programme changes found")
+async def upgrade_v2(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Moderators' edits, applied in order on top of the sources at every
+    -- rebuild. `target` is the id of the session changed (for 'add': the id
+    -- of the session created). `fields` is JSON.
+    CREATE TABLE agenda_edits (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        action     TEXT NOT NULL CHECK (action IN ('add', 'modify', 'cancel')),
+        target     TEXT NOT NULL,
+        fields     TEXT NOT NULL DEFAULT '{}',
+        author     TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX agenda_edits_target ON agenda_edits (target);
+    -- Programme changes found by a refresh or an edit, written in the same
+    -- transaction as what they were computed from: none lost, none twice.
+    CREATE TABLE agenda_changes (
+        key        TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        sid        TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX agenda_changes_created ON agenda_changes (created_at);
+    """,
+    )
+
+
+@upgrades.register(3, "The mentor directory: mentors, their topics, requests, the audit log")
+async def upgrade_v3(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Mentor directory: the minimum (Matrix ID, display name cache, topics,
+    -- who added them and when). Topics: normalised key + label as shown.
+    CREATE TABLE mentors (
+        user_id      TEXT PRIMARY KEY,
+        display_name TEXT
+    );
+    CREATE TABLE mentor_topics (
+        user_id   TEXT NOT NULL REFERENCES mentors (user_id) ON DELETE CASCADE,
+        topic_key TEXT NOT NULL,
+        label     TEXT NOT NULL,
+        added_by  TEXT NOT NULL,
+        added_at  INTEGER NOT NULL,
+        PRIMARY KEY (user_id, topic_key)
+    );
+    CREATE INDEX mentor_topics_key ON mentor_topics (topic_key);
+    CREATE TABLE mentor_requests (
+        user_id      TEXT NOT NULL,
+        topic_key    TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, topic_key)
+    );
+    -- Who did what to the directory, and when; readable by moderators.
+    CREATE TABLE mentor_audit (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        actor  TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at     INTEGER NOT NULL
+    );
+    """,
+    )
+
+
+@upgrades.register(
+    4, "Subscriptions and the outbox of broadcasts; programme changes marked once fanned out"
+)
+async def upgrade_v4(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Rooms that receive scheduled posts, by kind.
+    CREATE TABLE subscriptions (
+        room_id  TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (room_id, kind)
+    );
+    -- One row per (broadcast, room), with its transaction id, written before
+    -- sending and marked after: a crash resends with the same id, which the
+    -- homeserver deduplicates.
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        broadcast  TEXT NOT NULL,
+        room_id    TEXT NOT NULL,
+        txn_id     TEXT NOT NULL,
+        status     TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (status IN ('pending', 'sent', 'failed', 'skipped')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        sent_at    INTEGER,
+        UNIQUE (broadcast, room_id)
+    );
+    CREATE INDEX outbox_pending ON outbox (id) WHERE status = 'pending';
+    ALTER TABLE agenda_changes ADD COLUMN fanned_out INTEGER NOT NULL DEFAULT 0;
+    """,
+    )
+
+
+@upgrades.register(5, "Feed entries already seen")
+async def upgrade_v5(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Feed entries already seen (posted or not), by feed and entry key.
+    CREATE TABLE feed_entries (
+        feed      TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        broadcast TEXT NOT NULL UNIQUE,
+        title     TEXT NOT NULL,
+        link      TEXT NOT NULL,
+        seen_at   INTEGER NOT NULL,
+        PRIMARY KEY (feed, key)
+    );
+    """,
+    )
+
+
+@upgrades.register(6, "Personal reminders and the direct room opened with each person")
+async def upgrade_v6(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Personal reminders: who asked for which session (id, title, start as
+    -- asked), and the direct room the bot opened with them.
+    CREATE TABLE personal_reminders (
+        user_id    TEXT NOT NULL,
+        sid        TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        start      INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, sid)
+    );
+    CREATE TABLE direct_rooms (
+        user_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL
+    );
+    """,
+    )
+
+
+@upgrades.register(
+    7, "The bot's posts presenting sessions (for 🔔); commands answered in the direct room"
+)
+async def upgrade_v7(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- The bot's posts that present sessions (answers, reminders): a 🔔
+    -- reaction to one asks for personal reminders of these sessions.
+    CREATE TABLE posted_sessions (
+        event_id  TEXT PRIMARY KEY,
+        room_id   TEXT NOT NULL,
+        sids      TEXT NOT NULL,
+        posted_at INTEGER NOT NULL
+    );
+    -- A command to answer in the sender's direct room (a 🔔 reaction).
+    ALTER TABLE inbox ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+    """,
+    )
+
+
+@upgrades.register(8, "Encrypted events not decrypted yet")
+async def upgrade_v8(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- Encrypted events the bot could not decrypt yet (ciphertext as received):
+    -- retried when their room key arrives, told once after a delay if never.
+    CREATE TABLE undecrypted (
+        event_id    TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        session_id  TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'decrypted', 'told', 'dropped')),
+        finished_at INTEGER
+    );
+    CREATE INDEX undecrypted_pending ON undecrypted (session_id) WHERE status = 'pending';
+    """,
+    )
+
+
+@upgrades.register(9, "Personal reminders remember the 🔔 reaction that asked for them")
+async def upgrade_v9(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- The 🔔 reaction that asked for a personal reminder: removing the
+    -- reaction cancels it.
+    ALTER TABLE personal_reminders ADD COLUMN via TEXT;
+    """,
+    )
+
+
+@upgrades.register(10, "An erased person in the mentor audit log is '' (templates show a label)")
+async def upgrade_v10(tx: Transaction) -> None:
+    # Until now the French label itself was stored; the templates now render
+    # the empty marker in the reader's language.
+    await run_script(
+        tx,
+        """
+    UPDATE mentor_audit SET actor = '' WHERE actor = '(personne retirée)';
+    UPDATE mentor_audit SET target = '' WHERE target = '(personne retirée)';
+    """,
+    )

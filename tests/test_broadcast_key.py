@@ -1,0 +1,92 @@
+"""Broadcast keys: one text per kind, read back as written, including rows of older versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.broadcast_key import (
+    BroadcastKey,
+    ChangeKey,
+    FeedKey,
+    GazetteKey,
+    PersonalKey,
+    ReminderKey,
+    parse,
+)
+
+KEYS: list[tuple[BroadcastKey, str]] = [
+    (ReminderKey("lmh3jk", 3600, 1795525200), "reminder:lmh3jk:3600:1795525200"),
+    (
+        PersonalKey("lmh3jk", 1795525200, "@agent:example.org"),
+        "personal:lmh3jk:1795525200:@agent:example.org",
+    ),
+    (GazetteKey("20261120T0900"), "gazette:20261120T0900"),
+    (ChangeKey("a040ebdfb52691f66b0e1a906f6eeea2"), "change:a040ebdfb52691f66b0e1a906f6eeea2"),
+    (FeedKey("652e9e909939603ca237b9d5"), "feed:652e9e909939603ca237b9d5"),
+]
+
+
+@pytest.mark.parametrize(("key", "text"), KEYS)
+def test_every_kind_round_trips(key: BroadcastKey, text: str) -> None:
+    assert str(key) == text
+    assert parse(text) == key
+    assert parse(str(key)) == key
+
+
+def test_keys_written_by_schema_9_still_parse() -> None:
+    # As stored in the outbox of tests/fixtures/schema-v9.sqlite3 (built by f-strings then).
+    stored = {
+        "reminder:lmh3jk:86400:1795525200": ReminderKey("lmh3jk", 86400, 1795525200),
+        "personal:lmh3jk:1795525200:@agent:example.org": PersonalKey(
+            "lmh3jk", 1795525200, "@agent:example.org"
+        ),
+        "gazette:20261113T0900": GazetteKey("20261113T0900"),
+        "change:a040ebdfb52691f66b0e1a906f6eeea2": ChangeKey("a040ebdfb52691f66b0e1a906f6eeea2"),
+        "feed:652e9e909939603ca237b9d5": FeedKey("652e9e909939603ca237b9d5"),
+        # The dev server's and the fan-out benchmark's labels.
+        "gazette:test": GazetteKey("test"),
+        "gazette:bench": GazetteKey("bench"),
+    }
+    for text, key in stored.items():
+        assert parse(text) == key
+        assert str(key) == text
+
+
+def test_constructors_build_the_texts_of_schema_9() -> None:
+    fire = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).astimezone()
+    assert str(GazetteKey.at(fire)) == "gazette:20261120T1000"
+    # The digest schema 9 stored in feed_entries.broadcast for this entry.
+    feed = FeedKey.of("https://example.org/feed.xml", "https://example.org/n2")
+    assert str(feed) == "feed:652e9e909939603ca237b9d5"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "reminder",
+        "reminder:",
+        "nonsense:x",
+        "reminder:lmh3jk:3600",
+        "reminder:lmh3jk:1h:1795525200",
+        "reminder:lmh3jk:3600:1795525200:extra",
+        "reminder::3600:1795525200",
+        "personal:lmh3jk:1795525200",
+        "personal:lmh3jk:soon:@agent:example.org",
+    ],
+)
+def test_anything_else_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="broadcast"):
+        parse(text)
+
+
+def test_txn_ids_are_deterministic_distinct_and_short() -> None:
+    rooms = ["!a:example.org", "!b:example.org"]
+    ids = [key.txn_id(room) for key, _ in KEYS for room in rooms]
+    assert ids == [key.txn_id(room) for key, _ in KEYS for room in rooms]  # same inputs, same ids
+    assert len(set(ids)) == len(ids)  # one per (broadcast, room)
+    assert all(len(txn) <= 255 and txn.isascii() for txn in ids)
+    assert ReminderKey("lmh3jk", 3600, 1795525200).txn_id(rooms[0]).startswith("bh-o-")
+    assert FeedKey("652e9e909939603ca237b9d5").txn_id(rooms[0]).startswith("bh-f-")
