@@ -25,6 +25,7 @@ from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomMessageNotic
 from bot import config as configuration
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, DevServerError, synapse_available
+from bot.render import DEFAULT_LANGUAGE, translations
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +33,11 @@ T = TypeVar("T")
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 BOT_USER = "bluehats"
 ANSWER_TIMEOUT = 60.0
+
+
+def _(message: str) -> str:
+    """The demo speaks the bot's default language, like the bot it starts."""
+    return translations(DEFAULT_LANGUAGE).gettext(message)
 
 
 def sample_agenda() -> Path:
@@ -53,7 +59,7 @@ async def _demo(once: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="bluehats-demo-") as tmp:
         work = Path(tmp)
         hs = DevHomeserver(work / "synapse")
-        print("Démarrage d'un serveur Matrix local (Synapse)…", flush=True)
+        print(_("Starting a local Matrix server (Synapse)…"), flush=True)
         await asyncio.to_thread(hs.start)
         try:
             return await _with_server(hs, work, once)
@@ -86,21 +92,25 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
             print(f"demo: login failed: {login}", file=sys.stderr)
             return 1
         await _wait_or_fail(app.ready.wait(), bot_task, "the bot did not start")
-        room = await user.room_create(name="Démo BlueHats", invite=[bot_id])
+        room = await user.room_create(name=_("BlueHats demo"), invite=[bot_id])
         if not isinstance(room, RoomCreateResponse):
             print(f"demo: cannot create the room: {room}", file=sys.stderr)
             return 1
         answer = await _wait_or_fail(
             _ask(user, room.room_id, bot_id), bot_task, "the bot did not answer"
         )
-        print("\n$ !agenda  (envoyé par @demo dans le salon « Démo BlueHats »)\n")
+        print("\n" + _('$ !agenda  (sent by @demo in the room "BlueHats demo")') + "\n")
         print(answer)
         print(
-            "\n— Le bot tourne. Connectez-vous avec un client Matrix (Element, nheko…) :\n"
-            f"  serveur : {hs.url}\n"
-            f"  identifiant : {DEMO_USER}   mot de passe : {DEMO_PASSWORD}\n"
-            "  puis tapez !aide ou !agenda dans le salon « Démo BlueHats ».\n"
-            "Ctrl-C pour tout arrêter.",
+            "\n"
+            + _(
+                "— The bot is running. Log in with a Matrix client (Element, nheko…):\n"
+                "  server: %(url)s\n"
+                "  username: %(user)s   password: %(password)s\n"
+                '  then type !help or !agenda in the room "BlueHats demo".\n'
+                "Ctrl-C to stop everything."
+            )
+            % {"url": hs.url, "user": DEMO_USER, "password": DEMO_PASSWORD},
             flush=True,
         )
         if not once:
@@ -116,7 +126,7 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
         app.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(bot_task, 20)
-        print("Arrêt du bot et du serveur local.", flush=True)
+        print(_("Stopping the bot and the local server."), flush=True)
 
 
 async def _wait_or_fail(coro: Awaitable[T], bot_task: asyncio.Task[None], what: str) -> T:

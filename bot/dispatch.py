@@ -371,9 +371,7 @@ class Dispatcher:
                 return ctx.render("error", ref=ref)
             except Exception:
                 log.exception("the error template itself failed (ref %s)", ref)
-                return Message(
-                    body=f"Erreur interne (réf. {ref}).", html=f"Erreur interne (réf. {ref})."
-                )
+                return ctx.services.renderer.internal_error(ref)
 
     async def role_of(self, room_id: str, user_id: str) -> Role:
         admins = self.services.config.bot.moderators

@@ -57,7 +57,7 @@ def parse_feed(data: bytes) -> list[Entry]:
     return [
         Entry(
             key=entry_key(e),
-            title=" ".join(str(e.get("title") or "").split()) or "(sans titre)",
+            title=" ".join(str(e.get("title") or "").split()),
             link=str(e.get("link") or ""),
         )
         for e in parsed.entries

@@ -1,16 +1,20 @@
 """Message rendering: one Jinja2 environment, each message a text + HTML pair.
 
 `name.txt.j2` gives the plain `body`, `name.html.j2` the `formatted_body`
-(autoescaped: a calendar title `<script>` shows as text). An operator's
-template directory overrides the packaged templates file by file.
+(autoescaped: a calendar title `<script>` shows as text). One template tree
+serves every language: its wording is English, marked with `{% trans %}`, and
+the language's gettext catalog (`templates/locale/<lang>/LC_MESSAGES/
+messages.po`) translates it. An operator's template directory overrides the
+packaged templates file by file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.resources import files
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,7 +22,13 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import markupsafe
-from babel.dates import format_date, format_timedelta
+from babel.dates import format_date, format_time, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+# The language of data that must not follow `bot.language` (see `data_text`).
+DEFAULT_LANGUAGE = "fr"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,35 @@ def packaged_templates() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+def catalog_path(language: str) -> Path:
+    return packaged_templates() / "locale" / language / "LC_MESSAGES" / "messages.po"
+
+
+@cache
+def translations(language: str) -> Translations:
+    """The language's catalog, compiled in memory from its `.po` file.
+
+    No build step: the `.po` files are the only copy, in the repository and in
+    the wheel. Fuzzy entries are left out, as `msgfmt` does.
+    """
+    with catalog_path(language).open("rb") as po:
+        catalog = read_po(po, locale=language)
+    mo = BytesIO()
+    write_mo(mo, catalog)
+    mo.seek(0)
+    return Translations(mo, domain="messages")
+
+
+def data_text(message: str) -> str:
+    """`message` in the default language, for text that becomes data.
+
+    An untitled calendar event is named when its source is parsed, before
+    any renderer, and that name is part of the session's id (`session_id`
+    hashes the title): it must not change with `bot.language`.
+    """
+    return translations(DEFAULT_LANGUAGE).gettext(message)
+
+
 def safe_url(value: str) -> str:
     """Only http(s) links become clickable; anything else renders as text."""
     return value if urlparse(value).scheme in ("http", "https") else ""
@@ -49,10 +88,12 @@ class Renderer:
     def __init__(self, language: str, tz: ZoneInfo, override: Path | None = None) -> None:
         self.language = language
         self.tz = tz
+        self.translations = translations(language)
         dirs: list[Path] = []
         if override is not None:
+            # <dir>/<language>/ first: the layout of the per-language trees.
             dirs += [override / language, override]
-        dirs.append(packaged_templates() / language)
+        dirs.append(packaged_templates())
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
             autoescape=_autoescape,  # noqa: S701 - escapes HTML and macros, see _autoescape
@@ -60,6 +101,12 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            extensions=["jinja2.ext.i18n"],
+        )
+        # Old-style gettext: `{% trans %}` output is markup (its placeholders are
+        # escaped), while `_("<id>")` is plain text that autoescaping escapes.
+        self._env.install_gettext_translations(  # type: ignore[attr-defined]
+            self.translations, newstyle=False
         )
         self._env.filters["safe_url"] = safe_url
         self._env.filters["plain"] = plain
@@ -72,6 +119,15 @@ class Renderer:
         html = self._env.get_template(f"{name}.html.j2").render(**context)
         return Message(body=_tidy(body), html=_tidy(html))
 
+    def pgettext(self, context: str, message: str) -> str:
+        # Babel types it `str | object`: the message itself comes back if missing.
+        return str(self.translations.pgettext(context, message))
+
+    def internal_error(self, ref: str) -> Message:
+        """The answer when even the `error` template fails: the catalog alone."""
+        text = self.translations.gettext("Internal error (ref. %(ref)s).") % {"ref": ref}
+        return Message(body=text, html=text)
+
     # -- dates, in the bot's zone and language --------------------------------
 
     def local(self, moment: datetime) -> datetime:
@@ -79,7 +135,18 @@ class Renderer:
 
     def day_label(self, day: date, today: date | None = None) -> str:
         with_year = today is not None and day.year != today.year
-        return _day_label(day, with_year, self.language)
+        # CLDR date patterns: EEEE weekday, d day, MMMM month, y year. French
+        # writes the first of the month "1er": a pattern of its own.
+        pgettext = self.pgettext
+        if day.day == 1 and with_year:
+            pattern = pgettext("day label, first of the month, with the year", "EEEE d MMMM y")
+        elif day.day == 1:
+            pattern = pgettext("day label, first of the month", "EEEE d MMMM")
+        elif with_year:
+            pattern = pgettext("day label, with the year", "EEEE d MMMM y")
+        else:
+            pattern = pgettext("day label", "EEEE d MMMM")
+        return _day_label(day, pattern, self.language)
 
     def until(self, moment: datetime, now: datetime) -> str:
         """'dans 3 heures', 'dans 2 jours': how long until `moment`."""
@@ -94,21 +161,28 @@ class Renderer:
         )
 
     def duration(self, span: timedelta) -> str:
-        """'15 minutes', '1 heure'."""
-        return str(format_timedelta(span, threshold=1.5, locale=self.language))
+        """'15 minutes', '2 hours': `until` without its direction ('in …')."""
+        text = str(
+            format_timedelta(
+                max(span, timedelta(minutes=1)),
+                granularity="minute",
+                threshold=1.5,
+                locale=self.language,
+            )
+        )
+        # CLDR joins some French units with a no-break space ("2\xa0heures"),
+        # not their "dans 2 heures" forms: one kind of space, as always.
+        return text.replace("\xa0", " ")
 
     def time_label(self, moment: datetime) -> str:
-        # Digits only: no locale data needed ("14h05" in French, "14:05" otherwise).
-        local = self.local(moment)
-        sep = "h" if self.language == "fr" else ":"
-        return f"{local.hour:02d}{sep}{local.minute:02d}"
+        # A CLDR pattern, digits only: "14h05" in French, "14:05" in English.
+        pattern = self.pgettext("time of day", "HH:mm")
+        return str(format_time(self.local(moment).time(), pattern, locale=self.language))
 
 
 @lru_cache(maxsize=1024)
-def _day_label(day: date, with_year: bool, language: str) -> str:
-    # French writes the first of the month "1er".
-    d = "d'er'" if language == "fr" and day.day == 1 else "d"
-    return format_date(day, f"EEEE {d} MMMM{' y' if with_year else ''}", locale=language)
+def _day_label(day: date, pattern: str, language: str) -> str:
+    return str(format_date(day, pattern, locale=language))
 
 
 def _autoescape(name: str | None) -> bool:

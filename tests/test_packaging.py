@@ -1,4 +1,4 @@
-"""A plain (non-editable) install carries the templates and the sample agenda."""
+"""A plain (non-editable) install carries the templates, their catalogs and the sample agenda."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def test_wheel_ships_templates_and_sample_agenda_and_renders_from_them(tmp_path:
     )
     wheel = next(tmp_path.glob("bluehats_bot-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("agenda.txt.j2", "agenda.html.j2", "help.txt.j2", "_macros.j2"):
+        assert f"bot/templates/{name}" in names
     for lang in ("fr", "en"):
-        for name in ("agenda.txt.j2", "agenda.html.j2", "help.txt.j2", "_macros.j2"):
-            assert f"bot/templates/{lang}/{name}" in names
+        assert f"bot/templates/locale/{lang}/LC_MESSAGES/messages.po" in names
     assert "bot/data/sample-agenda.ics" in names
 
     # Installed alone (dependencies from this environment), away from the checkout.

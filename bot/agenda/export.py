@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from bot.agenda.model import Session
-from bot.render import safe_url
+from bot.render import DEFAULT_LANGUAGE, safe_url, translations
 from bot.textnorm import fold
 
 PRODID = "-//BlueHats//bluehats-bot//FR"
@@ -32,13 +32,12 @@ def safe_filename(text: str, limit: int = 60) -> str:
 
 
 def _description(session: Session, language: str) -> str:
+    _ = translations(language).gettext
     parts = [session.description] if session.description else []
     if session.speakers:
-        label = "Intervenants" if language == "fr" else "Speakers"
-        parts.append(f"{label} : {', '.join(session.speakers)}")
+        parts.append(_("Speakers: %(speakers)s") % {"speakers": ", ".join(session.speakers)})
     if session.event:
-        label = "Événement" if language == "fr" else "Event"
-        parts.append(f"{label} : {session.event}")
+        parts.append(_("Event: %(event)s") % {"event": session.event})
     return "\n\n".join(parts)
 
 
@@ -47,9 +46,11 @@ def to_ics(
     *,
     tz: ZoneInfo,
     now: datetime,
-    name: str = "Agenda BlueHats",
-    language: str = "fr",
+    name: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
+    # Translators: the name of an exported calendar.
+    name = name or translations(language).gettext("BlueHats agenda")
     cal = icalendar.Calendar()
     cal.add("PRODID", PRODID)
     cal.add("VERSION", "2.0")

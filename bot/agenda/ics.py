@@ -20,6 +20,7 @@ import icalendar
 import recurring_ical_events
 
 from bot.agenda.model import Session
+from bot.render import data_text
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _session(event: icalendar.Event, tz: ZoneInfo, source: str) -> Session | Non
         end_raw = start_raw + timedelta(days=1) if all_day else start_raw
     start = _as_utc(start_raw, tz)
     end = max(_as_utc(end_raw, tz), start)
-    title = clean_text(event.get("SUMMARY")) or "(sans titre)"
+    title = clean_text(event.get("SUMMARY")) or data_text("(untitled)")
     location = clean_text(event.get("LOCATION"))
     url = clean_text(event.get("URL"))
     if not url and location.startswith(("http://", "https://")) and " " not in location:

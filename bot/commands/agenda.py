@@ -97,9 +97,7 @@ async def agenda_command(ctx: Context) -> Reply:
     start, end = window(kind, now, services.renderer)
     sessions = services.agenda.agenda.between(start, end, words)
     if export and sessions:
-        data = to_ics(
-            sessions[:MAX_EXPORT], tz=services.renderer.tz, now=now, name="Agenda BlueHats"
-        )
+        data = to_ics(sessions[:MAX_EXPORT], tz=services.renderer.tz, now=now)
         return FileUpload(filename="agenda-bluehats.ics", mimetype="text/calendar", data=data)
     return render_agenda(
         sessions,

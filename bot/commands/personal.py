@@ -63,16 +63,12 @@ async def remind_me_command(ctx: Context) -> Message:
         day, hour = _when(ctx, start)
         items.append(Wanted("added" if added else "already", session.sid, session.title, day, hour))
     personal = ctx.services.config.reminders.personal
-    before = (
-        ctx.services.renderer.until(sessions[0].start, sessions[0].start - personal)
-        if sessions
-        else ""
-    )
+    before = ctx.services.renderer.duration(personal) if sessions else ""
     return ctx.render(
         "personal",
         outcome="asked",
         items=sorted(items, key=lambda i: i.outcome != "unknown"),
-        before=before.removeprefix("dans ").removeprefix("in "),
+        before=before,
     )
 
 
