@@ -38,8 +38,9 @@ from bot.agenda.model import Agenda  # noqa: E402
 from bot.agenda.sources import AgendaService, parse_source  # noqa: E402
 from bot.chat import IncomingMessage  # noqa: E402
 from bot.commands import build_registry  # noqa: E402
+from bot.commands.core import Services  # noqa: E402
 from bot.db.storage import Storage  # noqa: E402
-from bot.dispatch import Dispatcher, Services  # noqa: E402
+from bot.dispatch import Dispatcher  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from tests.fakes import FakeChat, make_config  # noqa: E402
 

@@ -17,10 +17,11 @@ from pydantic import SecretStr
 from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
 from bot.commands import build_registry
+from bot.commands.core import Services
 from bot.config import Config
 from bot.db.database import StorageError
 from bot.db.storage import Storage
-from bot.dispatch import Dispatcher, Services
+from bot.dispatch import Dispatcher
 from bot.feeds import FeedWatcher
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState

@@ -14,11 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.chat import (
     ChatClient,
@@ -27,17 +23,24 @@ from bot.chat import (
     IncomingRedaction,
     Reply,
 )
+from bot.commands.core import (
+    Context,
+    PermissionDenied,
+    Problem,
+    Registry,
+    Services,
+    UsageError,
+    echo,
+)
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
-from bot.render import Message, Renderer
 from bot.textnorm import fold
 
 if TYPE_CHECKING:
-    from bot.agenda.sources import AgendaService
-    from bot.config import Config
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -47,98 +50,6 @@ SETTLE_GRACE = 2.0
 BELL = "🔔"
 REACTION_COMMAND = "rappelle-moi"
 FORGET_COMMAND = "oublie"
-# What is echoed back of a user's input, at most.
-ECHO_CHARS = 40
-
-
-class UsageError(Exception):
-    """Bad arguments: the dispatcher answers with the command's usage."""
-
-
-class PermissionDenied(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Services:
-    config: Config
-    renderer: Renderer
-    agenda: AgendaService
-    now: Callable[[], datetime]
-
-
-@dataclass
-class Context:
-    msg: IncomingMessage
-    name: str  # as typed, folded
-    args: str
-    services: Services
-    registry: Registry
-    lookup_role: Callable[[], Awaitable[Role]]
-    storage: Storage
-    chat: ChatClient
-    _role: Role | None = None
-
-    async def role(self) -> Role:
-        """The sender's role here; power levels are fetched only when asked."""
-        if self._role is None:
-            self._role = await self.lookup_role()
-        return self._role
-
-    @property
-    def prefix(self) -> str:
-        return self.services.config.bot.prefix
-
-    def render(self, template: str, **ctx: Any) -> Message:
-        return self.services.renderer.render(template, prefix=self.prefix, **ctx)
-
-
-Handler = Callable[[Context], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    aliases: tuple[str, ...]
-    role: Role
-    handler: Handler = field(compare=False)
-
-
-def command(name: str, *aliases: str, role: Role = Role.ANYONE) -> Callable[[Handler], Handler]:
-    """Mark a coroutine as a command; `Registry.collect` picks it up."""
-
-    def mark(fn: Handler) -> Handler:
-        fn.__bluehats_command__ = Command(name, aliases, role, fn)  # type: ignore[attr-defined]
-        return fn
-
-    return mark
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._by_name: dict[str, Command] = {}
-        self.commands: list[Command] = []
-
-    def collect(self, *modules: ModuleType) -> Registry:
-        for module in modules:
-            for value in vars(module).values():
-                cmd = getattr(value, "__bluehats_command__", None)
-                if isinstance(cmd, Command):
-                    self.add(cmd)
-        return self
-
-    def add(self, cmd: Command) -> None:
-        for key in (cmd.name, *cmd.aliases):
-            if fold(key) in self._by_name:
-                raise ValueError(f"command name {key!r} registered twice")
-            self._by_name[fold(key)] = cmd
-        self.commands.append(cmd)
-
-    def find(self, name: str) -> Command | None:
-        return self._by_name.get(fold(name))
-
-    def visible_to(self, role: Role) -> list[Command]:
-        return [c for c in self.commands if c.role <= role]
 
 
 def parse(body: str, prefix: str) -> tuple[str, str] | None:
@@ -171,10 +82,6 @@ def _strip_reply_fallback(body: str) -> str:
 def txn_id_for(event_id: str) -> str:
     """The answer's transaction id, derived from the command: resends deduplicate."""
     return "bh-" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
-
-
-def echo(text: str) -> str:
-    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
 class Dispatcher:
@@ -348,22 +255,8 @@ class Dispatcher:
             storage=self.storage,
             chat=self.chat,
         )
-        cmd = self.registry.find(name)
-        # Label by registered name only: typed names would grow without bound.
-        self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
         try:
-            if cmd is None:
-                return ctx.render("unknown", command=echo(name))
-            if cmd.role > Role.ANYONE and await ctx.role() < cmd.role:
-                raise PermissionDenied(cmd.name)
-            return await cmd.handler(ctx)
-        except UsageError:
-            return ctx.render("usage", command=cmd.name if cmd else name)
-        except PermissionDenied as exc:
-            # The exception names what was refused: "session ajouter", not "session".
-            refused = str(exc) or name
-            log.info("refused %s to %s in %s", refused, msg.sender, msg.room_id)
-            return ctx.render("refused", command=refused)
+            return await self._run(ctx, name, args)
         except Exception:
             ref = secrets.token_hex(2)
             log.exception("command %s failed (ref %s, event %s)", name, ref, msg.event_id)
@@ -372,6 +265,33 @@ class Dispatcher:
             except Exception:
                 log.exception("the error template itself failed (ref %s)", ref)
                 return ctx.services.renderer.internal_error(ref)
+
+    async def _run(self, ctx: Context, name: str, args: str) -> Reply:
+        """Route to the command declared, check its role, word what went wrong."""
+        cmd = self.registry.find(name)
+        # Label by registered name only: typed names would grow without bound.
+        self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
+        if cmd is None:
+            return ctx.render("unknown", command=echo(name))
+        target, typed, ctx.args = cmd.route(args)
+        try:
+            if target.role > Role.ANYONE and await ctx.role() < target.role:
+                # Names what was refused as typed: "session ajouter", not "session".
+                raise PermissionDenied(f"{cmd.name} {typed}".strip())
+            return await target(ctx)
+        except UsageError:
+            return ctx.render("usage", command=target, role=await ctx.role())
+        except Problem as problem:
+            return ctx.render(
+                "problem",
+                problem=problem.code,
+                value=problem.value,
+                command=target,
+                role=await ctx.role(),
+            )
+        except PermissionDenied as exc:
+            log.info("refused %s to %s in %s", exc, ctx.msg.sender, ctx.msg.room_id)
+            return ctx.render("refused", command=str(exc))
 
     async def role_of(self, room_id: str, user_id: str) -> Role:
         admins = self.services.config.bot.moderators

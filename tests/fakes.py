@@ -20,8 +20,9 @@ from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
 from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
 from bot.commands import build_registry
+from bot.commands.core import Services
 from bot.db.storage import Storage
-from bot.dispatch import Dispatcher, Services
+from bot.dispatch import Dispatcher
 from bot.render import Message, Renderer
 
 

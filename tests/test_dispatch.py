@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from bot.chat import IncomingMessage, SendError
 from bot.commands import build_registry
-from bot.dispatch import Context, Registry, command, parse, txn_id_for
+from bot.commands.core import Context, Problem, Registry, UsageError, command
+from bot.dispatch import parse, txn_id_for
 from bot.permissions import Role
 from bot.render import Message
 from tests.fakes import FakeChat, FakeClock, make_dispatcher
@@ -110,6 +111,60 @@ async def test_moderator_commands_refused_politely_and_hidden_from_help(tmp_path
         mod_help = await dispatcher.answer(msg("!aide", sender="@mod:example.org"))
         assert member_help is not None and mod_help is not None
         assert "!purger" not in member_help.body and "!purger" in mod_help.body
+    finally:
+        await storage.close()
+
+
+async def test_a_declared_command_routes_checks_and_words_its_usage_once(tmp_path: Path) -> None:
+    """Sub-commands, their role and their syntax come from one declaration."""
+
+    @command("carnet", "notebook", usage="", about="")
+    async def notebook(ctx: Context) -> Message:
+        raise UsageError
+
+    @notebook.sub(
+        "ecrire",
+        "write",
+        role=Role.MODERATOR,
+        usage="<texte>",
+        example="%(prefix)scarnet ecrire bonjour",
+    )
+    async def write(ctx: Context) -> Message:
+        if not ctx.args:
+            raise Problem("quote")
+        return Message(f"écrit : {ctx.args}", "")
+
+    @notebook.sub("lire", usage="[page]")
+    async def read(ctx: Context) -> Message:
+        return Message(f"page {ctx.args or 1}", "")
+
+    chat = FakeChat(levels={(ROOM, "@mod:example.org"): 50})
+    dispatcher, _, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW), chat)
+    dispatcher.registry = build_registry().collect(types.SimpleNamespace(notebook=notebook))  # type: ignore[arg-type]
+
+    async def say(text: str, sender: str = "@alice:example.org") -> str:
+        reply = await dispatcher.answer(msg(text, sender=sender))
+        assert isinstance(reply, Message)
+        return reply.body
+
+    try:
+        assert await say("!notebook LIRE 3") == "page 3"  # alias, any case
+        assert await say("!carnet ecrire x") == (
+            "Désolé, « !carnet ecrire » est réservée aux modérateurs de ce salon."
+        )
+        assert await say("!carnet write x", "@mod:example.org") == "écrit : x"
+        # The usage lists what the sender may run, with its arguments.
+        assert await say("!carnet") == "Utilisation : !carnet lire [page]"
+        assert await say("!carnet", "@mod:example.org") == (
+            "Utilisation : !carnet ecrire <texte> | lire [page]"
+        )
+        # A problem is answered with the syntax of the sub-command that raised it.
+        problem = await say("!carnet ecrire", "@mod:example.org")
+        assert problem.splitlines()[1] == (
+            "Syntaxe : !carnet ecrire <texte> — ex. !carnet ecrire bonjour"
+        )
+        assert "!carnet ecrire <texte>" in await say("!aide", "@mod:example.org")
+        assert "!carnet ecrire" not in await say("!aide")
     finally:
         await storage.close()
 

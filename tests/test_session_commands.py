@@ -17,9 +17,10 @@ import pytest
 from bot.agenda.sources import AgendaService
 from bot.chat import FileUpload, IncomingMessage
 from bot.commands import build_registry
+from bot.commands.core import Services
 from bot.commands.session import Problem, parse_day, parse_edit, parse_times, tokens
 from bot.db.storage import Storage
-from bot.dispatch import Dispatcher, Services
+from bot.dispatch import Dispatcher
 from bot.render import Message, Renderer
 from bot.views import render_change
 from tests.fakes import FakeChat, FakeClock, make_config

@@ -1,7 +1,7 @@
 """Bot commands; each module marks its handlers with `@command`."""
 
 from bot.commands import agenda, help, mentors, personal, session, subscriptions
-from bot.dispatch import Registry
+from bot.commands.core import Registry
 
 
 def build_registry() -> Registry:

@@ -9,7 +9,8 @@ from itertools import groupby
 from bot.agenda.export import to_ics
 from bot.agenda.model import Session
 from bot.chat import FileUpload, Reply
-from bot.dispatch import Context, command, echo
+from bot.commands.core import Context, command, echo
+from bot.i18n import N_
 from bot.render import Message, Renderer
 from bot.textnorm import fold
 from bot.views import views
@@ -89,7 +90,18 @@ def render_agenda(
     return replace(message, sessions=upcoming)
 
 
-@command("agenda", "programme", "calendrier", "calendar")
+@command(
+    "agenda",
+    "programme",
+    "calendrier",
+    "calendar",
+    usage=N_("[today|tomorrow|week] [words…] [ics]"),
+    about=N_(
+        "the upcoming BlueHats sessions (days, webinars); filter by period or words, "
+        "e.g. %(prefix)sagenda tomorrow, %(prefix)sagenda superset; "
+        'add "ics" to get a file to import into your calendar'
+    ),
+)
 async def agenda_command(ctx: Context) -> Reply:
     services = ctx.services
     kind, words, export = parse_args(ctx.args)

@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from bot.chat import UnknownUser
+from bot.commands.core import Context, Problem, UsageError, command, echo
 from bot.config import MXID_RE
 from bot.db.mentors import MentorTopic
-from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
+from bot.i18n import N_
 from bot.permissions import Role
 from bot.render import Message
 from bot.textnorm import fold
@@ -31,31 +32,6 @@ from bot.textnorm import fold
 MAX_TOPICS = 10
 MAX_LABEL = 60
 SUGGESTIONS = 3
-
-SUBCOMMANDS = {
-    "ajouter": "add",
-    "add": "add",
-    "retirer": "remove",
-    "remove": "remove",
-    "proposer": "propose",
-    "propose": "propose",
-    "demandes": "requests",
-    "requests": "requests",
-    "valider": "approve",
-    "approve": "approve",
-    "retirer-moi": "erase",
-    "remove-me": "erase",
-    "journal": "log",
-    "log": "log",
-}
-MODERATOR_ACTIONS = frozenset({"add", "remove", "requests", "approve", "log"})
-
-
-class Problem(Exception):
-    def __init__(self, code: str, value: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.value = echo(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,17 +92,19 @@ def group(rows: list[MentorTopic]) -> list[Topic]:
     return sorted(topics, key=lambda t: t.key)
 
 
-def _problem(ctx: Context, problem: Problem, action: str) -> Message:
-    return ctx.render("mentor_problem", problem=problem.code, value=problem.value, action=action)
-
-
 def _when(ctx: Context, timestamp: int) -> str:
     moment = datetime.fromtimestamp(timestamp, UTC)
     renderer = ctx.services.renderer
     return f"{renderer.day_label(renderer.local(moment).date())} {renderer.time_label(moment)}"
 
 
-@command("mentors", "mentores", "mentorat")
+@command(
+    "mentors",
+    "mentores",
+    "mentorat",
+    usage=N_("[topic]"),
+    about=N_("volunteer mentors by topic (Superset, Grist…); with a topic, who can help you"),
+)
 async def mentors_command(ctx: Context) -> Message:
     rows = await ctx.storage.mentors.topics()
     topics = group(rows)
@@ -145,32 +123,64 @@ async def mentors_command(ctx: Context) -> Message:
     return replace(message, mentions=tuple(p.user_id for p in found.mentors))
 
 
-@command("mentor")
+@command(
+    "mentor",
+    about=N_(
+        "offer to become a mentor (a moderator approves), or remove yourself from the directory"
+    ),
+)
 async def mentor_command(ctx: Context) -> Message:
-    first, _, rest = ctx.args.partition(" ")
+    """`!mentor <action> …`: the actions are the sub-commands below."""
+    first = ctx.args.split(" ", 1)[0]
     if not first:
         raise UsageError
-    action = SUBCOMMANDS.get(fold(first))
-    if action is None:
-        return _problem(ctx, Problem("unknown_action", first), "any")
-    if action in MODERATOR_ACTIONS and await ctx.role() < Role.MODERATOR:
-        raise PermissionDenied(f"mentor {first}")
-    try:
-        if action == "add":
-            return await _add(ctx, rest)
-        if action == "remove":
-            return await _remove(ctx, rest)
-        if action == "propose":
-            return await _propose(ctx, rest)
-        if action == "requests":
-            return await _requests(ctx)
-        if action == "approve":
-            return await _approve(ctx, rest)
-        if action == "erase":
-            return await _erase(ctx)
-        return await _log(ctx)
-    except Problem as problem:
-        return _problem(ctx, problem, action)
+    raise Problem("unknown_action", first)
+
+
+@mentor_command.sub(
+    N_("propose"),
+    "proposer",
+    usage=N_("topic1, topic2"),
+    example=N_("%(prefix)smentor propose Superset, Matomo"),
+)
+async def propose_command(ctx: Context) -> Message:
+    return await _propose(ctx, ctx.args)
+
+
+@mentor_command.sub(N_("remove-me"), "retirer-moi")
+async def erase_command(ctx: Context) -> Message:
+    return await _erase(ctx)
+
+
+@mentor_command.sub(
+    N_("add"),
+    "ajouter",
+    role=Role.MODERATOR,
+    usage=N_("@name:server topic1, topic2"),
+    example=N_("%(prefix)smentor add @camille.dupont:agent.tchap.gouv.fr Superset, Grist"),
+)
+async def add_command(ctx: Context) -> Message:
+    return await _add(ctx, ctx.args)
+
+
+@mentor_command.sub(N_("remove"), "retirer", role=Role.MODERATOR, usage=N_("@name:server [topic]"))
+async def remove_command(ctx: Context) -> Message:
+    return await _remove(ctx, ctx.args)
+
+
+@mentor_command.sub(N_("requests"), "demandes", role=Role.MODERATOR)
+async def requests_command(ctx: Context) -> Message:
+    return await _requests(ctx)
+
+
+@mentor_command.sub(N_("approve"), "valider", role=Role.MODERATOR, usage=N_("@name:server"))
+async def approve_command(ctx: Context) -> Message:
+    return await _approve(ctx, ctx.args)
+
+
+@mentor_command.sub(N_("log"), "journal", role=Role.MODERATOR)
+async def log_command(ctx: Context) -> Message:
+    return await _log(ctx)
 
 
 async def _target(ctx: Context, rest: str) -> tuple[Person, str]:
@@ -183,7 +193,7 @@ async def _target(ctx: Context, rest: str) -> tuple[Person, str]:
     who, _, after = text.partition(" ")
     if MXID_RE.match(who.rstrip(",")) or len(ctx.msg.mentions) != 1:
         if not who:
-            raise Problem("no_id")
+            raise Problem("no_user")
         user_id = matrix_id(who)
         return await _person(ctx, user_id), after
     person = await _person(ctx, ctx.msg.mentions[0])
@@ -234,7 +244,7 @@ async def _remove(ctx: Context, rest: str) -> Message:
     else:  # a typed ID: no profile lookup (the user may be gone from the server)
         who, _, topic_text = rest.strip().partition(" ")
         if not who:
-            raise Problem("no_id")
+            raise Problem("no_user")
         user_id = matrix_id(who)
     topic_key = fold(topic_text) or None
     removed = await ctx.storage.mentors.remove(user_id, topic_key, ctx.msg.sender)
@@ -300,7 +310,7 @@ async def _log(ctx: Context) -> Message:
     )
 
 
-@command("mes-donnees", "my-data", "mesdonnees")
+@command("mes-donnees", "my-data", "mesdonnees", about=N_("what the bot keeps about you"))
 async def my_data_command(ctx: Context) -> Message:
     user_id = ctx.msg.sender
     topics = await ctx.storage.mentors.topics(user_id=user_id)

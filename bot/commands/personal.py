@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.chat import SendError
-from bot.dispatch import Context, UsageError, command, echo
+from bot.commands.core import Context, UsageError, command, echo
+from bot.i18n import N_
 from bot.render import Message
 
 # Sessions one `!rappelle-moi` (or one 🔔) may ask for.
@@ -34,7 +35,16 @@ class Wanted:
     hour: str = ""
 
 
-@command("rappelle-moi", "remind-me", "rappellemoi")
+@command(
+    "rappelle-moi",
+    "remind-me",
+    "rappellemoi",
+    usage=N_("<id>"),
+    about=N_(
+        "a direct message before a session (or react 🔔 to a session; "
+        "%(prefix)smy-reminders, %(prefix)sforget <id>)"
+    ),
+)
 async def remind_me_command(ctx: Context) -> Message:
     """`!rappelle-moi <id> [id…]`; a 🔔 reaction runs it with the post's sessions."""
     ids = list(dict.fromkeys(ctx.args.lower().split()))
@@ -72,7 +82,7 @@ async def remind_me_command(ctx: Context) -> Message:
     )
 
 
-@command("mes-rappels", "my-reminders", "mesrappels")
+@command("mes-rappels", "my-reminders", "mesrappels", about=N_("your personal reminders"))
 async def my_reminders_command(ctx: Context) -> Message:
     items = await ctx.storage.personal.reminders(ctx.msg.sender)
     return ctx.render(
@@ -81,7 +91,7 @@ async def my_reminders_command(ctx: Context) -> Message:
     )
 
 
-@command("oublie", "forget", "oublier")
+@command("oublie", "forget", "oublier", usage=N_("<id>"), about=N_("cancel a personal reminder"))
 async def forget_command(ctx: Context) -> Message:
     """`!oublie <id> [id…]`; removing a 🔔 reaction runs it with that reaction's sessions."""
     ids = list(dict.fromkeys(ctx.args.lower().split()))[:MAX_AT_ONCE]

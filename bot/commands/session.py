@@ -8,7 +8,8 @@
     !prochain [mots…]
 
 Bad input gets one line saying what is wrong and the syntax expected; the
-wording lives in the templates (`session_problem`), keyed by a problem code.
+wording lives in the templates (`problem`), keyed by a problem code; the syntax
+comes from the declarations below.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from bot.agenda.model import Session
 from bot.agenda.sources import EditError, session_to_fields
 from bot.chat import FileUpload, Reply
 from bot.commands.agenda import MAX_WORDS
-from bot.dispatch import Context, PermissionDenied, UsageError, command, echo
+from bot.commands.core import Context, Problem, UsageError, command, echo
+from bot.i18n import N_
 from bot.permissions import Role
 from bot.render import Message
 from bot.textnorm import fold
@@ -33,20 +35,6 @@ from bot.views import views
 
 ICS_MIMETYPE = "text/calendar"
 
-SUBCOMMANDS = {
-    "ajouter": "add",
-    "add": "add",
-    "creer": "add",
-    "nouvelle": "add",
-    "modifier": "modify",
-    "edit": "modify",
-    "modify": "modify",
-    "deplacer": "modify",
-    "annuler": "cancel",
-    "cancel": "cancel",
-    "retablir": "restore",
-    "restore": "restore",
-}
 OPTIONS = {
     "titre": "title",
     "title": "title",
@@ -72,15 +60,6 @@ _QUOTES = str.maketrans({"«": '"', "»": '"', "“": '"', "”": '"', "„": '"
 _DMY_RE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2}|\d{4}))?$")
 _ISO_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 MAX_FIELD = 300
-
-
-class Problem(Exception):
-    """Bad input for an edit: a code for the template, and the offending text."""
-
-    def __init__(self, code: str, value: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.value = echo(value)
 
 
 @dataclass
@@ -216,52 +195,80 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
     return replace(message, sessions=(session.sid,))
 
 
-def _problem(ctx: Context, problem: Problem, action: str) -> Message:
-    return ctx.render("session_problem", problem=problem.code, value=problem.value, action=action)
-
-
 def export(ctx: Context, sessions: list[Session], name: str, filename: str) -> FileUpload:
     data = to_ics(sessions, tz=ctx.services.renderer.tz, now=ctx.services.now(), name=name)
     return FileUpload(filename=f"{filename}.ics", mimetype=ICS_MIMETYPE, data=data)
 
 
-@command("session", "seance")
+@command(
+    "session",
+    "seance",
+    usage=N_("<id> [ics]"),
+    about=N_(
+        "one session in full (its id is shown by %(prefix)sagenda); "
+        '"ics" to add it to your calendar'
+    ),
+)
 async def session_command(ctx: Context) -> Reply:
-    first = ctx.args.split(" ", 1)[0]
-    if not first:
+    """`!session <id> [ics]`: a session in full, or as a calendar file."""
+    words = ctx.args.split()
+    if not words:
         raise UsageError
-    action = SUBCOMMANDS.get(fold(first))
-    if action is None:
-        return await _show(ctx, ctx.args.split())
-    if await ctx.role() < Role.MODERATOR:
-        raise PermissionDenied(f"session {first}")
-    try:
-        words = tokens(ctx.args)
-        if action == "add":
-            return await _add(ctx, words[1:])
-        if len(words) < 2:
-            raise Problem("no_id")
-        session = ctx.services.agenda.agenda.get(words[1])
-        if session is None:
-            raise Problem("unknown_id", words[1])
-        if action == "modify":
-            return await _modify(ctx, session, words[2:])
-        if action == "cancel":
-            return await _cancel(ctx, session)
-        return await _restore(ctx, session)
-    except Problem as problem:
-        return _problem(ctx, problem, action)
-
-
-async def _show(ctx: Context, words: list[str]) -> Reply:
     session = ctx.services.agenda.agenda.get(words[0])
     if session is None:
-        return _problem(ctx, Problem("unknown_id", words[0]), "show")
+        raise Problem("unknown_id", words[0])
     if len(words) > 1 and fold(words[1]) in ("ics", "ical", "calendrier", "calendar"):
         if session.cancelled:
             return _detail(ctx, session, "show")
         return export(ctx, [session], session.title, safe_filename(session.title))
     return _detail(ctx, session, "show")
+
+
+def _target(ctx: Context, words: list[str]) -> Session:
+    """The session a moderator's edit is about: its id is the first word."""
+    if not words:
+        raise Problem("no_id")
+    session = ctx.services.agenda.agenda.get(words[0])
+    if session is None:
+        raise Problem("unknown_id", words[0])
+    return session
+
+
+@session_command.sub(
+    N_("add"),
+    "ajouter",
+    "creer",
+    "nouvelle",
+    role=Role.MODERATOR,
+    usage=N_('<date> <start>-<end> "<title>" [room=…] [speakers=…] [link=…]'),
+    example=N_('%(prefix)ssession add 04/12 14h-15h "Grist workshop" room="Room B" (day/month)'),
+)
+async def add_command(ctx: Context) -> Message:
+    return await _add(ctx, tokens(ctx.args))
+
+
+@session_command.sub(
+    N_("edit"),
+    "modifier",
+    "modify",
+    "deplacer",
+    role=Role.MODERATOR,
+    usage=N_("<id> [<date>] [<start>-<end>] [title=…] [room=…] [speakers=…] [link=…]"),
+    example=N_("%(prefix)ssession edit abc123 15h-16h"),
+)
+async def modify_command(ctx: Context) -> Message:
+    words = tokens(ctx.args)
+    return await _modify(ctx, _target(ctx, words), words[1:])
+
+
+@session_command.sub(N_("cancel"), "annuler", role=Role.MODERATOR, usage=N_("<id>"))
+async def cancel_command(ctx: Context) -> Message:
+    return await _cancel(ctx, _target(ctx, tokens(ctx.args)))
+
+
+@session_command.sub(N_("restore"), "rétablir", role=Role.MODERATOR, usage=N_("<id>"))
+async def restore_command(ctx: Context) -> Message:
+    return await _restore(ctx, _target(ctx, tokens(ctx.args)))
 
 
 async def _add(ctx: Context, words: list[str]) -> Message:
@@ -344,7 +351,14 @@ async def _restore(ctx: Context, session: Session) -> Message:
     return _detail(ctx, restored, "restored")
 
 
-@command("prochain", "next", "suivant", "prochaine")
+@command(
+    "prochain",
+    "next",
+    "suivant",
+    "prochaine",
+    usage=N_("[words…]"),
+    about=N_("the next session in full, and how long until it starts"),
+)
 async def next_command(ctx: Context) -> Message:
     words = ctx.args.split()[:MAX_WORDS]
     now = ctx.services.now()

@@ -11,8 +11,9 @@ from datetime import datetime
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
+from bot.commands.core import Context, command, echo
 from bot.db.subscriptions import GAZETTE, REMINDERS
-from bot.dispatch import Context, command, echo
+from bot.i18n import N_
 from bot.permissions import Role
 from bot.render import Message
 from bot.textnorm import fold
@@ -39,7 +40,13 @@ def _render(ctx: Context, outcome: str, kind: str | None) -> Message:
     )
 
 
-@command("abonner", "subscribe", role=Role.MODERATOR)
+@command(
+    "abonner",
+    "subscribe",
+    role=Role.MODERATOR,
+    usage="rappels",
+    about=N_("this room receives a reminder before each session and programme-change notices"),
+)
 async def subscribe_command(ctx: Context) -> Message:
     kind = _kind(ctx)
     if kind is None:
@@ -48,7 +55,13 @@ async def subscribe_command(ctx: Context) -> Message:
     return _render(ctx, "subscribed" if added else "already", kind)
 
 
-@command("desabonner", "unsubscribe", role=Role.MODERATOR)
+@command(
+    "desabonner",
+    "unsubscribe",
+    role=Role.MODERATOR,
+    usage="rappels",
+    about=N_("this room stops receiving them"),
+)
 async def unsubscribe_command(ctx: Context) -> Message:
     kind = _kind(ctx)
     if kind is None:
@@ -76,7 +89,7 @@ def next_reminders(ctx: Context) -> list[tuple[datetime, Session]]:
     return due
 
 
-@command("abonnements", "subscriptions")
+@command("abonnements", "subscriptions", about=N_("what this room receives"))
 async def subscriptions_command(ctx: Context) -> Message:
     kinds = await ctx.storage.subscriptions.kinds(ctx.msg.room_id)
     planned = next_reminders(ctx) if REMINDERS in kinds else []

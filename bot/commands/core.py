@@ -1,0 +1,195 @@
+"""Commands declared once: names, aliases, role, sub-commands, usage and help.
+
+A command is declared where its handler is written:
+
+    @command("session", "seance", usage=N_("<id> [ics]"), about=N_("one session…"))
+    async def session_command(ctx): ...
+
+    @session_command.sub(N_("add"), "ajouter", role=Role.MODERATOR, usage=N_("<date> …"))
+    async def add(ctx): ...
+
+The dispatcher routes `!session ajouter …` to `add` after checking the role
+declared (a refusal names what was refused: "session ajouter"); `!aide`,
+"Utilisation : …" and "Syntaxe : …" are generated from the declarations
+(the texts are message ids, translated by the catalogs: see `bot.i18n`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from bot.chat import ChatClient, IncomingMessage, Reply
+from bot.db.storage import Storage
+from bot.permissions import Role
+from bot.render import Message, Renderer
+from bot.textnorm import fold
+
+if TYPE_CHECKING:
+    from bot.agenda.sources import AgendaService
+    from bot.config import Config
+
+# What is echoed back of a user's input, at most.
+ECHO_CHARS = 40
+
+
+def echo(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+class UsageError(Exception):
+    """Bad arguments: the dispatcher answers with the command's usage."""
+
+
+class PermissionDenied(Exception):
+    """The sender's role is below the one the command declares."""
+
+
+class Problem(Exception):
+    """Bad input, with a code the `problem` template words, and the text at fault.
+
+    The dispatcher answers it with the message and the syntax of the command
+    that raised it.
+    """
+
+    def __init__(self, code: str, value: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.value = echo(value)
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    renderer: Renderer
+    agenda: AgendaService
+    now: Callable[[], datetime]
+
+
+@dataclass
+class Context:
+    msg: IncomingMessage
+    name: str  # as typed, folded
+    args: str  # after the command (and its sub-command) name
+    services: Services
+    registry: Registry
+    lookup_role: Callable[[], Awaitable[Role]]
+    storage: Storage
+    chat: ChatClient
+    _role: Role | None = None
+
+    async def role(self) -> Role:
+        """The sender's role here; power levels are fetched only when asked."""
+        if self._role is None:
+            self._role = await self.lookup_role()
+        return self._role
+
+    @property
+    def prefix(self) -> str:
+        return self.services.config.bot.prefix
+
+    def render(self, template: str, **ctx: Any) -> Message:
+        return self.services.renderer.render(template, prefix=self.prefix, **ctx)
+
+
+Handler = Callable[[Context], Awaitable[Reply]]
+
+
+@dataclass(eq=False)
+class Command:
+    """A command or a sub-command, as declared.
+
+    `name` is shown (a sub-command's is a message id: "add" reads "ajouter"
+    in French); `aliases` are also accepted. `usage`: the arguments, `about`:
+    one line of help, `example`: a full command line (message ids; `%(prefix)s`
+    stands for the command prefix).
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    handler: Handler
+    role: Role = Role.ANYONE
+    usage: str = ""
+    about: str = ""
+    example: str = ""
+    parent: Command | None = None
+    subcommands: list[Command] = field(default_factory=list)
+
+    async def __call__(self, ctx: Context) -> Reply:
+        return await self.handler(ctx)
+
+    def sub(
+        self,
+        name: str,
+        *aliases: str,
+        role: Role = Role.ANYONE,
+        usage: str = "",
+        example: str = "",
+    ) -> Callable[[Handler], Command]:
+        """Declare a sub-command: `!<command> <name> …`."""
+
+        def declare(fn: Handler) -> Command:
+            sub = Command(name, aliases, fn, role, usage, example=example, parent=self)
+            taken = {fold(n) for s in self.subcommands for n in (s.name, *s.aliases)}
+            if taken & {fold(n) for n in (name, *aliases)}:
+                raise ValueError(f"sub-command name of {name!r} declared twice in {self.name}")
+            self.subcommands.append(sub)
+            return sub
+
+        return declare
+
+    def route(self, args: str) -> tuple[Command, str, str]:
+        """(command to run, sub-command name as typed, its arguments)."""
+        first, _, rest = args.partition(" ")
+        key = fold(first)
+        for sub in self.subcommands:
+            if key and key in {fold(n) for n in (sub.name, *sub.aliases)}:
+                return sub, first, rest
+        return self, "", args
+
+    def visible_to(self, role: Role) -> list[Command]:
+        return [s for s in self.subcommands if s.role <= role]
+
+
+def command(
+    name: str,
+    *aliases: str,
+    role: Role = Role.ANYONE,
+    usage: str = "",
+    about: str = "",
+) -> Callable[[Handler], Command]:
+    """Declare a command; `Registry.collect` finds it in its module."""
+
+    def declare(fn: Handler) -> Command:
+        return Command(name, aliases, fn, role, usage, about)
+
+    return declare
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, Command] = {}
+        self.commands: list[Command] = []
+
+    def collect(self, *modules: ModuleType) -> Registry:
+        for module in modules:
+            for value in vars(module).values():
+                if isinstance(value, Command) and value.parent is None:
+                    self.add(value)
+        return self
+
+    def add(self, cmd: Command) -> None:
+        for key in (cmd.name, *cmd.aliases):
+            if fold(key) in self._by_name:
+                raise ValueError(f"command name {key!r} registered twice")
+            self._by_name[fold(key)] = cmd
+        self.commands.append(cmd)
+
+    def find(self, name: str) -> Command | None:
+        return self._by_name.get(fold(name))
+
+    def visible_to(self, role: Role) -> list[Command]:
+        return [c for c in self.commands if c.role <= role]
