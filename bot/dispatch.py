@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from bot.chat import (
     ChatClient,
@@ -32,6 +32,7 @@ from bot.commands.core import (
     UsageError,
     echo,
 )
+from bot.commands.personal import forget_command, remind_me_command
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
@@ -39,17 +40,28 @@ from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.textnorm import fold
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_CHARS = 2000
 SETTLE_GRACE = 2.0
 # A reaction with this emoji to a post presenting sessions runs this command.
 BELL = "🔔"
-REACTION_COMMAND = "rappelle-moi"
-FORGET_COMMAND = "oublie"
+REACTION_COMMAND = remind_me_command.name
+# Taking the reaction back runs this one.
+FORGET_COMMAND = forget_command.name
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A command to run: typed in a message, or asked for by a reaction (🔔)."""
+
+    name: str  # as typed (folded), or the registered name
+    args: str
+
+
+def _parsed(body: str, prefix: str) -> Invocation | None:
+    parsed = parse(body, prefix)
+    return None if parsed is None else Invocation(*parsed)
 
 
 def parse(body: str, prefix: str) -> tuple[str, str] | None:
@@ -108,14 +120,17 @@ class Dispatcher:
 
     async def accept(self, msg: IncomingMessage) -> None:
         """Called for each new message, in timeline order, before the sync token moves."""
-        if msg.sender == self.chat.user_id or parse(msg.body, self.prefix) is None:
+        if msg.sender == self.chat.user_id:
+            return
+        parsed = parse(msg.body, self.prefix)
+        if parsed is None:
             return
         if not await self.storage.inbox.add(
             msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
-        self._spawn(msg, attempts=0, first_counted=True)
+        self._spawn(msg, Invocation(*parsed), attempts=0, first_counted=True)
 
     async def accept_reaction(self, reaction: IncomingReaction) -> None:
         """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.
@@ -142,10 +157,21 @@ class Dispatcher:
     async def _accept_private(
         self, room_id: str, event_id: str, sender: str, command: str, sids: list[str]
     ) -> None:
-        """`command sids…` on behalf of `sender`, answered in their direct room."""
-        if sids:
-            body = f"{self.prefix}{command} {' '.join(sids)}"
-            await self.accept(IncomingMessage(room_id, event_id, sender, body, direct=True))
+        """`command sids…` on behalf of `sender`, answered in their direct room.
+
+        Stored as the command and its arguments: nothing to parse again, and
+        no text that a change of `bot.prefix` could make unreadable.
+        """
+        if not sids or sender == self.chat.user_id:
+            return
+        invocation = Invocation(command, " ".join(sids))
+        if not await self.storage.inbox.add(
+            event_id, room_id, sender, invocation.args, None, direct=True, command=command
+        ):
+            log.debug("reaction %s already recorded, not answering again", event_id)
+            return
+        msg = IncomingMessage(room_id, event_id, sender, "", direct=True)
+        self._spawn(msg, invocation, attempts=0, first_counted=True)
 
     async def undecryptable(self, msg: IncomingMessage) -> None:
         """Answer once an encrypted message that could not be decrypted.
@@ -163,13 +189,24 @@ class Dispatcher:
         """Answer the commands recorded but not answered before the last stop."""
         pending = await self.storage.inbox.pending()
         for item in pending:
-            self._spawn(_message(item), attempts=item.attempts, first_counted=False)
+            msg = _message(item)
+            invocation = (
+                Invocation(item.command, item.body)
+                if item.command is not None
+                else _parsed(msg.body, self.prefix)
+            )
+            if invocation is None:  # typed under another prefix: nothing to answer now
+                await self.storage.inbox.finish(item.event_id)
+                continue
+            self._spawn(msg, invocation, attempts=item.attempts, first_counted=False)
         if pending:
             log.info("answering %d command(s) left pending by the last run", len(pending))
         return len(pending)
 
-    def _spawn(self, msg: IncomingMessage, attempts: int, first_counted: bool) -> None:
-        task = asyncio.create_task(self._process(msg, attempts, first_counted))
+    def _spawn(
+        self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
+    ) -> None:
+        task = asyncio.create_task(self._process(msg, invocation, attempts, first_counted))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -191,9 +228,11 @@ class Dispatcher:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _process(self, msg: IncomingMessage, attempts: int, first_counted: bool) -> None:
+    async def _process(
+        self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
+    ) -> None:
         started = time.perf_counter()
-        reply = await self.answer(msg)
+        reply = await self.answer(msg, invocation)
         rendered = time.perf_counter()
         if reply is None:
             await self.storage.inbox.finish(msg.event_id)
@@ -238,12 +277,18 @@ class Dispatcher:
             thread_root=msg.thread_root,
         )
 
-    async def answer(self, msg: IncomingMessage) -> Reply | None:
-        """The reply to a message: the one error boundary of every command."""
-        parsed = parse(msg.body, self.prefix)
-        if parsed is None:
+    async def answer(
+        self, msg: IncomingMessage, invocation: Invocation | None = None
+    ) -> Reply | None:
+        """The reply to a message: the one error boundary of every command.
+
+        `invocation`: the command to run, when already known (else parsed
+        from the message's text; None when it holds no command).
+        """
+        invocation = invocation or _parsed(msg.body, self.prefix)
+        if invocation is None:
             return None
-        name, args = parsed
+        name, args = invocation.name, invocation.args
         services = self.services
         ctx = Context(
             msg=msg,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -100,6 +101,25 @@ async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World)
     assert world.chat.sent[-1].message.body.startswith("🔔 C'est noté")
     # And the reaction, redelivered after the restart, is not answered twice.
     assert await react(world, answer_id, "$bell") == []
+
+
+async def test_bell_is_kept_as_its_command_even_if_the_prefix_changes(world: World) -> None:
+    await command(world, "!prochain", "$next")
+    # Recorded as the real path records a 🔔 (the command and its arguments,
+    # no text), then the bot dies; the operator changes the prefix meanwhile.
+    await world.dispatcher.storage.inbox.add(
+        "$bell", ROOMS[0], MEMBER, grist(world), None, direct=True, command="rappelle-moi"
+    )
+    services = world.dispatcher.services
+    bot = services.config.bot.model_copy(update={"prefix": "?"})
+    config = services.config.model_copy(update={"bot": bot})
+    world.dispatcher.services = replace(services, config=config)
+    assert await world.dispatcher.resume_pending() == 1
+    await world.dispatcher.drain()
+    ((_, dm),) = world.chat.direct_rooms
+    assert world.chat.sent[-1].room_id == dm
+    assert world.chat.sent[-1].message.body.startswith("🔔 C'est noté")
+    assert [r.sid for r in await world.storage.personal.reminders(MEMBER)] == [grist(world)]
 
 
 async def test_started_sessions_are_not_offered(world: World) -> None:

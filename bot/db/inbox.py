@@ -22,6 +22,9 @@ class InboxItem:
     received_at: int
     attempts: int
     direct: bool = False
+    # Set for a command no one typed (a 🔔 reaction): its registered name;
+    # `body` then holds its arguments.
+    command: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
@@ -34,6 +37,7 @@ class InboxItem:
             int(row["received_at"]),
             int(row["attempts"]),
             bool(row["direct"]),
+            row["command"],
         )
 
 
@@ -51,6 +55,7 @@ class Inbox:
         now: float | None = None,
         *,
         direct: bool = False,
+        command: str | None = None,
     ) -> bool:
         """Record a command; False when this event was already recorded (redelivery).
 
@@ -59,7 +64,7 @@ class Inbox:
         """
         result = await self._db.execute(
             "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at, attempts, direct) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+            "received_at, attempts, direct, command) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)",
             event_id,
             room_id,
             sender,
@@ -67,13 +72,14 @@ class Inbox:
             thread_root,
             int(now or time.time()),
             direct,
+            command,
         )
         return result.rowcount == 1
 
     async def pending(self) -> list[InboxItem]:
         rows = await self._db.fetch(
-            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct "
-            "FROM inbox WHERE status = 'pending' ORDER BY received_at"
+            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct, "
+            "command FROM inbox WHERE status = 'pending' ORDER BY received_at"
         )
         return [InboxItem.from_row(r) for r in rows]
 

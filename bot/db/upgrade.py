@@ -339,3 +339,15 @@ async def upgrade_v10(tx: Transaction) -> None:
     UPDATE mentor_audit SET target = '' WHERE target = '(personne retirée)';
     """,
     )
+
+
+@upgrades.register(11, "A command asked for by a reaction (🔔) is stored as its name and arguments")
+async def upgrade_v11(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- The registered name of the command to run, for a command no one typed
+    -- (a 🔔 reaction): `body` then holds its arguments, not text to parse.
+    ALTER TABLE inbox ADD COLUMN command TEXT;
+    """,
+    )
