@@ -292,7 +292,6 @@ class Dispatcher:
         services = self.services
         ctx = Context(
             msg=msg,
-            name=name,
             args=args,
             services=services,
             registry=self.registry,

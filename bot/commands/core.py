@@ -72,7 +72,6 @@ class Services:
 @dataclass
 class Context:
     msg: IncomingMessage
-    name: str  # as typed, folded
     args: str  # after the command (and its sub-command) name
     services: Services
     registry: Registry
