@@ -188,6 +188,7 @@ class Dispatcher:
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
         pending = await self.storage.inbox.pending()
+        resumed = 0
         for item in pending:
             msg = _message(item)
             invocation = (
@@ -199,9 +200,10 @@ class Dispatcher:
                 await self.storage.inbox.finish(item.event_id)
                 continue
             self._spawn(msg, invocation, attempts=item.attempts, first_counted=False)
-        if pending:
-            log.info("answering %d command(s) left pending by the last run", len(pending))
-        return len(pending)
+            resumed += 1
+        if resumed:
+            log.info("answering %d command(s) left pending by the last run", resumed)
+        return resumed
 
     def _spawn(
         self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
