@@ -25,6 +25,7 @@ import feedparser
 from bot.broadcast_key import FeedKey
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
 from bot.ops import Metrics
 
@@ -121,6 +122,7 @@ class FeedWatcher:
                 )
                 for e in entries
             ],
+            GAZETTE,
         )
         await self._storage.kv.put(f"{kv}:polled", "1")
         if got.etag:

@@ -12,6 +12,7 @@ from bot.broadcast_key import FeedKey, GazetteKey
 from bot.db.database import Database, StorageError, Transaction
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE
 from bot.db.upgrade import Step, UpgradeTable, run_script, upgrades
 
 SCHEMA_VERSION = upgrades.latest
@@ -122,15 +123,15 @@ async def test_old_feed_entries_are_kept_while_still_in_the_feed(
         FeedEntry(key, key, f"https://example.org/{key}", FeedKey.of(feed, key), True)
         for key in ("n1", "n2", "n3")
     ]
-    assert await storage.feeds.record(feed, entries) == 3
+    assert await storage.feeds.record(feed, entries, GAZETTE) == 3
     for item in await storage.outbox.pending():
         await storage.outbox.finish(item.id, "sent")
 
     # A year later, n1 has left the feed; n2 and n3 are still in it.
     year_later = time.time() + 365 * 24 * 3600
     monkeypatch.setattr(feeds_module.time, "time", lambda: year_later)
-    assert await storage.feeds.record(feed, entries[1:]) == 0  # not posted again
-    assert await storage.feeds.record(feed, entries[1:]) == 0
+    assert await storage.feeds.record(feed, entries[1:], GAZETTE) == 0  # not posted again
+    assert await storage.feeds.record(feed, entries[1:], GAZETTE) == 0
     with sqlite3.connect(tmp_path / "db.sqlite") as db:
         keys = [r[0] for r in db.execute("SELECT key FROM feed_entries ORDER BY key")]
     assert keys == ["n2", "n3"]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from bot.db import outbox
 from bot.db.database import Database
-from bot.db.subscriptions import GAZETTE
 
 # Feed entries no longer in the feed are forgotten after this long.
 FEED_RETENTION_S = 180 * 24 * 3600
@@ -30,8 +29,8 @@ class FeedEntries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def record(self, feed: str, entries: Sequence[FeedEntry]) -> int:
-        """Mark entries seen; queue the new ones to post to `gazette` rooms.
+    async def record(self, feed: str, entries: Sequence[FeedEntry], kind: str) -> int:
+        """Mark entries seen; queue the new ones to post to the rooms subscribed to `kind`.
 
         One transaction: an entry is seen and queued together, so a crash
         neither loses nor doubles a post. Returns outbox rows added.
@@ -52,7 +51,7 @@ class FeedEntries:
                 )
                 if seen.rowcount == 1 and entry.post:
                     queued += await outbox.queue_for_subscribers(
-                        tx, entry.broadcast, GAZETTE, "pending", now
+                        tx, entry.broadcast, kind, "pending", now
                     )
             # Entries gone from the feed long ago will not come back: forget them.
             # (Those still in it are kept whatever their age, or they would be new again.)
