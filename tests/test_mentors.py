@@ -165,6 +165,19 @@ async def test_my_data_and_self_removal_leave_nothing(room: Room) -> None:
     assert again.body == "L'annuaire des mentors ne contient rien à votre sujet."
 
 
+async def test_a_moderator_who_removes_themself_leaves_no_trace_in_others_data(
+    room: Room,
+) -> None:
+    """The mentors they added stay; who added them is no longer told."""
+    await room.say(f"!mentor ajouter {CAMILLE} Superset", sender=MOD)
+    await room.say(f"!mentor ajouter {MOD} Grist", sender=MOD)  # a mentor too
+    await room.say("!mentor retirer-moi", sender=MOD)
+    mine = (await room.say("!mes-donnees", sender=CAMILLE)).body
+    assert "– Superset (ajouté le" in mine
+    assert MOD not in mine and "par (personne retirée))" in mine
+    assert all(MOD not in (t.added_by, t.user_id) for t in await room.storage.mentors.topics())
+
+
 async def test_english_directory(room: Room) -> None:
     services = room.dispatcher.services
     room.dispatcher.services = dataclasses.replace(

@@ -138,6 +138,10 @@ class MentorDirectory:
                 "UPDATE mentor_audit SET target = $1 WHERE target = $2", ERASED, user_id
             )
             await tx.execute("UPDATE mentor_audit SET actor = $1 WHERE actor = $2", ERASED, user_id)
+            # A moderator who added other mentors: their topics stay, not who added them.
+            await tx.execute(
+                "UPDATE mentor_topics SET added_by = $1 WHERE added_by = $2", ERASED, user_id
+            )
             await _audit(tx, ERASED, "erase-self", ERASED, "", int(time.time()))
         return topics.rowcount + requests.rowcount
 
