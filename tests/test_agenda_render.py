@@ -110,6 +110,13 @@ async def test_nothing_upcoming_is_a_friendly_sentence(tmp_path: Path) -> None:
     assert reply.body == "Aucune séance BlueHats n'est prévue pour le moment : revenez bientôt !"
     reply = await ask(tmp_path, [], "!agenda demain")
     assert reply.body.startswith("Aucune séance BlueHats demain.")
+    # Nothing to come, one on now: each on its own line.
+    ongoing = session("En cours", NOW - timedelta(minutes=10))
+    reply = await ask(tmp_path, [ongoing], "!prochain")
+    assert reply.body.splitlines() == [
+        "Aucune séance BlueHats n'est prévue pour le moment : revenez bientôt !",
+        f"En ce moment : En cours [{ongoing.sid}]",
+    ]
 
 
 @pytest.mark.parametrize(

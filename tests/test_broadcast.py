@@ -104,8 +104,8 @@ async def test_one_reminder_per_offset_and_room(world: World) -> None:
     assert await broadcaster.deliver() == 0  # never twice
     sent = reminders(world)
     assert sorted(room for room, _ in sent) == sorted(ROOMS[:2] * 2)
-    assert sent[-1][1].startswith("⏰ Rappel : « Webinaire Grist » commence dans 59 minutes")
-    assert "mardi 24 novembre, 14h00 – 15h00" in sent[-1][1]
+    assert sent[-1][1].startswith("⏰ Rappel : « Webinaire Grist » commence dans 59 minutes\n")
+    assert sent[-1][1].splitlines()[1] == "🗓️ mardi 24 novembre, 14h00 – 15h00"
 
 
 async def test_missed_beyond_grace_skipped_within_grace_sent(
