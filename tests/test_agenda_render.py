@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.agenda.model import Session
-from bot.chat import IncomingMessage
+from bot.chat import FileUpload, IncomingMessage
 from tests.fakes import FakeClock, make_dispatcher
 from tests.helpers import NOW, parse, real_fixture
 
@@ -169,3 +169,11 @@ async def test_english_when_configured(tmp_path: Path) -> None:
     assert reply.body.startswith(
         "📅 Upcoming BlueHats sessions\n\nWednesday 2 December\n• 10:00 – 11:00 · Grist"
     )
+    export = await ask(
+        tmp_path,
+        [session("Grist", paris(2026, 12, 2, 10, 0))],
+        "!agenda ics",
+        bot={"language": "en"},
+    )
+    assert isinstance(export, FileUpload)
+    assert b"X-WR-CALNAME:BlueHats agenda" in export.data

@@ -109,7 +109,12 @@ async def agenda_command(ctx: Context) -> Reply:
     start, end = window(kind, now, services.renderer)
     sessions = services.agenda.agenda.between(start, end, words)
     if export and sessions:
-        data = to_ics(sessions[:MAX_EXPORT], tz=services.renderer.tz, now=now)
+        data = to_ics(
+            sessions[:MAX_EXPORT],
+            tz=services.renderer.tz,
+            now=now,
+            language=services.renderer.language,
+        )
         return FileUpload(filename="agenda-bluehats.ics", mimetype="text/calendar", data=data)
     return render_agenda(
         sessions,

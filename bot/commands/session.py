@@ -196,7 +196,10 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
 
 
 def export(ctx: Context, sessions: list[Session], name: str, filename: str) -> FileUpload:
-    data = to_ics(sessions, tz=ctx.services.renderer.tz, now=ctx.services.now(), name=name)
+    renderer = ctx.services.renderer
+    data = to_ics(
+        sessions, tz=renderer.tz, now=ctx.services.now(), name=name, language=renderer.language
+    )
     return FileUpload(filename=f"{filename}.ics", mimetype=ICS_MIMETYPE, data=data)
 
 
