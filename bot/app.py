@@ -98,11 +98,11 @@ class BotApp:
                 metrics=metrics,
             )
             agenda.on_recorded = broadcaster.wake.set
-            chat.on_message = dispatcher.accept
-            chat.on_reaction = dispatcher.accept_reaction
-            chat.on_redaction = dispatcher.accept_redaction
-            chat.on_undecryptable = dispatcher.undecryptable
-            chat.on_batch_end = dispatcher.settle
+            chat.handlers.on_message = dispatcher.accept
+            chat.handlers.on_reaction = dispatcher.accept_reaction
+            chat.handlers.on_redaction = dispatcher.accept_redaction
+            chat.handlers.on_undecryptable = dispatcher.undecryptable
+            chat.handlers.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)
 
             self.scheduler = scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)

@@ -105,7 +105,7 @@ class GazetteFanOut:
         async def ignore(_message: object) -> None:
             return None
 
-        self.chat.on_message = ignore
+        self.chat.handlers.on_message = ignore
         self._sync = asyncio.create_task(self.chat.run())
         await asyncio.wait_for(self.chat.synced.wait(), 600)
 

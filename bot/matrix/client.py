@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from nio import AsyncClient, ProfileGetDisplayNameResponse
 
-from bot.chat import FileUpload, IncomingReaction, IncomingRedaction, UnknownUser
+from bot.chat import FileUpload, UnknownUser
 from bot.config import MatrixConfig, server_name
 from bot.db.storage import Storage
 from bot.matrix.authority import RoomAuthority
-from bot.matrix.events import Handlers, IncomingEvents, MessageSink
+from bot.matrix.events import Handlers, IncomingEvents
 from bot.matrix.identity import Identity
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
@@ -45,71 +44,30 @@ class MatrixChat:
         storage_dir: Path,
         storage: Storage,
     ) -> None:
-        self._handlers = Handlers()
+        # What the core sets before `run()`: where messages, reactions… go.
+        self.handlers = Handlers()
         self._pacer = RatePacer()
         self._session = Session(config, storage_dir, on_error=self._pacer.on_error)
         self._invites = Invites(self._session, config.allowed_servers)
         self._authority = RoomAuthority(self._session)
-        events = IncomingEvents(self._session, self._handlers)
+        events = IncomingEvents(self._session, self.handlers)
         undecryptable = Undecryptable(
             self._session,
             storage,
-            self._handlers,
+            self.handlers,
             deliver=events.deliver,
             after=config.undecryptable_after,
         )
         self._sync = SyncLoop(
             self._session,
             storage,
-            self._handlers,
+            self.handlers,
             events=events,
             undecryptable=undecryptable,
             invites=self._invites,
             authority=self._authority,
         )
         self._sender = Sender(self._session, self._pacer, room_shown=self._sync.wait_for_room)
-
-    # -- what the core sets before `run()` (see `events.Handlers`) ------------------
-
-    @property
-    def on_message(self) -> MessageSink | None:
-        return self._handlers.on_message
-
-    @on_message.setter
-    def on_message(self, sink: MessageSink | None) -> None:
-        self._handlers.on_message = sink
-
-    @property
-    def on_reaction(self) -> Callable[[IncomingReaction], Awaitable[None]] | None:
-        return self._handlers.on_reaction
-
-    @on_reaction.setter
-    def on_reaction(self, sink: Callable[[IncomingReaction], Awaitable[None]] | None) -> None:
-        self._handlers.on_reaction = sink
-
-    @property
-    def on_redaction(self) -> Callable[[IncomingRedaction], Awaitable[None]] | None:
-        return self._handlers.on_redaction
-
-    @on_redaction.setter
-    def on_redaction(self, sink: Callable[[IncomingRedaction], Awaitable[None]] | None) -> None:
-        self._handlers.on_redaction = sink
-
-    @property
-    def on_undecryptable(self) -> MessageSink | None:
-        return self._handlers.on_undecryptable
-
-    @on_undecryptable.setter
-    def on_undecryptable(self, sink: MessageSink | None) -> None:
-        self._handlers.on_undecryptable = sink
-
-    @property
-    def on_batch_end(self) -> Callable[[], Awaitable[None]] | None:
-        return self._handlers.on_batch_end
-
-    @on_batch_end.setter
-    def on_batch_end(self, hook: Callable[[], Awaitable[None]] | None) -> None:
-        self._handlers.on_batch_end = hook
 
     # -- session and state -----------------------------------------------------------
 

@@ -72,7 +72,7 @@ class SyncLoop:
     async def run(self) -> None:
         """Sync until cancelled, resuming from the saved token."""
         if self._handlers.on_message is None:
-            raise RuntimeError("MatrixChat.on_message must be set before run()")
+            raise RuntimeError("MatrixChat.handlers.on_message must be set before run()")
         client = self._session.client
         since = await self._storage.kv.get(self._token_key)
         # Without a token, everything the first sync shows is history.
