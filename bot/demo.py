@@ -25,7 +25,7 @@ from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomMessageNotic
 from bot import config as configuration
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, DevServerError, synapse_available
-from bot.render import DEFAULT_LANGUAGE, translations
+from bot.render import data_text as _  # the demo speaks the default language
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,11 +33,6 @@ T = TypeVar("T")
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 BOT_USER = "bluehats"
 ANSWER_TIMEOUT = 60.0
-
-
-def _(message: str) -> str:
-    """The demo speaks the bot's default language, like the bot it starts."""
-    return translations(DEFAULT_LANGUAGE).gettext(message)
 
 
 def sample_agenda() -> Path:

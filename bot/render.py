@@ -70,11 +70,12 @@ def translations(language: str) -> Translations:
 
 
 def data_text(message: str) -> str:
-    """`message` in the default language, for text that becomes data.
+    """`message` in the default language, for text that must not follow `bot.language`.
 
     An untitled calendar event is named when its source is parsed, before
     any renderer, and that name is part of the session's id (`session_id`
-    hashes the title): it must not change with `bot.language`.
+    hashes the title). The demo also speaks the default language, like the
+    bot it starts.
     """
     return translations(DEFAULT_LANGUAGE).gettext(message)
 
