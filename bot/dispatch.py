@@ -122,15 +122,15 @@ class Dispatcher:
         """Called for each new message, in timeline order, before the sync token moves."""
         if msg.sender == self.chat.user_id:
             return
-        parsed = parse(msg.body, self.prefix)
-        if parsed is None:
+        invocation = _parsed(msg.body, self.prefix)
+        if invocation is None:
             return
         if not await self.storage.inbox.add(
             msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
-        self._spawn(msg, Invocation(*parsed), attempts=0, first_counted=True)
+        self._spawn(msg, invocation, attempts=0, first_counted=True)
 
     async def accept_reaction(self, reaction: IncomingReaction) -> None:
         """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.

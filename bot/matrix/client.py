@@ -3,7 +3,7 @@
 `login.Session` holds the nio client (login, Tchap discovery, saved session);
 `sync.SyncLoop` runs the sync and hands each batch to `invites.Invites`,
 `authority.RoomAuthority`, `undecryptable.Undecryptable` and
-`events.IncomingEvents` (the core's `Incoming*`); `sending.Sender` posts,
+`events.IncomingEvents` (the core's `Incoming*`); `sending.RoomPoster` posts,
 paced by `sending.RatePacer` after 429s.
 """
 
@@ -24,7 +24,7 @@ from bot.matrix.identity import Identity
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
-from bot.matrix.sending import RatePacer, Sender
+from bot.matrix.sending import RatePacer, RoomPoster
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
 from bot.render import Message
@@ -67,7 +67,7 @@ class MatrixChat:
             invites=self._invites,
             authority=self._authority,
         )
-        self._sender = Sender(self._session, self._pacer, room_shown=self._sync.wait_for_room)
+        self._sender = RoomPoster(self._session, self._pacer, room_shown=self._sync.wait_for_room)
 
     # -- session and state -----------------------------------------------------------
 

@@ -101,7 +101,7 @@ class RatePacer:
             yield
 
 
-class Sender:
+class RoomPoster:
     """What the bot posts, and the direct rooms it opens to post there."""
 
     def __init__(
