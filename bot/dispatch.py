@@ -179,7 +179,7 @@ class Dispatcher:
         command_ms = command.sent_ms if command.sent_ms is not None else command.received_at * 1000
         late_s = (sent_ms - command_ms) / 1000
         window = self.services.config.bot.edit_window.total_seconds()
-        if late_s > window:
+        if window <= 0 or late_s > window:  # 0: edits are not followed
             log.debug(
                 "edit %s made %.0fs after its command (window %.0fs): ignored",
                 edit.event_id,

@@ -468,3 +468,17 @@ async def test_edits_are_answered_exactly_once_across_restarts(tmp_path: Path) -
         assert len(chat.sent) == 1
     finally:
         await storage.close()
+
+
+async def test_a_zero_edit_window_turns_edits_off(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(
+        tmp_path, [], FakeClock(NOW), bot={"edit_window": "0s"}
+    )
+    try:
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("!aide", "$e1", after_s=0))
+        await dispatcher.drain()
+        assert len(chat.sent) == 1 and await storage.inbox.status("$e1") is None
+    finally:
+        await storage.close()
