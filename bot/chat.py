@@ -24,6 +24,11 @@ class IncomingMessage:
     mentions: tuple[str, ...] = ()
     # Answer in the sender's direct room rather than in the room (a 🔔 reaction).
     direct: bool = False
+    # When it was sent (origin_server_ts, ms since the epoch); None if unknown.
+    ts: int | None = None
+    # Set on an edit (`m.replace`): the event id of the message it edits;
+    # `body` is then the new text.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +77,14 @@ class ChatClient(Protocol):
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
+        replaces: str | None = None,
     ) -> str | None:
-        """Send an `m.notice`; the same `txn_id` never posts twice. Its event id."""
+        """Send an `m.notice`; the same `txn_id` never posts twice. Its event id.
+
+        `replaces`: a notice of the bot's own that this one edits in place
+        (`reply_to` and `thread_root` are then not used: an edit keeps the
+        relations of the notice it edits).
+        """
 
     async def send_file(
         self,

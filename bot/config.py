@@ -173,12 +173,24 @@ class BotConfig(_Model):
     timezone: str = "Europe/Paris"
     moderators: list[MatrixId] = Field(default_factory=list)
     templates: Path | None = None
+    # An edited command edits the answer when the edit comes this soon after
+    # the command (0 = edits are ignored).
+    edit_window: Duration = timedelta(minutes=10)
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value) or len(value) > 5:
             raise ValueError("must be 1 to 5 characters without spaces, such as '!'")
+        return value
+
+    @field_validator("edit_window")
+    @classmethod
+    def _edit_window(cls, value: timedelta) -> timedelta:
+        # Answered commands are forgotten after a week (bot.db.inbox): an
+        # edit of one no longer recorded could not be told from conversation.
+        if not timedelta(0) <= value <= timedelta(days=1):
+            raise ValueError("must be between 0s and 1d, such as 10m")
         return value
 
     @field_validator("timezone")

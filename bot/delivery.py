@@ -46,6 +46,9 @@ class Outgoing:
     label: str
     reply_to: str | None = None
     thread_root: str | None = None
+    # A notice of the bot's that this one edits in place (`m.replace`); files
+    # cannot be edited, so this is for notices only.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,10 @@ class Sender:
                 log.warning("%s not sent (%s), retrying in %.0fs", out.label, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if event_id and isinstance(out.reply, Message) and out.reply.sessions:
+            if out.replaces and isinstance(out.reply, Message):
+                # Reactions go to the post edited, now presenting these sessions.
+                await self._storage.posts.edited(out.replaces, out.room_id, out.reply.sessions)
+            elif event_id and isinstance(out.reply, Message) and out.reply.sessions:
                 # A 🔔 reaction to this post asks for reminders of its sessions.
                 await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
             self._count(out.kind, "sent")
@@ -141,6 +147,8 @@ class Sender:
 
     async def _post(self, out: Outgoing) -> str | None:
         if isinstance(out.reply, FileUpload):
+            if out.replaces:  # a caller's mistake, not the network's: no retry
+                raise SendError("a file cannot edit a notice", permanent=True)
             await self._chat.send_file(
                 out.room_id,
                 out.reply,
@@ -155,6 +163,7 @@ class Sender:
             txn_id=out.txn_id,
             reply_to=out.reply_to,
             thread_root=out.thread_root,
+            replaces=out.replaces,
         )
 
     async def _wait_turn(self) -> None:

@@ -5,16 +5,28 @@ the sync token moves on), then answered with a transaction id derived from
 its event id, then marked done. A crash anywhere in between leaves a pending
 row that is answered again at start with the same transaction id, which the
 homeserver deduplicates: no command is lost, none is answered twice.
+
+An edit of a command (`m.replace`, by its sender, within `bot.edit_window`)
+is recorded and answered the same way, with its own transaction id, as an
+edit of the bot's answer (`m.replace` of the answer's event, whose id the
+inbox keeps), or as a first answer when the command had none yet (the bot
+was down) or when its answer was a file (files cannot be edited). The newest
+text wins: a command or edit for which a newer edit is recorded is dropped,
+the newer one answers. An edit that leaves no command (conversation, or the
+command erased) turns the answer into a short "command withdrawn" notice:
+an answer to a command no one can see any more would puzzle the room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 from bot.chat import (
     ChatClient,
@@ -38,12 +50,15 @@ from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
+from bot.render import Message
 from bot.textnorm import fold
 
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_CHARS = 2000
 SETTLE_GRACE = 2.0
+# Commands received outside a sync batch (none is expected) start after this.
+HOLD_S = 0.5
 # A reaction with this emoji to a post presenting sessions runs this command.
 BELL = "🔔"
 REACTION_COMMAND = remind_me_command.name
@@ -113,6 +128,11 @@ class Dispatcher:
         self.storage = storage
         self.sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
         self._tasks: set[asyncio.Task[None]] = set()
+        # A command and its edits are answered one at a time, in order.
+        self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Received in this sync batch, answered once the batch is recorded.
+        self._held: list[tuple[IncomingMessage, Invocation | None]] = []
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def prefix(self) -> str:
@@ -122,15 +142,63 @@ class Dispatcher:
         """Called for each new message, in timeline order, before the sync token moves."""
         if msg.sender == self.chat.user_id:
             return
+        if msg.replaces is not None:
+            await self._accept_edit(msg)
+            return
         invocation = _parsed(msg.body, self.prefix)
         if invocation is None:
             return
         if not await self.storage.inbox.add(
-            msg.event_id, msg.room_id, msg.sender, msg.body, msg.thread_root, direct=msg.direct
+            msg.event_id,
+            msg.room_id,
+            msg.sender,
+            msg.body,
+            msg.thread_root,
+            direct=msg.direct,
+            sent_ms=msg.ts,
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
-        self._spawn(msg, invocation, attempts=0, first_counted=True)
+        self._hold(msg, invocation)
+
+    async def _accept_edit(self, edit: IncomingMessage) -> None:
+        """An edit of a command: recorded like one (its own row, its own
+        transaction id), answered by `_process_edit`."""
+        assert edit.replaces is not None
+        command = await self.storage.inbox.get(edit.replaces)
+        if command is None or command.command is not None or command.replaces is not None:
+            # Conversation is not recorded: an edit of it is not told apart
+            # from conversation either (a command is typed anew, not edited in).
+            log.debug("edit %s of a message that held no command: ignored", edit.event_id)
+            return
+        if edit.sender != command.sender or edit.room_id != command.room_id:
+            # The spec: an edit by anyone else than the original sender is invalid.
+            log.debug("edit %s by someone else than the command's sender: ignored", edit.event_id)
+            return
+        sent_ms = edit.ts if edit.ts is not None else int(time.time() * 1000)
+        command_ms = command.sent_ms if command.sent_ms is not None else command.received_at * 1000
+        late_s = (sent_ms - command_ms) / 1000
+        window = self.services.config.bot.edit_window.total_seconds()
+        if window <= 0 or late_s > window:  # 0: edits are not followed
+            log.debug(
+                "edit %s made %.0fs after its command (window %.0fs): ignored",
+                edit.event_id,
+                late_s,
+                window,
+            )
+            return
+        if not await self.storage.inbox.add(
+            edit.event_id,
+            edit.room_id,
+            edit.sender,
+            edit.body,
+            command.thread_root,
+            sent_ms=sent_ms,
+            replaces=command.event_id,
+        ):
+            log.debug("edit %s already recorded, not answering again", edit.event_id)
+            return
+        self._hold(edit, None)
 
     async def accept_reaction(self, reaction: IncomingReaction) -> None:
         """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.
@@ -171,7 +239,7 @@ class Dispatcher:
             log.debug("reaction %s already recorded, not answering again", event_id)
             return
         msg = IncomingMessage(room_id, event_id, sender, "", direct=True)
-        self._spawn(msg, invocation, attempts=0, first_counted=True)
+        self._hold(msg, invocation)
 
     async def undecryptable(self, msg: IncomingMessage) -> None:
         """Answer once an encrypted message that could not be decrypted.
@@ -191,6 +259,10 @@ class Dispatcher:
         resumed = 0
         for item in pending:
             msg = _message(item)
+            if item.replaces is not None:  # an edit: its text is parsed when answered
+                self._spawn(msg, None, attempts=item.attempts, first_counted=False)
+                resumed += 1
+                continue
             invocation = (
                 Invocation(item.command, item.body)
                 if item.command is not None
@@ -205,9 +277,34 @@ class Dispatcher:
             log.info("answering %d command(s) left pending by the last run", resumed)
         return resumed
 
+    def _hold(self, msg: IncomingMessage, invocation: Invocation | None) -> None:
+        """Answer once the sync batch is recorded (`settle`), not at once.
+
+        A command and its edit in one batch (sent while the bot was away)
+        are then both in the inbox when the command's turn comes: the edit
+        answers, once, instead of an answer to the old text then its edit.
+        Waiting costs the rest of the batch, a few milliseconds.
+        """
+        self._held.append((msg, invocation))
+        if self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(HOLD_S, self._release)
+
+    def _release(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        held, self._held = self._held, []
+        for msg, invocation in held:
+            self._spawn(msg, invocation, attempts=0, first_counted=True)
+
     def _spawn(
-        self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
+        self,
+        msg: IncomingMessage,
+        invocation: Invocation | None,
+        attempts: int,
+        first_counted: bool,
     ) -> None:
+        """Answer in the background: `invocation` for a command, None for an edit."""
         task = asyncio.create_task(self._process(msg, invocation, attempts, first_counted))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -215,55 +312,149 @@ class Dispatcher:
     async def settle(self, grace: float = SETTLE_GRACE) -> None:
         """Give in-flight answers up to `grace` seconds; they go on after that.
 
-        Called at the end of each sync batch: answering before the next /sync
-        long-poll starts spares the homeserver that request ahead of our send
-        (measured with bench/agenda_latency.py: p50 1.12x the echo floor
-        without, 1.0x with). A slow room delays syncing by `grace` at most.
+        Called at the end of each sync batch, whose answers start here (see
+        `_hold`). Answering before the next /sync long-poll starts spares the
+        homeserver that request ahead of our send (measured with
+        bench/agenda_latency.py: p50 1.12x the echo floor without, 1.0x
+        with). A slow room delays syncing by `grace` at most.
         """
+        self._release()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
 
     async def drain(self, grace: float = 10.0) -> None:
         """Let in-flight answers finish (they stay pending in the DB if cut)."""
+        self._release()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
 
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, command_id: str) -> AsyncIterator[None]:
+        """A command and its edits, in the order they came: each sees what the
+        one before stored (the answer to replace, or that none was sent)."""
+        lock, users = self._busy.get(command_id) or (asyncio.Lock(), 0)
+        self._busy[command_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._busy[command_id]
+            if users == 1:
+                del self._busy[command_id]
+            else:
+                self._busy[command_id] = (lock, users - 1)
+
     async def _process(
+        self,
+        msg: IncomingMessage,
+        invocation: Invocation | None,
+        attempts: int,
+        first_counted: bool,
+    ) -> None:
+        async with self._one_at_a_time(msg.replaces or msg.event_id):
+            if msg.replaces is not None:
+                await self._process_edit(msg, attempts, first_counted)
+            elif invocation is not None:
+                await self._process_command(msg, invocation, attempts, first_counted)
+
+    async def _process_command(
         self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
     ) -> None:
-        started = time.perf_counter()
-        reply = await self.answer(msg, invocation)
-        rendered = time.perf_counter()
-        if reply is None:
+        if not msg.direct and await self.storage.inbox.latest_edit(msg.event_id) is not None:
+            # Edited before it was answered (the bot was away): the newest
+            # edit answers, once, with the text the sender now shows.
+            log.debug("command %s edited before it was answered: the edit answers", msg.event_id)
             await self.storage.inbox.finish(msg.event_id)
             return
+        started = time.perf_counter()
+        reply = await self.answer(msg, invocation)
+        await self._deliver(msg, msg, reply, None, attempts, first_counted, started)
+
+    async def _process_edit(
+        self, edit: IncomingMessage, attempts: int, first_counted: bool
+    ) -> None:
+        """The newest edit of a command: the command's answer edited in place,
+        or a first answer when there is none to edit."""
+        assert edit.replaces is not None
+        started = time.perf_counter()
+        command = await self.storage.inbox.get(edit.replaces)
+        newest = None if command is None else await self.storage.inbox.latest_edit(edit.replaces)
+        if command is None or newest != edit.event_id:
+            log.debug("edit %s overtaken by a newer one: the newer one answers", edit.event_id)
+            await self.storage.inbox.finish(edit.event_id)
+            return
+        # The command as it now reads: its room and thread, the edit's text.
+        msg = replace(_message(command), body=edit.body, mentions=edit.mentions)
+        invocation = _parsed(edit.body, self.prefix)
+        reply: Reply | None
+        if invocation is not None:
+            reply = await self.answer(msg, invocation)
+        elif command.answer_id is not None:
+            reply = self.services.renderer.render("edit_removed")
+        else:  # withdrawn before any answer we could edit: nothing to say
+            reply = None
+        edits = command.answer_id if isinstance(reply, Message) else None
+        await self._deliver(msg, edit, reply, edits, attempts, first_counted, started)
+
+    async def _deliver(
+        self,
+        msg: IncomingMessage,
+        row: IncomingMessage,
+        reply: Reply | None,
+        edits: str | None,
+        attempts: int,
+        first_counted: bool,
+        started: float,
+    ) -> None:
+        """Send the answer to `msg` for the inbox row `row` (the command, or its
+        edit), as an edit of the bot's notice `edits` when given, then mark it."""
+        rendered = time.perf_counter()
+        if reply is None:
+            await self.storage.inbox.finish(row.event_id)
+            return
         delivered = await self.sender.deliver(
-            await self._outgoing(msg, reply),
+            await self._outgoing(msg, reply, row.event_id, edits),
             Attempts(
                 made=attempts,
-                record=lambda: self.storage.inbox.attempt(msg.event_id),
+                record=lambda: self.storage.inbox.attempt(row.event_id),
                 first_recorded=first_counted,
             ),
         )
-        await self.storage.inbox.finish(msg.event_id, failed=not delivered.sent)
         if not delivered.sent:
+            await self.storage.inbox.finish(row.event_id, failed=True)
             return
+        if edits is None:  # a new answer: the one later edits replace
+            await self.storage.inbox.finish(
+                row.event_id, answered=msg.event_id, answer_id=delivered.event_id
+            )
+        else:
+            await self.storage.inbox.finish(row.event_id)
         sent = time.perf_counter()
         self.metrics.reply_seconds.observe(sent - started)
         log.debug(
             "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
-            msg.event_id,
+            row.event_id,
             (sent - started) * 1000,
             (rendered - started) * 1000,
             (sent - rendered) * 1000,
         )
 
-    async def _outgoing(self, msg: IncomingMessage, reply: Reply) -> Outgoing:
-        """Where and how the answer goes: a reply in the room (its thread), or in private."""
-        label = f"answer to {msg.event_id} in {msg.room_id}"
-        txn_id = txn_id_for(msg.event_id)
+    async def _outgoing(
+        self, msg: IncomingMessage, reply: Reply, row_id: str, edits: str | None
+    ) -> Outgoing:
+        """Where and how the answer goes: a reply in the room (its thread), in
+        private, or an edit of an earlier answer.
+
+        The transaction id derives from the inbox row (the command, or its
+        edit): answering it again after a crash posts nothing new.
+        """
+        txn_id = txn_id_for(row_id)
+        if edits is not None:
+            label = f"edit of {edits} answering {row_id} in {msg.room_id}"
+            return Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label, replaces=edits)
+        label = f"answer to {row_id} in {msg.room_id}"
         if msg.direct:
             # No direct room (it could not be opened): the answer saying so
             # goes to the room, or the person would hear nothing.
@@ -349,5 +540,12 @@ class Dispatcher:
 
 def _message(item: InboxItem) -> IncomingMessage:
     return IncomingMessage(
-        item.room_id, item.event_id, item.sender, item.body, item.thread_root, direct=item.direct
+        item.room_id,
+        item.event_id,
+        item.sender,
+        item.body,
+        item.thread_root,
+        direct=item.direct,
+        ts=item.sent_ms,
+        replaces=item.replaces,
     )

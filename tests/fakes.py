@@ -42,6 +42,8 @@ class Sent:
     reply_to: str | None
     thread_root: str | None
     event_id: str = ""
+    # The notice of the bot's this one edits (`m.replace`), if any.
+    replaces: str | None = None
 
 
 @dataclass
@@ -62,12 +64,17 @@ class FakeChat:
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
+        replaces: str | None = None,
     ) -> str:
         if self.failures:
             raise self.failures.pop(0)
         # Like a homeserver: the same transaction id gives back the same event.
         event_id = f"$ev-{txn_id}"
-        self.sent.append(Sent(room_id, message, txn_id, reply_to, thread_root, event_id))
+        if replaces is not None:  # an edit keeps no relation but m.replace
+            reply_to = thread_root = None
+        self.sent.append(
+            Sent(room_id, message, txn_id, reply_to, thread_root, event_id, replaces=replaces)
+        )
         return event_id
 
     async def send_file(

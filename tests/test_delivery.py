@@ -89,3 +89,26 @@ async def test_paced_sender_spaces_its_sends(tmp_path: Path) -> None:
         assert len(chat.sent) == 3
     finally:
         await storage.close()
+
+
+async def test_an_edited_post_makes_a_bell_on_it_mean_its_new_sessions(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        chat = FakeChat()
+        sender = Sender(chat, storage, retry_delay=0)
+        first = await sender.deliver(outgoing(Kind.REPLY), Attempts(0, Counter().record))
+        assert first.event_id is not None
+        room = "!room:example.org"
+        new = Message(body="Superset", html="Superset", sessions=("def456",))
+        edit = Outgoing(Kind.REPLY, room, new, "bh-edit", "edit", replaces=first.event_id)
+        assert (await sender.deliver(edit, Attempts(0, Counter().record))).sent
+        assert chat.sent[-1].replaces == first.event_id
+        # Reactions go to the event edited (clients show its new content).
+        assert await storage.posts.sessions(first.event_id, room) == ["def456"]
+        # Edited into a post without sessions: a 🔔 on it asks for nothing.
+        gone = Message(body="Commande retirée", html="Commande retirée")
+        edit = Outgoing(Kind.REPLY, room, gone, "bh-edit-2", "edit", replaces=first.event_id)
+        assert (await sender.deliver(edit, Attempts(0, Counter().record))).sent
+        assert await storage.posts.sessions(first.event_id, room) == []
+    finally:
+        await storage.close()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import types
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.chat import IncomingMessage, SendError
+from bot.agenda.model import Session
+from bot.chat import FileUpload, IncomingMessage, SendError
 from bot.commands import build_registry
 from bot.commands.core import Context, Problem, Registry, UsageError, command
 from bot.dispatch import parse, txn_id_for
@@ -273,5 +275,210 @@ async def test_settle_lets_this_batch_answers_go_out_before_the_next_sync(
         assert chat.sent == []  # answered in the background…
         await dispatcher.settle()
         assert [s.reply_to for s in chat.sent] == ["$s"]  # …and out before settle returns
+    finally:
+        await storage.close()
+
+
+# -- edited commands ----------------------------------------------------------------------------
+
+T0 = 1_800_000_000_000  # the command's origin_server_ts (ms)
+ALICE = "@alice:example.org"
+UNKNOWN = "Je ne connais pas la commande « !agneda »"
+WITHDRAWN = "Commande retirée : le message modifié n'en contient plus."
+
+
+def typed(body: str, event_id: str = "$c", ts: int = T0, sender: str = ALICE) -> IncomingMessage:
+    return IncomingMessage(ROOM, event_id, sender, body, ts=ts)
+
+
+def edit(
+    body: str, event_id: str, after_s: float, replaces: str = "$c", sender: str = ALICE
+) -> IncomingMessage:
+    """`replaces` edited to `body`, `after_s` seconds after the command was sent."""
+    return IncomingMessage(
+        ROOM, event_id, sender, body, ts=T0 + int(after_s * 1000), replaces=replaces
+    )
+
+
+def bodies(chat: FakeChat) -> list[str]:
+    return [s.message.body for s in chat.sent if isinstance(s.message, Message)]
+
+
+async def test_an_edit_of_an_answered_command_edits_the_answer_in_place(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.drain()
+        (answer,) = chat.sent
+        assert answer.reply_to == "$c" and bodies(chat)[0].startswith(UNKNOWN)
+        await dispatcher.accept(edit("!aide", "$e1", after_s=30))
+        await dispatcher.drain()
+        assert len(chat.sent) == 2
+        edited = chat.sent[1]
+        # An edit of the bot's answer, not a new answer, with its own transaction id.
+        assert edited.replaces == answer.event_id and edited.reply_to is None
+        assert edited.txn_id == txn_id_for("$e1") != answer.txn_id
+        assert "!agenda" in bodies(chat)[1] and UNKNOWN not in bodies(chat)[1]  # the help
+        assert await storage.inbox.status("$e1") == "done"
+    finally:
+        await storage.close()
+
+
+async def test_several_edits_each_replace_the_first_answer_the_latest_wins(
+    tmp_path: Path,
+) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!aide"))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("!agneda", "$e1", after_s=10))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("!aide", "$e2", after_s=20))
+        await dispatcher.drain()
+        first = chat.sent[0].event_id
+        # The spec: each edit replaces the original event, never an earlier edit.
+        assert [s.replaces for s in chat.sent] == [None, first, first]
+        assert bodies(chat)[1].startswith(UNKNOWN) and bodies(chat)[2] == bodies(chat)[0]
+        # Two edits in one batch: only the newest is answered.
+        await dispatcher.accept(edit("!agneda", "$e3", after_s=30))
+        await dispatcher.accept(edit("!aide", "$e4", after_s=40))
+        await dispatcher.drain()
+        assert [s.txn_id for s in chat.sent[3:]] == [txn_id_for("$e4")]
+        assert chat.sent[3].replaces == first and bodies(chat)[3] == bodies(chat)[0]
+    finally:
+        await storage.close()
+
+
+async def test_a_command_edited_before_it_was_answered_is_answered_once_with_the_new_text(
+    tmp_path: Path,
+) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        # Both in one sync batch (the bot was away when they were sent).
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.accept(edit("!aide", "$e1", after_s=5))
+        await dispatcher.drain()
+        (answer,) = chat.sent
+        assert answer.replaces is None and answer.reply_to == "$c"  # a reply to the command
+        assert "!agenda" in bodies(chat)[0] and UNKNOWN not in bodies(chat)[0]
+        assert answer.txn_id == txn_id_for("$e1")
+        assert await storage.inbox.status("$c") == "done"
+        # A later edit replaces that answer.
+        await dispatcher.accept(edit("!agneda", "$e2", after_s=9))
+        await dispatcher.drain()
+        assert chat.sent[1].replaces == answer.event_id and bodies(chat)[1].startswith(UNKNOWN)
+    finally:
+        await storage.close()
+
+
+async def test_edits_too_late_by_someone_else_or_of_conversation_are_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dispatcher, chat, storage = await make_dispatcher(
+        tmp_path, [], FakeClock(NOW), bot={"edit_window": "10m"}
+    )
+    caplog.set_level("DEBUG", logger="bot.dispatch")
+    try:
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.accept(typed("bonjour", "$talk"))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("!aide", "$late", after_s=10 * 60 + 1))
+        await dispatcher.accept(edit("!aide", "$bob", after_s=5, sender="@bob:example.org"))
+        await dispatcher.accept(edit("!aide", "$talk-edit", after_s=5, replaces="$talk"))
+        await dispatcher.drain()
+        assert len(chat.sent) == 1  # the first answer only
+        for event_id in ("$late", "$bob", "$talk-edit"):
+            assert await storage.inbox.status(event_id) is None  # not even recorded
+        assert "made 601s after its command" in caplog.text
+        # Within the window, the same edit counts.
+        await dispatcher.accept(edit("!aide", "$ok", after_s=10 * 60))
+        await dispatcher.drain()
+        assert len(chat.sent) == 2 and chat.sent[1].replaces == chat.sent[0].event_id
+    finally:
+        await storage.close()
+
+
+async def test_an_edit_that_removes_the_command_withdraws_the_answer(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!aide"))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("oups, mauvais salon", "$e1", after_s=10))
+        await dispatcher.drain()
+        assert chat.sent[1].replaces == chat.sent[0].event_id
+        assert bodies(chat)[1] == WITHDRAWN
+        # Edited before any answer: nothing at all.
+        await dispatcher.accept(typed("!aide", "$c2"))
+        await dispatcher.accept(edit("rien", "$e2", after_s=1, replaces="$c2"))
+        await dispatcher.drain()
+        assert len(chat.sent) == 2
+        assert await storage.inbox.status("$c2") == await storage.inbox.status("$e2") == "done"
+    finally:
+        await storage.close()
+
+
+async def test_a_file_answer_is_not_edited_a_new_answer_is_posted(tmp_path: Path) -> None:
+    start = NOW + timedelta(days=1)
+    grist = Session(title="Webinaire Grist", start=start, end=start + timedelta(hours=1))
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [grist], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!agenda ics"))
+        await dispatcher.drain()
+        assert isinstance(chat.sent[0].message, FileUpload)
+        await dispatcher.accept(edit("!aide", "$e1", after_s=10))
+        await dispatcher.drain()
+        notice = chat.sent[1]
+        assert notice.replaces is None and notice.reply_to == "$c"
+        assert isinstance(notice.message, Message) and "!agenda" in notice.message.body
+        # Edited back into a file: a new file; then into a notice again: new notice.
+        await dispatcher.accept(edit("!agenda ics", "$e2", after_s=20))
+        await dispatcher.drain()
+        file = chat.sent[2]
+        assert isinstance(file.message, FileUpload) and file.replaces is None
+        assert file.reply_to == "$c"
+    finally:
+        await storage.close()
+
+
+async def test_edits_are_answered_exactly_once_across_restarts(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    await dispatcher.accept(typed("!agneda"))
+    await dispatcher.drain()
+    await dispatcher.accept(edit("!aide", "$e1", after_s=10))
+    await dispatcher.drain()
+    # The bot died after recording a second edit, before answering it.
+    await storage.inbox.add("$e2", ROOM, ALICE, "!agneda", None, sent_ms=T0 + 20_000, replaces="$c")
+    await storage.close()
+
+    chat = FakeChat()
+    dispatcher, _, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW), chat)
+    try:
+        assert await dispatcher.resume_pending() == 1
+        await dispatcher.drain()
+        (resumed,) = chat.sent
+        # Answered as an edit of the first answer, with the edit's transaction id.
+        assert resumed.replaces == f"$ev-{txn_id_for('$c')}"
+        assert resumed.txn_id == txn_id_for("$e2") and bodies(chat)[0].startswith(UNKNOWN)
+        # Redelivered by the sync after the restart: nothing again.
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.accept(edit("!aide", "$e1", after_s=10))
+        await dispatcher.accept(edit("!agneda", "$e2", after_s=20))
+        await dispatcher.drain()
+        assert await dispatcher.resume_pending() == 0
+        assert len(chat.sent) == 1
+    finally:
+        await storage.close()
+
+
+async def test_a_zero_edit_window_turns_edits_off(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(
+        tmp_path, [], FakeClock(NOW), bot={"edit_window": "0s"}
+    )
+    try:
+        await dispatcher.accept(typed("!agneda"))
+        await dispatcher.drain()
+        await dispatcher.accept(edit("!aide", "$e1", after_s=0))
+        await dispatcher.drain()
+        assert len(chat.sent) == 1 and await storage.inbox.status("$e1") is None
     finally:
         await storage.close()

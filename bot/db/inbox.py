@@ -25,6 +25,12 @@ class InboxItem:
     # Set for a command no one typed (a 🔔 reaction): its registered name;
     # `body` then holds its arguments.
     command: str | None = None
+    # When it was sent (origin_server_ts, ms; None for rows of older versions).
+    sent_ms: int | None = None
+    # The bot's answer that an edit replaces (a notice; None: none, or a file).
+    answer_id: str | None = None
+    # On an edit: the command it edits.
+    replaces: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
@@ -38,7 +44,17 @@ class InboxItem:
             int(row["attempts"]),
             bool(row["direct"]),
             row["command"],
+            row["sent_ms"],
+            row["answer_id"],
+            row["replaces"],
         )
+
+
+# Queries are literal strings (no formatting): what InboxItem.from_row reads.
+_SELECT = (
+    "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct, "
+    "command, sent_ms, answer_id, replaces FROM inbox "
+)
 
 
 class Inbox:
@@ -56,15 +72,19 @@ class Inbox:
         *,
         direct: bool = False,
         command: str | None = None,
+        sent_ms: int | None = None,
+        replaces: str | None = None,
     ) -> bool:
-        """Record a command; False when this event was already recorded (redelivery).
+        """Record a command (or an edit of one, `replaces` naming the command);
+        False when this event was already recorded (redelivery).
 
         The row counts one attempt already: the caller answers at once, and a
         crash during that first send must count like any other.
         """
         result = await self._db.execute(
             "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at, attempts, direct, command) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)",
+            "received_at, attempts, direct, command, sent_ms, replaces) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10)",
             event_id,
             room_id,
             sender,
@@ -73,28 +93,68 @@ class Inbox:
             int(now or time.time()),
             direct,
             command,
+            sent_ms,
+            replaces,
         )
         return result.rowcount == 1
 
+    async def get(self, event_id: str) -> InboxItem | None:
+        row = await self._db.fetchrow(_SELECT + "WHERE event_id = $1", event_id)
+        return None if row is None else InboxItem.from_row(row)
+
     async def pending(self) -> list[InboxItem]:
+        # rowid: rows of one second in the order received (a command before its edit).
         rows = await self._db.fetch(
-            "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct, "
-            "command FROM inbox WHERE status = 'pending' ORDER BY received_at"
+            _SELECT + "WHERE status = 'pending' ORDER BY received_at, rowid"
         )
         return [InboxItem.from_row(r) for r in rows]
+
+    async def latest_edit(self, command_id: str) -> str | None:
+        """The event id of the newest edit recorded for this command, if any.
+
+        Newest as the spec orders replacements: by origin_server_ts, then by
+        event id.
+        """
+        value = await self._db.fetchval(
+            "SELECT event_id FROM inbox WHERE replaces = $1 "
+            "ORDER BY sent_ms DESC, event_id DESC LIMIT 1",
+            command_id,
+        )
+        return None if value is None else str(value)
 
     async def attempt(self, event_id: str) -> None:
         await self._db.execute(
             "UPDATE inbox SET attempts = attempts + 1 WHERE event_id = $1", event_id
         )
 
-    async def finish(self, event_id: str, *, failed: bool = False) -> None:
-        await self._db.execute(
+    async def finish(
+        self,
+        event_id: str,
+        *,
+        failed: bool = False,
+        answered: str | None = None,
+        answer_id: str | None = None,
+    ) -> None:
+        """Mark a command (or an edit) handled, forgetting its text.
+
+        `answered`: the command that has a new answer, `answer_id` (None for a
+        file): the command itself, or the one this edit edits. Stored in the
+        same transaction, so that a later edit finds the answer to replace.
+        """
+        done = (
             "UPDATE inbox SET status = $1, body = NULL, finished_at = $2 WHERE event_id = $3",
             "failed" if failed else "done",
             int(time.time()),
             event_id,
         )
+        if answered is None:
+            await self._db.execute(*done)
+            return
+        async with self._db.transaction() as tx:
+            await tx.execute(*done)
+            await tx.execute(
+                "UPDATE inbox SET answer_id = $1 WHERE event_id = $2", answer_id, answered
+            )
 
     async def status(self, event_id: str) -> str | None:
         status = await self._db.fetchval("SELECT status FROM inbox WHERE event_id = $1", event_id)

@@ -26,6 +26,25 @@ class PostedSessions:
             int(time.time()),
         )
 
+    async def edited(self, event_id: str, room_id: str, sids: Iterable[str]) -> None:
+        """The post was edited in place: a 🔔 on it now means these sessions."""
+        listed = " ".join(dict.fromkeys(sids))
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM posted_sessions WHERE event_id = $1 AND room_id = $2",
+                event_id,
+                room_id,
+            )
+            if listed:
+                await tx.execute(
+                    "INSERT INTO posted_sessions (event_id, room_id, sids, posted_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    event_id,
+                    room_id,
+                    listed,
+                    int(time.time()),
+                )
+
     async def sessions(self, event_id: str, room_id: str) -> list[str]:
         """The session ids a post of the bot presents ([] for any other event)."""
         sids = await self._db.fetchval(

@@ -130,9 +130,15 @@ class MatrixChat:
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
+        replaces: str | None = None,
     ) -> str | None:
         return await self._sender.send_notice(
-            room_id, message, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
+            room_id,
+            message,
+            txn_id=txn_id,
+            reply_to=reply_to,
+            thread_root=thread_root,
+            replaces=replaces,
         )
 
     async def send_file(

@@ -69,11 +69,47 @@ class IncomingEvents:
             return None
         content = event.source.get("content", {})
         relates = content.get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace" or "m.new_content" in content:
-            return None  # an edit: the original was the command
+        ts = event.server_timestamp if isinstance(event.server_timestamp, int) else None
+        if relates.get("rel_type") == "m.replace":
+            return _edit(room_id, event, content, relates, user_id, ts)
+        if "m.new_content" in content:
+            return None  # malformed edit (no relation): neither a command nor an edit
         thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        mentioned = (content.get("m.mentions") or {}).get("user_ids") or []
-        mentions = tuple(u for u in mentioned if isinstance(u, str) and u != user_id)
+        mentions = _mentions(content, user_id)
         return IncomingMessage(
-            room_id, event.event_id, event.sender, event.body, thread_root, mentions[:20]
+            room_id, event.event_id, event.sender, event.body, thread_root, mentions, ts=ts
         )
+
+
+def _edit(
+    room_id: str,
+    event: Any,
+    content: dict[str, Any],
+    relates: dict[str, Any],
+    user_id: str,
+    ts: int | None,
+) -> IncomingMessage | None:
+    """An edit (`m.replace`): the new text is in `m.new_content`, not in `body`
+    (which is the "* …" fallback for clients that do not know edits)."""
+    new = content.get("m.new_content")
+    original = relates.get("event_id")
+    if not isinstance(new, dict) or not isinstance(original, str):
+        return None
+    body = new.get("body")
+    if new.get("msgtype") != "m.text" or not isinstance(body, str):
+        # Turned into an emote, a notice, a file: no command any more.
+        body = ""
+    return IncomingMessage(
+        room_id,
+        event.event_id,
+        event.sender,
+        body,
+        mentions=_mentions(new, user_id),
+        ts=ts,
+        replaces=original,
+    )
+
+
+def _mentions(content: dict[str, Any], user_id: str) -> tuple[str, ...]:
+    mentioned = (content.get("m.mentions") or {}).get("user_ids") or []
+    return tuple(u for u in mentioned if isinstance(u, str) and u != user_id)[:20]

@@ -101,6 +101,26 @@ class RatePacer:
             yield
 
 
+def replacement(content: dict[str, Any], replaces: str) -> dict[str, Any]:
+    """An edit of the event `replaces` to `content`, as the spec words it.
+
+    Clients show `m.new_content`; the "* " fallback is for those that do not
+    know edits. The top-level `m.mentions` is empty: the people mentioned were
+    notified by the notice edited, an edit must not ping them again. Encrypted
+    rooms need nothing more: the whole content is encrypted, and the relation
+    copied outside by nio (it does so for every `m.relates_to`).
+    """
+    return {
+        "msgtype": content["msgtype"],
+        "body": "* " + content["body"],
+        "format": content["format"],
+        "formatted_body": "* " + content["formatted_body"],
+        "m.mentions": {},
+        "m.new_content": content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": replaces},
+    }
+
+
 class RoomPoster:
     """What the bot posts, and the direct rooms it opens to post there."""
 
@@ -124,6 +144,7 @@ class RoomPoster:
         txn_id: str,
         reply_to: str | None = None,
         thread_root: str | None = None,
+        replaces: str | None = None,
     ) -> str | None:
         content: dict[str, Any] = {
             "msgtype": "m.notice",
@@ -132,6 +153,8 @@ class RoomPoster:
             "formatted_body": message.html,
             "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
         }
+        if replaces is not None:
+            return await self._send(room_id, replacement(content, replaces), txn_id, None, None)
         return await self._send(room_id, content, txn_id, reply_to, thread_root)
 
     async def open_direct_room(self, user_id: str) -> str:
