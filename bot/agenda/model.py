@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot.textnorm import fold
+from bot.textnorm import fold, identity_fold
 
 
 def session_id(start: datetime, title: str) -> str:
@@ -18,7 +18,7 @@ def session_id(start: datetime, title: str) -> str:
     The code.gouv.fr calendar draws new UIDs at every site build, so the UID
     cannot identify a session: its start instant and its (folded) title do.
     """
-    key = f"{start.astimezone(UTC):%Y%m%dT%H%M}|{fold(title)}".encode()
+    key = f"{start.astimezone(UTC):%Y%m%dT%H%M}|{identity_fold(title)}".encode()
     digest = hashlib.sha256(key).digest()
     return base64.b32encode(digest).decode("ascii")[:6].lower()
 
