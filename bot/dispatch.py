@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.chat import (
     ChatClient,
@@ -36,6 +36,7 @@ from bot.commands.personal import forget_command, remind_me_command
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
+from bot.direct_rooms import ensure_direct_room
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.textnorm import fold
@@ -239,16 +240,21 @@ class Dispatcher:
         if reply is None:
             await self.storage.inbox.finish(msg.event_id)
             return
-        delivered = await self.sender.deliver(
-            await self._outgoing(msg, reply),
-            Attempts(
-                made=attempts,
-                record=lambda: self.storage.inbox.attempt(msg.event_id),
-                first_recorded=first_counted,
-            ),
-        )
-        await self.storage.inbox.finish(msg.event_id, failed=not delivered.sent)
-        if not delivered.sent:
+        sent_all = True
+        for out in await self._outgoing(msg, invocation, reply):
+            delivered = await self.sender.deliver(
+                out,
+                Attempts(
+                    made=attempts,
+                    record=lambda: self.storage.inbox.attempt(msg.event_id),
+                    first_recorded=first_counted,
+                ),
+            )
+            sent_all = sent_all and delivered.sent
+            # The count covers the whole answer: a second message starts afresh.
+            attempts, first_counted = 0, False
+        await self.storage.inbox.finish(msg.event_id, failed=not sent_all)
+        if not sent_all:
             return
         sent = time.perf_counter()
         self.metrics.reply_seconds.observe(sent - started)
@@ -260,16 +266,17 @@ class Dispatcher:
             (sent - rendered) * 1000,
         )
 
-    async def _outgoing(self, msg: IncomingMessage, reply: Reply) -> Outgoing:
-        """Where and how the answer goes: a reply in the room (its thread), or in private."""
+    async def _outgoing(
+        self, msg: IncomingMessage, invocation: Invocation, reply: Reply
+    ) -> list[Outgoing]:
+        """Where and how the answer goes: a reply in the room (its thread), or in private.
+
+        A private command typed in a room answers in the sender's direct room
+        and says so in the room: two messages, each with its own transaction id.
+        """
         label = f"answer to {msg.event_id} in {msg.room_id}"
         txn_id = txn_id_for(msg.event_id)
-        if msg.direct:
-            # No direct room (it could not be opened): the answer saying so
-            # goes to the room, or the person would hear nothing.
-            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
-            return Outgoing(Kind.REPLY, room_id, reply, txn_id, label)
-        return Outgoing(
+        in_room = Outgoing(
             Kind.REPLY,
             msg.room_id,
             reply,
@@ -278,6 +285,22 @@ class Dispatcher:
             reply_to=msg.event_id,
             thread_root=msg.thread_root,
         )
+        if msg.direct:
+            # No direct room (it could not be opened): the answer saying so
+            # goes to the room, or the person would hear nothing.
+            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
+            return [Outgoing(Kind.REPLY, room_id, reply, txn_id, label)]
+        cmd = self.registry.find(invocation.name)
+        if cmd is None or not cmd.private:
+            return [in_room]
+        dm = await ensure_direct_room(self.chat, self.storage, msg.sender)
+        if dm == msg.room_id:  # typed in the direct room itself
+            return [in_room]
+        notice = self.services.renderer.render("private", prefix=self.prefix, opened=dm is not None)
+        said = replace(in_room, reply=notice, txn_id=txn_id_for(msg.event_id + "#room"))
+        if dm is None:
+            return [said]
+        return [Outgoing(Kind.REPLY, dm, reply, txn_id, f"private {label}"), said]
 
     async def answer(
         self, msg: IncomingMessage, invocation: Invocation | None = None

@@ -66,7 +66,9 @@ def describe(source: str) -> str:
     return f"{parsed.scheme}://{host}{parsed.path}"
 
 
-def retry_after(value: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+def retry_after(
+    value: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> float | None:
     """Seconds asked by a Retry-After header (delay-seconds or an HTTP date),
     bounded by MAX_RETRY_AFTER; None when absent or unreadable."""
     if not value or not value.strip():
