@@ -4,9 +4,9 @@ Fetched with aiohttp (conditional GET, timeout, retries: `bot.fetch`);
 feedparser gets the bytes and the response headers, in a thread, never a
 URL (its own fetching blocks and has no timeout). Entries are identified
 by their id, else their link, else a hash of title and summary. The first
-poll of a feed marks what is there as seen (no flood). A feed flagged `bozo` but with entries is still
-used; one without entries is a failure, logged once, the next good poll
-goes on from what was seen.
+poll of a feed marks what is there as seen (no flood). A feed flagged
+`bozo` but with entries is still used; one without entries is a failure,
+logged once, the next good poll goes on from what was seen.
 """
 
 from __future__ import annotations
