@@ -29,7 +29,8 @@ async def runs_after_a_busy_loop(scheduler: AsyncIOScheduler) -> int:
     )
     scheduler.start()
     try:
-        time.sleep(1.5)  # a busy loop (parsing, a slow callback) when the job falls due
+        # A busy loop (parsing, a slow callback) when the job falls due.
+        time.sleep(1.5)  # noqa: ASYNC251 - blocking on purpose
         await asyncio.sleep(0.5)
     finally:
         scheduler.shutdown(wait=False)
