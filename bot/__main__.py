@@ -84,6 +84,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for key, msg in problems:
             print(f"  - {key}: {msg}", file=sys.stderr)
         return EXIT_CONFIG
+    for key, msg in config.warnings(cfg):
+        print(f"{args.config}: warning: {key}: {msg}", file=sys.stderr)
     print(
         f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
         f"{len(cfg.agenda.sources)} agenda source(s))"
@@ -96,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     _setup_logging(args.verbose, cfg.ops.log_format)
+    for key, msg in config.warnings(cfg):
+        logging.getLogger("bot").warning("configuration: %s: %s", key, msg)
     from bot.app import BotApp, StartupError  # heavy imports only when running
 
     try:
