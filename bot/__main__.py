@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import logging
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from bot import __version__, config
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
-def _setup_logging(verbose: bool, log_format: str = "text") -> None:
-    """One line per event on stderr: text, or one JSON object (`ops.log_format: json`)."""
-    handler = logging.StreamHandler(sys.stderr)
+def _setup_logging(verbose: bool, log_format: str = "text", *, file: Path | None = None) -> None:
+    """One line per event on stderr (or appended to `file`): text, or one JSON
+    object (`ops.log_format: json`)."""
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if file is None else logging.FileHandler(file, "w")
+    )
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
@@ -84,6 +88,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for key, msg in problems:
             print(f"  - {key}: {msg}", file=sys.stderr)
         return EXIT_CONFIG
+    for key, msg in config.warnings(cfg):
+        print(f"{args.config}: warning: {key}: {msg}", file=sys.stderr)
     print(
         f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
         f"{len(cfg.agenda.sources)} agenda source(s))"
@@ -96,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     _setup_logging(args.verbose, cfg.ops.log_format)
+    for key, msg in config.warnings(cfg):
+        logging.getLogger("bot").warning("configuration: %s: %s", key, msg)
     from bot.app import BotApp, StartupError  # heavy imports only when running
 
     try:
@@ -161,10 +169,17 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    # What the newcomer reads is the demo's own text; the bot's log lines go
+    # to a file, or (--verbose) to the terminal.
+    log_file = None if args.verbose else demo_log_file()
+    _setup_logging(args.verbose, file=log_file)
     from bot.demo import run_demo
 
-    return run_demo(once=args.once)
+    return run_demo(once=args.once, log_file=log_file)
+
+
+def demo_log_file() -> Path:
+    return Path(tempfile.gettempdir()) / f"bluehats-demo-{getpass.getuser()}.log"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start a local homeserver, a demo room and the bot with a sample agenda"
     )
     demo.add_argument("--once", action="store_true", help="exit after the first answer")
-    demo.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    demo.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logs in the terminal, not in a file"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -28,6 +28,7 @@ from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
+from bot.scheduling import new_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class BotApp:
             chat.handlers.on_batch_end = dispatcher.settle
             stack.push_async_callback(dispatcher.drain)
 
-            self.scheduler = scheduler = AsyncIOScheduler(timezone=cfg.bot.tz)
+            self.scheduler = scheduler = new_scheduler(cfg.bot.tz)
             refresh_s = cfg.agenda.refresh.total_seconds()
             scheduler.add_job(
                 agenda.refresh,

@@ -398,6 +398,25 @@ def _semantic_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
+# The password written in config.example.yaml: a copy left as is.
+PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 - the example's placeholder, not a secret
+
+
+def warnings(config: Config) -> list[tuple[str, str]]:
+    """What is allowed but probably a mistake, by key (never the secrets themselves)."""
+    found = []
+    password = config.matrix.password
+    if password is not None and password.get_secret_value() == PLACEHOLDER_PASSWORD:
+        found.append(
+            (
+                "matrix.password",
+                f"still the example's placeholder {PLACEHOLDER_PASSWORD!r}: give the bot "
+                f"account's password, preferably in {ENV_PASSWORD}",
+            )
+        )
+    return found
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 

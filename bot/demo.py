@@ -39,15 +39,24 @@ def sample_agenda() -> Path:
     return Path(str(files("bot") / "data" / "sample-agenda.ics"))
 
 
-def run_demo(*, once: bool = False) -> int:
+def run_demo(*, once: bool = False, log_file: Path | None = None) -> int:
+    """`log_file`: where the bot's log lines go (None: the terminal)."""
     if not synapse_available():
         print("The demo needs Synapse: pip install 'bluehats-bot[demo]'", file=sys.stderr)
         return 1
+    if log_file is not None:
+        print(
+            _("(The bot's log: %(file)s; --verbose shows it here.)") % {"file": log_file},
+            flush=True,
+        )
     try:
-        return asyncio.run(_demo(once))
+        status = asyncio.run(_demo(once))
     except DevServerError as exc:
         print(f"demo: the local homeserver failed: {exc}", file=sys.stderr)
-        return 1
+        status = 1
+    if status and log_file is not None:
+        print(_("What the bot logged is in %(file)s.") % {"file": log_file}, file=sys.stderr)
+    return status
 
 
 async def _demo(once: bool) -> int:

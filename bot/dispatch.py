@@ -48,6 +48,7 @@ from bot.commands.personal import forget_command, remind_me_command
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
+from bot.direct_rooms import ensure_direct_room
 from bot.ops import Metrics
 from bot.permissions import Role, role_for
 from bot.render import Message
@@ -370,7 +371,7 @@ class Dispatcher:
             return
         started = time.perf_counter()
         reply = await self.answer(msg, invocation)
-        await self._deliver(msg, msg, reply, None, attempts, first_counted, started)
+        await self._deliver(msg, msg, invocation, reply, None, attempts, first_counted, started)
 
     async def _process_edit(
         self, edit: IncomingMessage, attempts: int, first_counted: bool
@@ -395,13 +396,19 @@ class Dispatcher:
             reply = self.services.renderer.render("edit_removed")
         else:  # withdrawn before any answer we could edit: nothing to say
             reply = None
-        edits = command.answer_id if isinstance(reply, Message) else None
-        await self._deliver(msg, edit, reply, edits, attempts, first_counted, started)
+        # A private answer (in the direct room) is not an edit of the room's notice.
+        edits = (
+            command.answer_id
+            if isinstance(reply, Message) and not self._private(invocation)
+            else None
+        )
+        await self._deliver(msg, edit, invocation, reply, edits, attempts, first_counted, started)
 
     async def _deliver(
         self,
         msg: IncomingMessage,
         row: IncomingMessage,
+        invocation: Invocation | None,
         reply: Reply | None,
         edits: str | None,
         attempts: int,
@@ -414,20 +421,27 @@ class Dispatcher:
         if reply is None:
             await self.storage.inbox.finish(row.event_id)
             return
-        delivered = await self.sender.deliver(
-            await self._outgoing(msg, reply, row.event_id, edits),
-            Attempts(
-                made=attempts,
-                record=lambda: self.storage.inbox.attempt(row.event_id),
-                first_recorded=first_counted,
-            ),
-        )
-        if not delivered.sent:
-            await self.storage.inbox.finish(row.event_id, failed=True)
-            return
+        # The answer in the command's room: what a later edit of the command replaces.
+        answer_id = None
+        for out in await self._outgoing(msg, invocation, reply, row.event_id, edits):
+            delivered = await self.sender.deliver(
+                out,
+                Attempts(
+                    made=attempts,
+                    record=lambda: self.storage.inbox.attempt(row.event_id),
+                    first_recorded=first_counted,
+                ),
+            )
+            if not delivered.sent:
+                await self.storage.inbox.finish(row.event_id, failed=True)
+                return
+            if out.room_id == msg.room_id:
+                answer_id = delivered.event_id
+            # A second message (a private answer's notice) counts its own attempts.
+            attempts, first_counted = 0, False
         if edits is None:  # a new answer: the one later edits replace
             await self.storage.inbox.finish(
-                row.event_id, answered=msg.event_id, answer_id=delivered.event_id
+                row.event_id, answered=msg.event_id, answer_id=answer_id
             )
         else:
             await self.storage.inbox.finish(row.event_id)
@@ -441,26 +455,37 @@ class Dispatcher:
             (sent - rendered) * 1000,
         )
 
+    def _private(self, invocation: Invocation | None) -> bool:
+        cmd = None if invocation is None else self.registry.find(invocation.name)
+        return cmd is not None and cmd.private
+
     async def _outgoing(
-        self, msg: IncomingMessage, reply: Reply, row_id: str, edits: str | None
-    ) -> Outgoing:
+        self,
+        msg: IncomingMessage,
+        invocation: Invocation | None,
+        reply: Reply,
+        row_id: str,
+        edits: str | None,
+    ) -> list[Outgoing]:
         """Where and how the answer goes: a reply in the room (its thread), in
         private, or an edit of an earlier answer.
 
         The transaction id derives from the inbox row (the command, or its
-        edit): answering it again after a crash posts nothing new.
+        edit): answering it again after a crash posts nothing new. A private
+        command typed in a room answers in the sender's direct room and says
+        so in the room: two messages, each with its own transaction id.
         """
         txn_id = txn_id_for(row_id)
         if edits is not None:
             label = f"edit of {edits} answering {row_id} in {msg.room_id}"
-            return Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label, replaces=edits)
+            return [Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label, replaces=edits)]
         label = f"answer to {row_id} in {msg.room_id}"
         if msg.direct:
             # No direct room (it could not be opened): the answer saying so
             # goes to the room, or the person would hear nothing.
             room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
-            return Outgoing(Kind.REPLY, room_id, reply, txn_id, label)
-        return Outgoing(
+            return [Outgoing(Kind.REPLY, room_id, reply, txn_id, label)]
+        in_room = Outgoing(
             Kind.REPLY,
             msg.room_id,
             reply,
@@ -469,6 +494,16 @@ class Dispatcher:
             reply_to=msg.event_id,
             thread_root=msg.thread_root,
         )
+        if not self._private(invocation):
+            return [in_room]
+        dm = await ensure_direct_room(self.chat, self.storage, msg.sender)
+        if dm == msg.room_id:  # typed in the direct room itself
+            return [in_room]
+        notice = self.services.renderer.render("private", prefix=self.prefix, opened=dm is not None)
+        said = replace(in_room, reply=notice, txn_id=txn_id_for(row_id + "#room"))
+        if dm is None:
+            return [said]
+        return [Outgoing(Kind.REPLY, dm, reply, txn_id, f"private {label}"), said]
 
     async def answer(
         self, msg: IncomingMessage, invocation: Invocation | None = None

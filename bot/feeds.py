@@ -1,12 +1,12 @@
 """A feed (RSS/Atom) whose new entries are posted to `gazette` rooms, once each.
 
 Fetched with aiohttp (conditional GET, timeout, retries: `bot.fetch`);
-feedparser gets the bytes, in a thread, never a URL (its own fetching blocks
-and has no timeout). Entries are identified by their id, else their link,
-else a hash of title and summary. The first poll of a feed marks what is
-there as seen (no flood). A feed flagged `bozo` but with entries is still
-used; one without entries is a failure, logged once, the next good poll
-goes on from what was seen.
+feedparser gets the bytes and the response headers, in a thread, never a
+URL (its own fetching blocks and has no timeout). Entries are identified
+by their id, else their link, else a hash of title and summary. The first
+poll of a feed marks what is there as seen (no flood). A feed flagged
+`bozo` but with entries is still used; one without entries is a failure,
+logged once, the next good poll goes on from what was seen.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +48,10 @@ def entry_key(entry: Any) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def parse_feed(data: bytes) -> list[Entry]:
-    parsed = feedparser.parse(data)
+def parse_feed(data: bytes, headers: Mapping[str, str] | None = None) -> list[Entry]:
+    """Entries of a feed; `headers`: the HTTP response's (its charset, its
+    Content-Location for relative links), as feedparser would have seen them."""
+    parsed = feedparser.parse(data, response_headers=dict(headers or {}))
     if not parsed.entries:
         reason = parsed.get("bozo_exception") if parsed.get("bozo") else "no entries"
         raise SourceError(f"not a usable feed ({reason})")
@@ -99,7 +101,10 @@ class FeedWatcher:
             )
             if got.body is None:
                 return 0  # not modified
-            entries = await asyncio.to_thread(parse_feed, got.body)
+            # Relative links resolve against the feed's own address unless
+            # the server says where the document lives.
+            headers = {"content-location": self.url, **got.headers}
+            entries = await asyncio.to_thread(parse_feed, got.body, headers)
         except SourceError as exc:
             self._metrics.source_failures.labels("feed").inc()
             if not self._failing:

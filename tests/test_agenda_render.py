@@ -162,6 +162,17 @@ async def test_words_match_any_field_ignoring_case_and_accents(tmp_path: Path) -
     assert "&lt;b&gt;zzz&lt;/b&gt;" in nothing.html and "<b>zzz" not in nothing.html
 
 
+@pytest.mark.parametrize("typed", ["mise en oeuvre", "MISE EN ŒUVRE", "Mise en œuvre"])
+async def test_ligatures_match_their_two_letter_spelling(tmp_path: Path, typed: str) -> None:
+    sessions = [
+        session("Mise en œuvre de la loi Lemaire", paris(2026, 12, 1, 10, 0)),
+        session("Webinaire", paris(2026, 12, 3, 10, 0), description="Cas d'usage ex aequo"),
+    ]
+    body = (await ask(tmp_path, sessions, f"!agenda {typed}")).body
+    assert "· Mise en œuvre de la loi Lemaire" in body and "· Webinaire" not in body
+    assert "· Webinaire" in (await ask(tmp_path, sessions, "!agenda ex æquo")).body
+
+
 async def test_english_when_configured(tmp_path: Path) -> None:
     reply = await ask(
         tmp_path, [session("Grist", paris(2026, 12, 2, 10, 0))], "!agenda", bot={"language": "en"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -33,6 +34,27 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     cfg = configuration.from_dict(raw, base=ROOT, env={})
     assert cfg.bot.prefix == "!" and cfg.bot.timezone == "Europe/Paris"
     assert cfg.agenda.refresh == timedelta(hours=1)
+
+
+def test_check_config_warns_about_the_example_placeholder_password(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text((ROOT / "config.example.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEHATS_")}
+    result = cli("check-config", "--config", str(path), env=env)
+    assert result.returncode == 0  # valid, but most probably not what was meant
+    assert "warning: matrix.password: still the example's placeholder 'change-me'" in (
+        result.stderr
+    )
+    assert configuration.ENV_PASSWORD in result.stderr
+    # The password given in the environment, as advised: no warning.
+    result = cli(
+        "check-config",
+        "--config",
+        str(path),
+        env={**env, configuration.ENV_PASSWORD: "s3cret-from-the-vault"},
+    )
+    assert result.returncode == 0 and "warning" not in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
 
 
 def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:

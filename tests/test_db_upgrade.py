@@ -28,6 +28,7 @@ from bot.db.storage import Storage
 from bot.db.undecrypted import Undecrypted
 from bot.db.upgrade import upgrades
 from bot.render import Message, Renderer
+from bot.textnorm import fold
 from tests.fakes import FakeChat, FakeClock, StaticAgenda, make_dispatcher
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema-v9.sqlite3"
@@ -105,11 +106,11 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 12
+    assert await storage.schema_version() == upgrades.latest == 13
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == 12
+    assert await storage.schema_version() == 13
     await storage.close()
     assert dump(v9) == before
 
@@ -297,3 +298,32 @@ async def test_pending_rows_are_delivered_with_their_stored_txn_ids(storage: Sto
     bodies = {s.txn_id: s.message.body for s in chat.sent if isinstance(s.message, Message)}
     assert bodies[PENDING[1].txn_id].startswith("⏰")  # the reminder
     assert "La gazette BlueHats n°2" in bodies[PENDING[4].txn_id]  # the feed entry
+
+
+async def test_mentor_topics_written_with_ligatures_are_found_by_their_ascii_spelling(
+    v9: Path,
+) -> None:
+    """Keys folded before œ→oe were kept: the upgrade re-spells them (one topic, not two)."""
+    with sqlite3.connect(v9) as db:
+        db.execute("INSERT INTO mentors (user_id, display_name) VALUES (?, ?)", (EVE, "Eve"))
+        for key, label in [("mise en œuvre", "Mise en œuvre"), ("ex aequo", "Ex aequo")]:
+            db.execute(
+                "INSERT INTO mentor_topics (user_id, topic_key, label, added_by, added_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (EVE, key, label, MOD, T0),
+            )
+        # The same person also holds the same topic spelt the other way.
+        db.execute(
+            "INSERT INTO mentor_topics (user_id, topic_key, label, added_by, added_at) "
+            "VALUES (?, 'ex æquo', 'Ex æquo', ?, ?)",
+            (EVE, MOD, T0),
+        )
+    storage = await Storage.open(v9)
+    try:
+        found = await storage.mentors.topics(topic_key=fold("MISE EN OEUVRE"))
+        assert [(t.user_id, t.label) for t in found] == [(EVE, "Mise en œuvre")]
+        assert [t.label for t in await storage.mentors.topics(topic_key=fold("ex æquo"))] == [
+            "Ex aequo"
+        ]
+    finally:
+        await storage.close()

@@ -43,5 +43,11 @@ def test_demo_answers_agenda_then_stops_everything_on_ctrl_c() -> None:
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
     assert "Traceback" not in text + rest
+    # The newcomer reads the demo's words, not the bot's log lines: those are in a file.
+    log_line = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING) ")
+    assert not log_line.search(text + rest), text + rest
+    log_file = re.search(r"journal du bot : (\S+) ;", text)
+    assert log_file, text
+    assert "ready: @bluehats:" in Path(log_file[1]).read_text()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url[1]}/_matrix/client/versions", timeout=5)

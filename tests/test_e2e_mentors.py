@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.helpers import bot_config, running
+from tests.helpers import bot_config, eventually, running
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +63,49 @@ async def test_mentor_directory(synapse: DevHomeserver, tmp_path: Path, make_use
         bad = await creator.ask(room, "!mentor ajouter camille Grist", bot_id)
         assert body(bad).startswith("« camille » n'est pas un identifiant Matrix")
 
+        # Personal data is answered in private; the room only learns where to look.
         mine = await mentor.ask(room, "!mes-donnees", bot_id)
-        assert "– Superset (ajouté le" in body(mine) and f"par {creator.user_id})" in body(mine)
-        assert f"par {admin.user_id})" in body(mine)
+        assert body(mine) == "🔒 Je vous ai répondu en message privé."
+        await mentor.sync(0)
+        assert mentor.invites  # the bot opened a direct room with her
 
         gone = await mentor.ask(room, "!mentor retirer-moi", bot_id)
         assert "Vous êtes retiré·e de l'annuaire" in body(gone)
         assert "vide" in body(await member.ask(room, "!mentors", bot_id))
         journal = await creator.ask(room, "!mentor journal", bot_id)
         assert mentor.user_id not in body(journal)
+
+
+async def test_my_data_is_read_in_a_direct_room(
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
+) -> None:
+    """`!mes-donnees` typed in a shared room: the answer is in an encrypted direct room."""
+    cfg, bot_id = bot_config(synapse, tmp_path / "bot")
+    alice = await crypto_user()
+    async with running(BotApp(cfg)):
+        room = await alice.encrypted_room_with(bot_id)
+        asked = await alice.say(room, "!mes-donnees")
+        said = await alice.reply_to(room, asked, bot_id)
+        assert body(said) == "🔒 Je vous ai répondu en message privé."
+
+        await eventually(lambda: bool(alice.invites))
+        direct = alice.invites[0]
+        await alice.client.join(direct)
+
+        def data() -> list[Any]:
+            return [
+                e
+                for e in alice.events.get(direct, [])
+                if e.sender == bot_id
+                and "Ce que le bot garde" in e.source["content"].get("body", "")
+            ]
+
+        await eventually(lambda: bool(data()))
+        (answer,) = data()
+        assert answer.decrypted
+        assert alice.user_id in body(answer)
+        # In the shared room: the pointer only, nothing about her.
+        from_bot = [
+            e for e in alice.events[room] if e.sender == bot_id and "body" in e.source["content"]
+        ]
+        assert [body(e) for e in from_bot] == ["🔒 Je vous ai répondu en message privé."]

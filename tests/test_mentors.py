@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat import IncomingMessage
+from bot.chat import IncomingMessage, SendError
 from bot.commands.mentors import Problem, matrix_id, parse_topics, suggest
 from bot.db.mentors import ERASED
 from bot.db.storage import Storage
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, txn_id_for
 from bot.render import Message, Renderer
 from tests.fakes import FakeChat, FakeClock, make_dispatcher
 
@@ -163,6 +163,47 @@ async def test_my_data_and_self_removal_leave_nothing(room: Room) -> None:
     assert "Rien dans l'annuaire des mentors." in (await room.say("!my-data", sender=CAMILLE)).body
     again = await room.say("!mentor retirer-moi", sender=CAMILLE)
     assert again.body == "L'annuaire des mentors ne contient rien à votre sujet."
+
+
+async def test_my_data_goes_to_the_direct_room_and_the_room_is_told(room: Room) -> None:
+    await room.say(f"!mentor ajouter {CAMILLE} Superset", sender=MOD)
+    chat = room.chat
+    chat.sent.clear()
+    await room.dispatcher.accept(IncomingMessage(ROOM, "$data", CAMILLE, "!mes-donnees"))
+    await room.dispatcher.drain()
+    (dm,) = [r for u, r in chat.direct_rooms if u == CAMILLE]
+    where = {s.room_id: s.message.body for s in chat.sent if isinstance(s.message, Message)}
+    assert set(where) == {dm, ROOM}
+    assert "Superset" in where[dm] and CAMILLE in where[dm]
+    # Nothing personal in the room: only where to look.
+    assert where[ROOM] == "🔒 Je vous ai répondu en message privé."
+    assert [s.reply_to for s in chat.sent if s.room_id == ROOM] == ["$data"]
+
+    # Typed in the direct room itself: one answer, there.
+    chat.sent.clear()
+    await room.dispatcher.accept(IncomingMessage(dm, "$again", CAMILLE, "!mes-donnees"))
+    await room.dispatcher.drain()
+    assert [(s.room_id, s.reply_to) for s in chat.sent] == [(dm, "$again")]
+    assert len(chat.direct_rooms) == 1  # the same direct room, not a new one
+
+    # Derived from the command: answered again after a crash, deduplicated.
+    assert [s.txn_id for s in chat.sent] == [txn_id_for("$again")]
+
+
+async def test_my_data_stays_out_of_the_room_when_no_direct_room_can_be_opened(
+    room: Room,
+) -> None:
+    async def refuse(user_id: str) -> str:
+        raise SendError("M_FORBIDDEN", permanent=True)
+
+    room.chat.open_direct_room = refuse  # type: ignore[method-assign]
+    await room.say(f"!mentor ajouter {CAMILLE} Superset", sender=MOD)
+    await room.dispatcher.accept(IncomingMessage(ROOM, "$data", CAMILLE, "!mes-donnees"))
+    await room.dispatcher.drain()
+    (only,) = room.chat.sent
+    assert isinstance(only.message, Message) and only.room_id == ROOM
+    assert only.message.body.startswith("Je n'ai pas pu ouvrir de conversation privée")
+    assert "Superset" not in only.message.body
 
 
 async def test_a_moderator_who_removes_themself_leaves_no_trace_in_others_data(

@@ -125,6 +125,44 @@ async def test_next_and_session_in_full(bot: Bot) -> None:
     )
 
 
+async def test_next_is_a_timed_session_named_with_its_day(bot: Bot) -> None:
+    """A BlueHats day is an all-day event framing its sessions: `!prochain` gives the
+    first session of the day, and says which day it belongs to."""
+    day = (
+        "BEGIN:VEVENT\r\nUID:day\r\nDTSTAMP:20260101T000000Z\r\n"
+        "DTSTART;VALUE=DATE:20261124\r\nDTEND;VALUE=DATE:20261125\r\n"
+        "SUMMARY:Journée BlueHats à Ségur\r\nEND:VEVENT\r\n"
+    )
+    bot.source.write_bytes(CALENDAR.replace(b"END:VCALENDAR", day.encode() + b"END:VCALENDAR"))
+    await bot.agenda.refresh()
+    text = await bot.text("!prochain")
+    assert "📌 Webinaire Grist" in text and "mardi 24 novembre, 14h00 – 15h00" in text
+    assert "🧢 Fait partie de : Journée BlueHats à Ségur" in text
+    # The day itself is listed by !agenda, and named as ongoing once it started.
+    bot.clock.value = paris(24, 9).astimezone(UTC)
+    text = await bot.text("!prochain")
+    assert "📌 Webinaire Grist" in text
+    assert "En ce moment : Journée BlueHats à Ségur" in text
+    # A session outside the day is not said to be part of it.
+    bot.clock.value = paris(24, 16).astimezone(UTC)
+    text = await bot.text("!prochain")
+    assert "📌 Atelier Superset" in text and "Fait partie de" not in text
+
+
+async def test_next_falls_back_to_an_all_day_event_when_nothing_else_is_left(
+    bot: Bot,
+) -> None:
+    day = (
+        "BEGIN:VEVENT\r\nUID:day\r\nDTSTAMP:20260101T000000Z\r\n"
+        "DTSTART;VALUE=DATE:20261210\r\nDTEND;VALUE=DATE:20261211\r\n"
+        "SUMMARY:Journée BlueHats de décembre\r\nEND:VEVENT\r\n"
+    )
+    bot.source.write_bytes(ics().replace(b"END:VCALENDAR", day.encode() + b"END:VCALENDAR"))
+    await bot.agenda.refresh()
+    text = await bot.text("!prochain")
+    assert "📌 Journée BlueHats de décembre" in text and "Fait partie de" not in text
+
+
 async def test_agenda_lists_ids(bot: Bot) -> None:
     text = await bot.text("!agenda")
     for session in bot.agenda.agenda:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot.textnorm import fold
+from bot.textnorm import fold, identity_fold
 
 
 def session_id(start: datetime, title: str) -> str:
@@ -18,7 +18,7 @@ def session_id(start: datetime, title: str) -> str:
     The code.gouv.fr calendar draws new UIDs at every site build, so the UID
     cannot identify a session: its start instant and its (folded) title do.
     """
-    key = f"{start.astimezone(UTC):%Y%m%dT%H%M}|{fold(title)}".encode()
+    key = f"{start.astimezone(UTC):%Y%m%dT%H%M}|{identity_fold(title)}".encode()
     digest = hashlib.sha256(key).digest()
     return base64.b32encode(digest).decode("ascii")[:6].lower()
 
@@ -93,14 +93,29 @@ class Agenda:
         key = sid.strip().lower()
         return self._by_sid.get(key) or self._cancelled.get(key)
 
-    def next(self, now: datetime, words: Iterable[str] = ()) -> Session | None:
-        """The first session starting at or after `now` (matching every word)."""
+    def next(
+        self, now: datetime, words: Iterable[str] = (), *, timed: bool = False
+    ) -> Session | None:
+        """The first session starting at or after `now` (matching every word).
+
+        `timed`: skip all-day events (a BlueHats day frames the sessions in it).
+        """
         first = bisect_left(self._starts, now)
         folded = [f for f in (fold(w) for w in words) if f]
         for i in range(first, len(self._sessions)):
+            if timed and self._sessions[i].all_day:
+                continue
             if all(word in self._keys[i] for word in folded):
                 return self._sessions[i]
         return None
+
+    def framing(self, session: Session) -> list[Session]:
+        """The all-day events under way when `session` starts (the day it is part of)."""
+        return [
+            s
+            for s in self.between(session.start, session.start + timedelta(microseconds=1))
+            if s.all_day and s.sid != session.sid
+        ]
 
     def between(
         self,

@@ -114,6 +114,7 @@ class Command:
     usage: str = ""
     about: str = ""
     example: str = ""
+    private: bool = False
     parent: Command | None = None
     subcommands: list[Command] = field(default_factory=list)
 
@@ -159,11 +160,16 @@ def command(
     role: Role = Role.ANYONE,
     usage: str = "",
     about: str = "",
+    private: bool = False,
 ) -> Callable[[Handler], Command]:
-    """Declare a command; `Registry.collect` finds it in its module."""
+    """Declare a command; `Registry.collect` finds it in its module.
+
+    `private`: typed in a room, answered in the sender's direct room (the
+    room is told so): for answers holding personal data.
+    """
 
     def declare(fn: Handler) -> Command:
-        return Command(name, aliases, fn, role, usage, about)
+        return Command(name, aliases, fn, role, usage, about, private=private)
 
     return declare
 

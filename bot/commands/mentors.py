@@ -310,7 +310,13 @@ async def _log(ctx: Context) -> Message:
     )
 
 
-@command("mes-donnees", "my-data", "mesdonnees", about=N_("what the bot keeps about you"))
+@command(
+    "mes-donnees",
+    "my-data",
+    "mesdonnees",
+    about=N_("what the bot keeps about you (answered in private)"),
+    private=True,
+)
 async def my_data_command(ctx: Context) -> Message:
     user_id = ctx.msg.sender
     topics = await ctx.storage.mentors.topics(user_id=user_id)

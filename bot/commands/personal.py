@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.chat import SendError
 from bot.commands.core import Context, UsageError, command, echo
+from bot.direct_rooms import ensure_direct_room
 from bot.i18n import N_
 from bot.render import Message
 
@@ -60,12 +60,8 @@ async def remind_me_command(ctx: Context) -> Message:
         else:
             sessions.append(session)
     user_id = ctx.msg.sender
-    if sessions and await ctx.storage.personal.direct_room(user_id) is None:
-        try:
-            room_id = await ctx.chat.open_direct_room(user_id)
-        except SendError:
-            return ctx.render("personal", outcome="no_room", items=[])
-        await ctx.storage.personal.set_direct_room(user_id, room_id)
+    if sessions and await ensure_direct_room(ctx.chat, ctx.storage, user_id) is None:
+        return ctx.render("personal", outcome="no_room", items=[])
     for session in sessions:
         start = int(session.start.timestamp())
         via = ctx.msg.event_id if ctx.msg.direct else None  # a 🔔 reaction

@@ -182,6 +182,7 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
     (view,) = views([session], now, renderer)
     extra.setdefault("before", None)
     extra.setdefault("ongoing", [])
+    extra.setdefault("part_of", [])
     message = ctx.render(
         "session",
         v=view,
@@ -366,8 +367,11 @@ async def next_command(ctx: Context) -> Message:
     words = ctx.args.split()[:MAX_WORDS]
     now = ctx.services.now()
     agenda = ctx.services.agenda.agenda
-    session = agenda.next(now, words)
+    # A timed session first: the all-day event of a BlueHats day is named
+    # with it, not given instead of it. Only all-day events left: the next one.
+    session = agenda.next(now, words, timed=True) or agenda.next(now, words)
     ongoing = agenda.between(now, now, words)
     if session is None:
         return ctx.render("next_none", words=echo(" ".join(words)), ongoing=ongoing)
-    return _detail(ctx, session, "next", ongoing=ongoing)
+    part_of = [] if session.all_day else [s.title for s in agenda.framing(session)]
+    return _detail(ctx, session, "next", ongoing=ongoing, part_of=part_of)
