@@ -482,3 +482,33 @@ async def test_a_zero_edit_window_turns_edits_off(tmp_path: Path) -> None:
         assert len(chat.sent) == 1 and await storage.inbox.status("$e1") is None
     finally:
         await storage.close()
+
+
+async def test_edits_and_private_answers(tmp_path: Path) -> None:
+    """A private command's notice in the room is what an edit replaces; a command
+    edited into a private one answers in private, not in the room's answer."""
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!mes-donnees"))
+        await dispatcher.drain()
+        dm, notice = chat.sent
+        assert dm.room_id != ROOM and notice.room_id == ROOM and notice.reply_to == "$c"
+        await dispatcher.accept(edit("!aide", "$e1", after_s=10))
+        await dispatcher.drain()
+        assert chat.sent[-1].replaces == notice.event_id and chat.sent[-1].room_id == ROOM
+
+        chat.sent.clear()
+        await dispatcher.accept(typed("!aide", "$c2"))
+        await dispatcher.drain()
+        (help_answer,) = chat.sent
+        await dispatcher.accept(edit("!mes-donnees", "$e2", after_s=10, replaces="$c2"))
+        await dispatcher.drain()
+        _, private, said = chat.sent
+        assert private.room_id == dm.room_id and private.replaces is None
+        assert "Ce que le bot garde à votre sujet" in private.message.body
+        # Nothing personal replaces the help in the room: a pointer, as a new notice.
+        assert said.room_id == ROOM and said.replaces is None
+        assert said.message.body == "🔒 Je vous ai répondu en message privé."
+        assert help_answer.room_id == ROOM
+    finally:
+        await storage.close()
