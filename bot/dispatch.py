@@ -1,4 +1,7 @@
-"""Commands: parsing, the registry, one error boundary, exactly-once answers.
+"""Exactly-once answers: the inbox, edits, reactions, and where answers go.
+
+Running a command (parsing, routing, roles, the error boundary) is
+`bot.commands.runner`; this module decides when and where its reply goes.
 
 A command is first written to the inbox table (in the sync callback, before
 the sync token moves on), then answered with a transaction id derived from
@@ -23,10 +26,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from bot.chat import (
     ChatClient,
@@ -35,28 +37,19 @@ from bot.chat import (
     IncomingRedaction,
     Reply,
 )
-from bot.commands.core import (
-    Context,
-    PermissionDenied,
-    Problem,
-    Registry,
-    Services,
-    UsageError,
-    echo,
-)
+from bot.commands.core import Registry, Services
 from bot.commands.personal import forget_command, remind_me_command
+from bot.commands.runner import Invocation, Runner, parsed
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.direct_rooms import ensure_direct_room
 from bot.ops import Metrics
-from bot.permissions import Role, role_for
+from bot.permissions import Role
 from bot.render import Message
-from bot.textnorm import fold
 
 log = logging.getLogger(__name__)
 
-MAX_COMMAND_CHARS = 2000
 SETTLE_GRACE = 2.0
 # Commands received outside a sync batch (none is expected) start after this.
 HOLD_S = 0.5
@@ -65,46 +58,6 @@ BELL = "🔔"
 REACTION_COMMAND = remind_me_command.name
 # Taking the reaction back runs this one.
 FORGET_COMMAND = forget_command.name
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """A command to run: typed in a message, or asked for by a reaction (🔔)."""
-
-    name: str  # as typed (folded), or the registered name
-    args: str
-
-
-def _parsed(body: str, prefix: str) -> Invocation | None:
-    parsed = parse(body, prefix)
-    return None if parsed is None else Invocation(*parsed)
-
-
-def parse(body: str, prefix: str) -> tuple[str, str] | None:
-    """(command name, arguments) when `body` is a command, else None.
-
-    Only the first line counts. `!` followed by a space or punctuation
-    ("! oui", "!!!") is conversation, not a command.
-    """
-    text = _strip_reply_fallback(body).lstrip()
-    if not text.startswith(prefix):
-        return None
-    line = text[len(prefix) :].split("\n", 1)[0][:MAX_COMMAND_CHARS]
-    if not line or not line[0].isalnum():
-        return None
-    name, _, args = line.partition(" ")
-    return fold(name), " ".join(args.split())
-
-
-def _strip_reply_fallback(body: str) -> str:
-    """Rich replies from older clients quote the parent as '> ' lines first."""
-    if not body.startswith("> "):
-        return body
-    lines = body.split("\n")
-    i = 0
-    while i < len(lines) and lines[i].startswith(">"):
-        i += 1
-    return "\n".join(lines[i:]).lstrip("\n")
 
 
 def txn_id_for(event_id: str) -> str:
@@ -123,8 +76,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
-        self.registry = registry
-        self.services = services
+        self.runner = Runner(registry, services, chat, storage, self.metrics)
         self.chat = chat
         self.storage = storage
         self.sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
@@ -137,7 +89,23 @@ class Dispatcher:
 
     @property
     def prefix(self) -> str:
-        return self.services.config.bot.prefix
+        return self.runner.prefix
+
+    @property
+    def registry(self) -> Registry:
+        return self.runner.registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self.runner.registry = registry
+
+    @property
+    def services(self) -> Services:
+        return self.runner.services
+
+    @services.setter
+    def services(self, services: Services) -> None:
+        self.runner.services = services
 
     async def accept(self, msg: IncomingMessage) -> None:
         """Called for each new message, in timeline order, before the sync token moves."""
@@ -146,7 +114,7 @@ class Dispatcher:
         if msg.replaces is not None:
             await self._accept_edit(msg)
             return
-        invocation = _parsed(msg.body, self.prefix)
+        invocation = parsed(msg.body, self.prefix)
         if invocation is None:
             return
         if not await self.storage.inbox.add(
@@ -267,7 +235,7 @@ class Dispatcher:
             invocation = (
                 Invocation(item.command, item.body)
                 if item.command is not None
-                else _parsed(msg.body, self.prefix)
+                else parsed(msg.body, self.prefix)
             )
             if invocation is None:  # typed under another prefix: nothing to answer now
                 await self.storage.inbox.finish(item.event_id)
@@ -388,7 +356,7 @@ class Dispatcher:
             return
         # The command as it now reads: its room and thread, the edit's text.
         msg = replace(_message(command), body=edit.body, mentions=edit.mentions)
-        invocation = _parsed(edit.body, self.prefix)
+        invocation = parsed(edit.body, self.prefix)
         reply: Reply | None
         if invocation is not None:
             reply = await self.answer(msg, invocation)
@@ -399,7 +367,7 @@ class Dispatcher:
         # A private answer (in the direct room) is not an edit of the room's notice.
         edits = (
             command.answer_id
-            if isinstance(reply, Message) and not self._private(invocation)
+            if isinstance(reply, Message) and not self.runner.private(invocation)
             else None
         )
         await self._deliver(msg, edit, invocation, reply, edits, attempts, first_counted, started)
@@ -455,10 +423,6 @@ class Dispatcher:
             (sent - rendered) * 1000,
         )
 
-    def _private(self, invocation: Invocation | None) -> bool:
-        cmd = None if invocation is None else self.registry.find(invocation.name)
-        return cmd is not None and cmd.private
-
     async def _outgoing(
         self,
         msg: IncomingMessage,
@@ -494,7 +458,7 @@ class Dispatcher:
             reply_to=msg.event_id,
             thread_root=msg.thread_root,
         )
-        if not self._private(invocation):
+        if not self.runner.private(invocation):
             return [in_room]
         dm = await ensure_direct_room(self.chat, self.storage, msg.sender)
         if dm == msg.room_id:  # typed in the direct room itself
@@ -508,69 +472,11 @@ class Dispatcher:
     async def answer(
         self, msg: IncomingMessage, invocation: Invocation | None = None
     ) -> Reply | None:
-        """The reply to a message: the one error boundary of every command.
-
-        `invocation`: the command to run, when already known (else parsed
-        from the message's text; None when it holds no command).
-        """
-        invocation = invocation or _parsed(msg.body, self.prefix)
-        if invocation is None:
-            return None
-        name, args = invocation.name, invocation.args
-        services = self.services
-        ctx = Context(
-            msg=msg,
-            args=args,
-            services=services,
-            registry=self.registry,
-            lookup_role=lambda: self.role_of(msg.room_id, msg.sender),
-            storage=self.storage,
-            chat=self.chat,
-        )
-        try:
-            return await self._run(ctx, name, args)
-        except Exception:
-            ref = secrets.token_hex(2)
-            log.exception("command %s failed (ref %s, event %s)", name, ref, msg.event_id)
-            try:
-                return ctx.render("error", ref=ref)
-            except Exception:
-                log.exception("the error template itself failed (ref %s)", ref)
-                return ctx.services.renderer.internal_error(ref)
-
-    async def _run(self, ctx: Context, name: str, args: str) -> Reply:
-        """Route to the command declared, check its role, word what went wrong."""
-        cmd = self.registry.find(name)
-        # Label by registered name only: typed names would grow without bound.
-        self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
-        if cmd is None:
-            return ctx.render("unknown", command=echo(name))
-        target, typed, ctx.args = cmd.route(args)
-        try:
-            if target.role > Role.ANYONE and await ctx.role() < target.role:
-                # Names what was refused as typed: "session ajouter", not "session".
-                raise PermissionDenied(f"{cmd.name} {typed}".strip())
-            return await target(ctx)
-        except UsageError:
-            return ctx.render("usage", command=target, role=await ctx.role())
-        except Problem as problem:
-            return ctx.render(
-                "problem",
-                problem=problem.code,
-                value=problem.value,
-                command=target,
-                role=await ctx.role(),
-            )
-        except PermissionDenied as exc:
-            log.info("refused %s to %s in %s", exc, ctx.msg.sender, ctx.msg.room_id)
-            return ctx.render("refused", command=str(exc))
+        """The reply to a message (see `Runner.answer`); nothing is sent."""
+        return await self.runner.answer(msg, invocation)
 
     async def role_of(self, room_id: str, user_id: str) -> Role:
-        admins = self.services.config.bot.moderators
-        if user_id in admins:
-            return Role.ADMIN
-        level = await self.chat.power_level(room_id, user_id)
-        return role_for(user_id, admins, level)
+        return await self.runner.role_of(room_id, user_id)
 
 
 def _message(item: InboxItem) -> IncomingMessage:

@@ -15,7 +15,8 @@ from bot.agenda.model import Session
 from bot.chat import FileUpload, IncomingMessage, SendError
 from bot.commands import build_registry
 from bot.commands.core import Context, Problem, Registry, UsageError, command
-from bot.dispatch import parse, txn_id_for
+from bot.commands.runner import parse
+from bot.dispatch import txn_id_for
 from bot.permissions import Role
 from bot.render import Message
 from tests.fakes import FakeChat, FakeClock, make_dispatcher

@@ -1,0 +1,166 @@
+"""Running a command: what a message asks for, routing, roles, one error boundary.
+
+`parse` finds the command in a message; `Runner.answer` runs it and turns
+every outcome into a reply: the command's answer, its usage, a problem
+worded for the person, a refusal, or (any exception) an error with a
+reference for the logs, never the exception's text. Nothing here sends or
+stores: `bot.dispatch` decides when and where the reply goes, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from bot.chat import ChatClient, IncomingMessage, Reply
+from bot.commands.core import (
+    Context,
+    PermissionDenied,
+    Problem,
+    Registry,
+    Services,
+    UsageError,
+    echo,
+)
+from bot.db.storage import Storage
+from bot.ops import Metrics
+from bot.permissions import Role, role_for
+from bot.textnorm import fold
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A command to run: typed in a message, or asked for by a reaction (🔔)."""
+
+    name: str  # as typed (folded), or the registered name
+    args: str
+
+
+def parsed(body: str, prefix: str) -> Invocation | None:
+    """The command in `body`, as an Invocation (None: conversation)."""
+    parsed = parse(body, prefix)
+    return None if parsed is None else Invocation(*parsed)
+
+
+def parse(body: str, prefix: str) -> tuple[str, str] | None:
+    """(command name, arguments) when `body` is a command, else None.
+
+    Only the first line counts. `!` followed by a space or punctuation
+    ("! oui", "!!!") is conversation, not a command.
+    """
+    text = _strip_reply_fallback(body).lstrip()
+    if not text.startswith(prefix):
+        return None
+    line = text[len(prefix) :].split("\n", 1)[0][:MAX_COMMAND_CHARS]
+    if not line or not line[0].isalnum():
+        return None
+    name, _, args = line.partition(" ")
+    return fold(name), " ".join(args.split())
+
+
+def _strip_reply_fallback(body: str) -> str:
+    """Rich replies from older clients quote the parent as '> ' lines first."""
+    if not body.startswith("> "):
+        return body
+    lines = body.split("\n")
+    i = 0
+    while i < len(lines) and lines[i].startswith(">"):
+        i += 1
+    return "\n".join(lines[i:]).lstrip("\n")
+
+
+class Runner:
+    def __init__(
+        self,
+        registry: Registry,
+        services: Services,
+        chat: ChatClient,
+        storage: Storage,
+        metrics: Metrics,
+    ) -> None:
+        self.registry = registry
+        self.services = services
+        self.chat = chat
+        self.storage = storage
+        self.metrics = metrics
+
+    @property
+    def prefix(self) -> str:
+        return self.services.config.bot.prefix
+
+    def private(self, invocation: Invocation | None) -> bool:
+        """Whether the command is answered in the sender's direct room."""
+        cmd = None if invocation is None else self.registry.find(invocation.name)
+        return cmd is not None and cmd.private
+
+    async def answer(
+        self, msg: IncomingMessage, invocation: Invocation | None = None
+    ) -> Reply | None:
+        """The reply to a message: the one error boundary of every command.
+
+        `invocation`: the command to run, when already known (else parsed
+        from the message's text; None when it holds no command).
+        """
+        invocation = invocation or parsed(msg.body, self.prefix)
+        if invocation is None:
+            return None
+        name, args = invocation.name, invocation.args
+        services = self.services
+        ctx = Context(
+            msg=msg,
+            args=args,
+            services=services,
+            registry=self.registry,
+            lookup_role=lambda: self.role_of(msg.room_id, msg.sender),
+            storage=self.storage,
+            chat=self.chat,
+        )
+        try:
+            return await self._run(ctx, name, args)
+        except Exception:
+            ref = secrets.token_hex(2)
+            log.exception("command %s failed (ref %s, event %s)", name, ref, msg.event_id)
+            try:
+                return ctx.render("error", ref=ref)
+            except Exception:
+                log.exception("the error template itself failed (ref %s)", ref)
+                return ctx.services.renderer.internal_error(ref)
+
+    async def _run(self, ctx: Context, name: str, args: str) -> Reply:
+        """Route to the command declared, check its role, word what went wrong."""
+        cmd = self.registry.find(name)
+        # Label by registered name only: typed names would grow without bound.
+        self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
+        if cmd is None:
+            return ctx.render("unknown", command=echo(name))
+        target, typed, ctx.args = cmd.route(args)
+        try:
+            if target.role > Role.ANYONE and await ctx.role() < target.role:
+                # Names what was refused as typed: "session ajouter", not "session".
+                raise PermissionDenied(f"{cmd.name} {typed}".strip())
+            return await target(ctx)
+        except UsageError:
+            return ctx.render("usage", command=target, role=await ctx.role())
+        except Problem as problem:
+            return ctx.render(
+                "problem",
+                problem=problem.code,
+                value=problem.value,
+                command=target,
+                role=await ctx.role(),
+            )
+        except PermissionDenied as exc:
+            log.info("refused %s to %s in %s", exc, ctx.msg.sender, ctx.msg.room_id)
+            return ctx.render("refused", command=str(exc))
+
+    async def role_of(self, room_id: str, user_id: str) -> Role:
+        admins = self.services.config.bot.moderators
+        if user_id in admins:
+            return Role.ADMIN
+        level = await self.chat.power_level(room_id, user_id)
+        return role_for(user_id, admins, level)
