@@ -99,7 +99,7 @@ class Invites:
             self._rate_logged_at = now
             wait = (getattr(response, "retry_after_ms", None) or 5000) / 1000
             log.info(
-                "joining rooms: rate limited by the homeserver (%d time(s) so far), "
+                "joining or leaving rooms: rate limited by the homeserver (%d time(s) so far), "
                 "waiting %.1fs as told; %d invite(s) waiting",
                 self.rate_limited,
                 wait,
@@ -116,6 +116,7 @@ class Invites:
             delay = self._last_done + JOIN_PACE_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+                continue  # the queue may have changed meanwhile (a withdrawn invite)
             room_id, inviter = next(iter(self._pending.items()))
             try:
                 done = await self._handle(room_id, inviter)
