@@ -44,8 +44,11 @@ TIMELINE_TYPES = [
     "m.room.tombstone",  # room upgrades
 ]
 # Room state: the same minus what is never state; members lazily, i.e. only
-# the senders of the events shown and the bot itself (nio asks for the joined
-# members before its first encrypted send to a room: `members_synced`).
+# the senders of the events shown (nio asks for the joined members before its
+# first encrypted send to a room: `members_synced`; later arrivals come
+# through the timeline). Nor is a room's member count always known: Synapse
+# sends its `summary` (`m.joined_member_count`) in a sync without a token or
+# when members change, not in a restart's `full_state`; ask `joined_members`.
 STATE_TYPES = [
     t
     for t in TIMELINE_TYPES
