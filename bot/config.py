@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.permissions import EXCLUDE, check_server_pattern, default_allowed_servers
+
 ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"  # noqa: S105 - a variable name
 ENV_RECOVERY_KEY = "BLUEHATS_MATRIX_RECOVERY_KEY"
@@ -112,6 +114,8 @@ class MatrixConfig(_Model):
     # (lost volume) sign itself with the same identity.
     recovery_key: SecretStr | None = None
     device_name: str = "BlueHats bot"
+    # Servers (or patterns) whose users may invite the bot: see
+    # `bot.permissions.invite_allowed`. Empty: `default_allowed_servers`.
     allowed_servers: list[str] = Field(default_factory=list)
     # An encrypted message still unreadable after this long (its room key
     # never came) gets one "could not decrypt" answer.
@@ -122,6 +126,20 @@ class MatrixConfig(_Model):
     def _template(cls, value: str) -> str:
         if "{hs}" not in value:
             raise ValueError(f"must contain {{hs}} (the server name found), not {value!r}")
+        return value
+
+    @field_validator("allowed_servers")
+    @classmethod
+    def _allowed_servers(cls, value: list[str]) -> list[str]:
+        value = [str(v).strip() for v in value]
+        problems = [p for p in map(check_server_pattern, value) if p is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        if value and all(v.startswith(EXCLUDE) for v in value):
+            raise ValueError(
+                "only exclusions (!…): no server would be allowed; list the servers to allow "
+                "first, e.g. [agent.*.tchap.gouv.fr, !agent.externe.tchap.gouv.fr]"
+            )
         return value
 
     @field_validator("recovery_key")
@@ -158,8 +176,9 @@ class MatrixConfig(_Model):
             )
         if not self.allowed_servers and not is_email(self.user_id):
             # Frozen model: the default depends on another field. (With an
-            # e-mail login, the server of the account, known once logged in.)
-            object.__setattr__(self, "allowed_servers", [server_name(self.user_id)])
+            # e-mail login, on the server of the account, known once logged in.)
+            default = default_allowed_servers(server_name(self.user_id))
+            object.__setattr__(self, "allowed_servers", default)
         return self
 
 

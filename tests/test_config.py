@@ -216,3 +216,27 @@ def test_recovery_key_comes_from_env_and_a_mistyped_one_is_reported(tmp_path: Pa
     assert "matrix.recovery_key: not a recovery key (parity check failed" in result.stderr
     assert "matrix.user_id" in result.stderr  # listed with the other problems
     assert typo not in result.stderr and "EsTE" not in result.stderr
+
+
+def test_allowed_servers_default_and_validation() -> None:
+    def matrix(**extra: object) -> configuration.MatrixConfig:
+        raw = {"homeserver": "https://h.example", "user_id": "@bot:x.example", "password": "x"}
+        return configuration.from_dict({"matrix": {**raw, **extra}}, env={}).matrix
+
+    tchap = matrix(user_id="@bot:agent.dinum.tchap.gouv.fr")
+    assert tchap.allowed_servers == [
+        "agent.*.tchap.gouv.fr",
+        "!agent.externe.tchap.gouv.fr",
+        "agent.dinum.tchap.gouv.fr",
+    ]
+    assert matrix().allowed_servers == ["x.example"]
+    given = ["agent.*.tchap.gouv.fr", "localhost:*", " !agent.externe.tchap.gouv.fr"]
+    assert matrix(allowed_servers=given).allowed_servers == [s.strip() for s in given]
+    with pytest.raises(ConfigError) as bad:
+        matrix(allowed_servers=["@alice:example.org", "https://example.org", "a b"])
+    [(key, message)] = bad.value.problems
+    assert key == "matrix.allowed_servers"
+    assert "'@alice:example.org'" in message and "'https://example.org'" in message
+    assert "'a b'" in message
+    with pytest.raises(ConfigError, match="only exclusions"):
+        matrix(allowed_servers=["!agent.externe.tchap.gouv.fr"])

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import math
 
-from bot.permissions import Role, invite_allowed, power_level, role_for
+from bot.permissions import (
+    Role,
+    default_allowed_servers,
+    invite_allowed,
+    power_level,
+    role_for,
+)
 
 PL = {"users": {"@mod:x": 50, "@admin:x": 100}, "users_default": 0}
 
@@ -37,3 +43,66 @@ def test_invites_only_from_allowed_servers() -> None:
     assert not invite_allowed("@eve:evil.example", allowed)
     assert not invite_allowed("@eve:evil.example:agent.dinum.tchap.gouv.fr.evil", allowed)
     assert not invite_allowed("garbage", allowed)
+
+
+TCHAP_BOT_DEFAULT = default_allowed_servers("agent.dinum.tchap.gouv.fr")
+
+
+def test_tchap_default_lets_in_every_ministry_but_not_the_partners() -> None:
+    def allowed(user: str) -> bool:
+        return invite_allowed(user, TCHAP_BOT_DEFAULT)
+
+    assert allowed("@jean.dupont-finances.gouv.fr:agent.finances.tchap.gouv.fr")
+    assert allowed("@a:agent.dinum.tchap.gouv.fr")
+    assert allowed("@a:AGENT.Interieur.Tchap.Gouv.Fr")  # server names ignore case
+    assert not allowed("@partner:agent.externe.tchap.gouv.fr")
+    assert not allowed("@partner:agent.EXTERNE.tchap.gouv.fr")
+    # Look-alikes: the pattern is anchored, and `*` stays within one label.
+    assert not allowed("@eve:evil.tchap.gouv.fr.example.org")
+    assert not allowed("@eve:agent.finances.tchap.gouv.fr.example.org")
+    assert not allowed("@eve:agent.evil.example.tchap.gouv.fr")
+    assert not allowed("@eve:agent-finances.tchap.gouv.fr")
+    assert not allowed("@eve:tchap.gouv.fr")
+    assert not allowed("@eve:agent.finances.tchap.gouv.fr:8448")  # another server
+    assert not allowed("@eve:matrix.org")
+
+
+def test_a_bot_on_the_partners_server_still_accepts_its_own_server() -> None:
+    default = default_allowed_servers("agent.externe.tchap.gouv.fr")
+    assert invite_allowed("@p:agent.externe.tchap.gouv.fr", default)
+    assert invite_allowed("@a:agent.finances.tchap.gouv.fr", default)
+
+
+def test_default_elsewhere_is_the_bots_own_server() -> None:
+    assert default_allowed_servers("Example.org") == ["example.org"]
+    assert default_allowed_servers("localhost:8448") == ["localhost:8448"]
+    assert invite_allowed("@a:localhost:8448", default_allowed_servers("localhost:8448"))
+    assert not invite_allowed("@a:localhost", default_allowed_servers("localhost:8448"))
+    # A server merely named like Tchap is not one.
+    assert default_allowed_servers("tchap.gouv.fr.example.org") == ["tchap.gouv.fr.example.org"]
+
+
+def test_an_explicit_list_is_taken_as_given() -> None:
+    # Listing the agents' pattern alone lets the partners in too: it says so.
+    everyone = ["agent.*.tchap.gouv.fr"]
+    assert invite_allowed("@p:agent.externe.tchap.gouv.fr", everyone)
+    partners_too = [*TCHAP_BOT_DEFAULT, "agent.externe.tchap.gouv.fr"]
+    assert invite_allowed("@p:agent.externe.tchap.gouv.fr", partners_too)
+    # The last matching entry decides.
+    assert not invite_allowed("@a:b.example", ["b.example", "!b.example"])
+    assert invite_allowed("@a:b.example", ["!b.example", "b.example"])
+    assert not invite_allowed("@a:b.example", [])
+
+
+def test_ports_and_wildcards() -> None:
+    assert invite_allowed("@a:localhost:8448", ["localhost:8448"])
+    assert not invite_allowed("@a:localhost:8449", ["localhost:8448"])
+    assert invite_allowed("@a:localhost:8449", ["localhost:*"])
+    assert not invite_allowed("@a:localhost", ["localhost:*"])
+    assert invite_allowed("@a:hs1.example.org", ["hs?.example.org"])
+    assert not invite_allowed("@a:hs12.example.org", ["hs?.example.org"])
+    assert invite_allowed("@a:[::1]:8448", ["[::1]:8448"])
+    assert invite_allowed("@a:127.0.0.1:8008", ["127.0.0.1:*"])
+    assert not invite_allowed("@a:127.0.0.10:8008", ["127.0.0.1:*"])
+    # Regular-expression characters are literal.
+    assert not invite_allowed("@a:exampleXorg", ["example.org"])

@@ -1,7 +1,11 @@
 """Who may do what in a room: power levels and, in v12 rooms, the creators.
 
-Read from the room state once per room and kept until the sync shows a change
-of `m.room.power_levels` or `m.room.create`; the rules themselves are in
+Two state events decide it, `m.room.create` (its sender and
+`additional_creators`) and `m.room.power_levels`. The sync carries both (its
+filter asks for them, and the first sync of each start has the full state),
+and each sync's copy replaces the cached one: a promotion counts from the next
+command on. A room the sync has not shown them for is asked for those two
+events only (never the whole room state). The rules themselves are in
 `bot.permissions`.
 """
 
@@ -9,10 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from nio import RoomGetStateResponse
+from nio import Api, RoomGetStateEventError, RoomGetStateEventResponse
 
 from bot import permissions
 from bot.matrix.login import Session
@@ -20,57 +23,98 @@ from bot.matrix.responses import describe
 
 log = logging.getLogger(__name__)
 
+CREATE = "m.room.create"
+POWER_LEVELS = "m.room.power_levels"
 
-@dataclass(frozen=True)
-class _RoomAuthority:
-    create_sender: str
-    create_content: dict[str, Any]
-    power_levels: dict[str, Any] | None
+
+class _NoPowerLevels:
+    """The room has no `m.room.power_levels` (the creator has 100, the rest 0)."""
+
+
+NO_POWER_LEVELS = _NoPowerLevels()
+
+
+class _NotFound:
+    """The room has no such state event."""
+
+
+NOT_FOUND = _NotFound()
 
 
 class RoomAuthority:
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._authority: dict[str, _RoomAuthority] = {}
+        # Room id → (sender, content) of `m.room.create`.
+        self._create: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Room id → content of `m.room.power_levels`, or NO_POWER_LEVELS.
+        self._power_levels: dict[str, dict[str, Any] | _NoPowerLevels] = {}
+        # Requests made for want of a synced copy (a measure for tests and logs).
+        self.fetched = 0
 
-    def forget_if_changed(self, room_id: str, events: Iterable[Any]) -> None:
-        """Called with a room's state and timeline events of each sync."""
-        if any(_is_authority_event(e) for e in events):
-            self._authority.pop(room_id, None)
+    def update(self, room_id: str, events: Iterable[Any]) -> None:
+        """A room's state and timeline events of a sync, in that order: the last copy wins."""
+        for event in events:
+            source = getattr(event, "source", None) or {}
+            if source.get("state_key") != "":
+                continue
+            content = source.get("content")
+            if not isinstance(content, dict):
+                continue
+            kind = source.get("type")
+            if kind == CREATE:
+                self._create[room_id] = (str(source.get("sender", "")), dict(content))
+            elif kind == POWER_LEVELS:
+                self._power_levels[room_id] = dict(content)
 
     async def power_level(self, room_id: str, user_id: str) -> float:
-        authority = self._authority.get(room_id)
-        if authority is None:
-            authority = await self._fetch_authority(room_id)
-            if authority is None:
-                return 0  # unknown: grant nothing
-            self._authority[room_id] = authority
-        return permissions.power_level(
-            user_id, authority.create_sender, authority.create_content, authority.power_levels
-        )
-
-    async def _fetch_authority(self, room_id: str) -> _RoomAuthority | None:
-        resp = await self._session.client.room_get_state(room_id)
-        if not isinstance(resp, RoomGetStateResponse):
-            log.warning("cannot read the state of %s: %s", room_id, describe(resp))
-            return None
-        create = pl = None
-        for event in resp.events:
-            if event.get("state_key") != "":
-                continue
-            if event.get("type") == "m.room.create":
-                create = event
-            elif event.get("type") == "m.room.power_levels":
-                pl = event
+        create = self._create.get(room_id)
         if create is None:
-            return None
-        return _RoomAuthority(
-            str(create.get("sender", "")),
-            dict(create.get("content") or {}),
-            dict(pl.get("content") or {}) if pl else None,
+            event = await self._fetch(room_id, CREATE)
+            if event is None or isinstance(event, _NotFound):
+                return 0  # unknown: grant nothing
+            create = self._create[room_id] = event
+        if room_id in self._power_levels:
+            power_levels = self._power_levels[room_id]
+        else:
+            event = await self._fetch(room_id, POWER_LEVELS)
+            if event is None:
+                return 0
+            power_levels = NO_POWER_LEVELS if isinstance(event, _NotFound) else event[1]
+            self._power_levels[room_id] = power_levels
+        sender, content = create
+        return permissions.power_level(
+            user_id,
+            sender,
+            content,
+            None if isinstance(power_levels, _NoPowerLevels) else power_levels,
         )
 
-
-def _is_authority_event(event: Any) -> bool:
-    source = getattr(event, "source", None) or {}
-    return source.get("type") in ("m.room.power_levels", "m.room.create")
+    async def _fetch(
+        self, room_id: str, event_type: str
+    ) -> tuple[str, dict[str, Any]] | _NotFound | None:
+        """(sender, content) of one state event; NOT_FOUND; None when it cannot be read."""
+        # The whole event (`format=event`, Synapse's and the spec's since v1.16):
+        # v12 creators are known by the sender of `m.room.create`, not its content.
+        # nio's `room_get_state_event` takes no query parameter.
+        client = self._session.client
+        method, path = Api.room_get_state_event(client.access_token, room_id, event_type)
+        path += ("&" if "?" in path else "?") + "format=event"
+        self.fetched += 1
+        resp = await client._send(
+            RoomGetStateEventResponse, method, path, response_data=(event_type, "", room_id)
+        )
+        if isinstance(resp, RoomGetStateEventError) and resp.status_code == "M_NOT_FOUND":
+            return NOT_FOUND
+        # nio turns only a 404 into an error: a 403 comes back as a "response".
+        body = getattr(resp, "content", None)
+        if not isinstance(resp, RoomGetStateEventResponse) or not isinstance(body, dict):
+            log.warning("cannot read %s of %s: %s", event_type, room_id, describe(resp))
+            return None
+        if "errcode" in body:
+            log.warning("cannot read %s of %s: %s", event_type, room_id, body.get("errcode"))
+            return None
+        if isinstance(body.get("content"), dict) and body.get("type") == event_type:
+            return str(body.get("sender", "")), dict(body["content"])
+        # A server that ignored `format` gave the content alone; rooms before
+        # v11 name their creator in it.
+        return str(body.get("creator", "")), dict(body)

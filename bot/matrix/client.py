@@ -1,7 +1,8 @@
 """`MatrixChat`: the bot's Matrix client, composed of one part per concern.
 
 `login.Session` holds the nio client (login, Tchap discovery, saved session);
-`sync.SyncLoop` runs the sync and hands each batch to `invites.Invites`,
+`sync.SyncLoop` runs the sync and hands each batch to `invites.Invites`
+(which joins in the background),
 `authority.RoomAuthority`, `undecryptable.Undecryptable` and
 `events.IncomingEvents` (the core's `Incoming*`); `sending.RoomPoster` posts,
 paced by `sending.RatePacer` after 429s.
@@ -13,7 +14,13 @@ import asyncio
 import logging
 from pathlib import Path
 
-from nio import AsyncClient, ProfileGetDisplayNameResponse
+from nio import (
+    AsyncClient,
+    ErrorResponse,
+    JoinError,
+    ProfileGetDisplayNameResponse,
+    RoomLeaveError,
+)
 
 from bot.chat import FileUpload, UnknownUser
 from bot.config import MatrixConfig, server_name
@@ -27,6 +34,7 @@ from bot.matrix.responses import describe
 from bot.matrix.sending import RatePacer, RoomPoster
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
+from bot.permissions import default_allowed_servers
 from bot.render import Message
 
 # `connect()` and `run()` raise `LoginFailed`: importable with the class.
@@ -47,8 +55,8 @@ class MatrixChat:
         # What the core sets before `run()`: where messages, reactions… go.
         self.handlers = Handlers()
         self._pacer = RatePacer()
-        self._session = Session(config, storage_dir, on_error=self._pacer.on_error)
-        self._invites = Invites(self._session, config.allowed_servers)
+        self._session = Session(config, storage_dir, on_error=self._on_error)
+        self._invites = Invites(self._session, storage, config.allowed_servers)
         self._authority = RoomAuthority(self._session)
         events = IncomingEvents(self._session, self.handlers)
         undecryptable = Undecryptable(
@@ -88,8 +96,17 @@ class MatrixChat:
     async def connect(self) -> None:
         """Reuse the saved session (same device), or log in once and save it."""
         await self._session.connect()
-        if not self._invites.allowed:  # default: the bot's own server
-            self._invites.allowed = [server_name(self.user_id)]
+        if not self._invites.allowed:  # an e-mail login: the account's server is known now
+            self._invites.allowed = default_allowed_servers(server_name(self.user_id))
+        log.info("invites accepted from: %s", ", ".join(self._invites.allowed))
+
+    async def _on_error(self, response: ErrorResponse) -> None:
+        # Joins have their own limit (rc_joins): a join waiting out a 429 must
+        # not make the answers wait too.
+        if isinstance(response, JoinError | RoomLeaveError):
+            await self._invites.on_error(response)
+        else:
+            await self._pacer.on_error(response)
 
     def identity(self) -> Identity:
         """The cross-signing identity of the connected device."""
@@ -117,8 +134,18 @@ class MatrixChat:
 
     @property
     def rate_limited(self) -> int:
-        """429s received so far."""
-        return self._pacer.rate_limited
+        """429s received so far (sends and joins)."""
+        return self._pacer.rate_limited + self._invites.rate_limited
+
+    @property
+    def invites_waiting(self) -> int:
+        """Invites received and not yet joined or declined."""
+        return self._invites.waiting
+
+    @property
+    def invites_rate_limited(self) -> int:
+        """429s received while joining rooms."""
+        return self._invites.rate_limited
 
     # -- ChatClient --------------------------------------------------------------------
 

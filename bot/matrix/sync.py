@@ -31,9 +31,54 @@ SYNC_TIMEOUT_MS = 30_000
 # ("limited") to this many: larger than Synapse's default 10, so that the
 # commands typed while the bot was away are still seen.
 TIMELINE_LIMIT = 100
-SYNC_FILTER = {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
+# The room events the bot reads; the homeserver sends nothing else.
+TIMELINE_TYPES = [
+    "m.room.message",  # commands (events.py)
+    "m.room.encrypted",  # the same, encrypted
+    "m.reaction",  # 🔔 (events.py)
+    "m.room.redaction",  # a command withdrawn (events.py)
+    "m.room.member",  # the bot's own join (history before it), leaves; nio: who gets room keys
+    "m.room.create",  # v12 creators (authority.py)
+    "m.room.power_levels",  # moderators (authority.py)
+    "m.room.encryption",  # nio: answers in encrypted rooms are encrypted
+    "m.room.tombstone",  # room upgrades
+]
+# Room state: the same minus what is never state; members lazily, i.e. only
+# the senders of the events shown (nio asks for the joined members before its
+# first encrypted send to a room: `members_synced`; later arrivals come
+# through the timeline). Nor is a room's member count always known: Synapse
+# sends its `summary` (`m.joined_member_count`) in a sync without a token or
+# when members change, not in a restart's `full_state`; ask `joined_members`.
+STATE_TYPES = [
+    t
+    for t in TIMELINE_TYPES
+    if t not in ("m.room.message", "m.room.encrypted", "m.reaction", "m.room.redaction")
+]
+
+
+def sync_filter(timeline_limit: int) -> dict[str, Any]:
+    """A light sync: no presence, typing, receipts or account data (the bot
+    reads its account data through the API: identity.py), only the event
+    types above. To-device messages are not filtered: E2EE needs them."""
+    return {
+        "presence": {"types": []},
+        "account_data": {"types": []},
+        "room": {
+            "state": {"types": STATE_TYPES, "lazy_load_members": True},
+            "timeline": {
+                "types": TIMELINE_TYPES,
+                "limit": timeline_limit,
+                "lazy_load_members": True,
+            },
+            "ephemeral": {"types": []},
+            "account_data": {"types": []},
+        },
+    }
+
+
+SYNC_FILTER = sync_filter(TIMELINE_LIMIT)
 # Without a saved token everything is history: ask for as little as possible.
-FIRST_RUN_FILTER = {"room": {"timeline": {"limit": 1}}}
+FIRST_RUN_FILTER = sync_filter(1)
 # A longer time without a successful sync is logged when syncing resumes.
 SYNC_GAP_LOG_S = 45
 
@@ -81,20 +126,29 @@ class SyncLoop:
         client.add_response_callback(self._on_sync_error, SyncError)
         client.add_to_device_callback(self._undecryptable.on_room_key, (RoomKeyEvent,))
         log.info("syncing%s", " (first run: history is not answered)" if since is None else "")
-        watcher = asyncio.create_task(self._undecryptable.watch(), name="undecrypted")
+        await self._invites.load()
+        background = [
+            asyncio.create_task(self._undecryptable.watch(), name="undecrypted"),
+            asyncio.create_task(self._invites.run(), name="invites"),
+        ]
         try:
             await client.sync_forever(
                 timeout=SYNC_TIMEOUT_MS,
                 sync_filter=SYNC_FILTER,
                 first_sync_filter=FIRST_RUN_FILTER if since is None else SYNC_FILTER,
                 since=since,
-                # Room state (members, encryption) is not persisted by nio: take it whole once.
+                # nio keeps no room list across restarts (only which rooms are
+                # encrypted), and sends only to rooms it knows: every joined
+                # room must be shown once. With the filter, that is a few state
+                # events per room (bench/first_sync.py).
                 full_state=True,
             )
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def seconds_since_sync(self) -> float:
         """Since the last successful sync (since start when none yet)."""
@@ -123,11 +177,11 @@ class SyncLoop:
         if self._last_sync is not None and now - self._last_sync > SYNC_GAP_LOG_S:
             log.info("sync resumed after %.0fs without one", now - self._last_sync)
         self._last_sync = now
-        for room_id, invite in response.rooms.invite.items():
-            await self._invites.on_invite(room_id, invite.invite_state)
+        # Queued (and stored) before the token moves on; joined in the background.
+        await self._invites.note(response.rooms.invite, left=response.rooms.leave)
         for room_id, joined in response.rooms.join.items():
             events = joined.timeline.events
-            self._authority.forget_if_changed(room_id, [*joined.state, *events])
+            self._authority.update(room_id, [*joined.state, *events])
             if self._skip_history:
                 continue
             first = self._first_after_own_join(events)
