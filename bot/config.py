@@ -173,12 +173,22 @@ class BotConfig(_Model):
     timezone: str = "Europe/Paris"
     moderators: list[MatrixId] = Field(default_factory=list)
     templates: Path | None = None
+    # A room where no one but the bot has been joined or invited for this long
+    # is left (its subscriptions end). The operators' error room is never left.
+    leave_empty_after: Duration = timedelta(days=1)
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not value or any(c.isspace() for c in value) or len(value) > 5:
             raise ValueError("must be 1 to 5 characters without spaces, such as '!'")
+        return value
+
+    @field_validator("leave_empty_after")
+    @classmethod
+    def _leave_empty_after(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
         return value
 
     @field_validator("timezone")

@@ -17,7 +17,7 @@ import pytest
 
 from bot.agenda.model import Session
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import ChangeKey, parse
+from bot.broadcast_key import ChangeKey, GazetteKey, parse
 from bot.chat import IncomingMessage
 from bot.db.agenda import CachedSource, Edit
 from bot.db.inbox import InboxItem
@@ -105,11 +105,11 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 11
+    assert await storage.schema_version() == upgrades.latest == 12
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == 11
+    assert await storage.schema_version() == 12
     await storage.close()
     assert dump(v9) == before
 
@@ -297,3 +297,15 @@ async def test_pending_rows_are_delivered_with_their_stored_txn_ids(storage: Sto
     bodies = {s.txn_id: s.message.body for s in chat.sent if isinstance(s.message, Message)}
     assert bodies[PENDING[1].txn_id].startswith("⏰")  # the reminder
     assert "La gazette BlueHats n°2" in bodies[PENDING[4].txn_id]  # the feed entry
+
+
+async def test_after_the_upgrade_a_room_left_abandons_its_pending_rows(storage: Storage) -> None:
+    # Step 12 rebuilt the outbox (for the 'abandoned' status): rows and ids kept.
+    ended = await storage.rooms.end(ROOM_B, "@x:example.org", "kicked by @x:example.org")
+    assert ended.kinds == ["rappels"] and ended.abandoned == 2
+    assert await storage.outbox.count("abandoned") == 2
+    assert [item.id for item in await storage.outbox.pending()] == [5, 8, 9, 10]
+    assert await storage.outbox.queue(GazetteKey("20261201T0900"), ROOM_G) == 1
+    assert max(item.id for item in await storage.outbox.pending()) > 10
+    (entry,) = await storage.subscriptions.history(ROOM_B)
+    assert (entry.kind, entry.action, entry.actor) == ("rappels", "ended", "@x:example.org")

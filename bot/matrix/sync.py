@@ -22,6 +22,7 @@ from bot.matrix.events import Handlers, IncomingEvents
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
+from bot.matrix.rooms import RoomLifecycleEvents
 from bot.matrix.undecryptable import Undecryptable
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class SyncLoop:
         undecryptable: Undecryptable,
         invites: Invites,
         authority: RoomAuthority,
+        rooms: RoomLifecycleEvents,
     ) -> None:
         self._session = session
         self._storage = storage
@@ -57,6 +59,7 @@ class SyncLoop:
         self._undecryptable = undecryptable
         self._invites = invites
         self._authority = authority
+        self._rooms = rooms
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
@@ -125,9 +128,12 @@ class SyncLoop:
         self._last_sync = now
         for room_id, invite in response.rooms.invite.items():
             await self._invites.on_invite(room_id, invite.invite_state)
+        for room_id, left in response.rooms.leave.items():
+            await self._rooms.on_left_room(room_id, left)
         for room_id, joined in response.rooms.join.items():
             events = joined.timeline.events
             self._authority.forget_if_changed(room_id, [*joined.state, *events])
+            await self._rooms.on_joined_room(room_id, joined)
             if self._skip_history:
                 continue
             first = self._first_after_own_join(events)
