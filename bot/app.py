@@ -168,17 +168,19 @@ class BotApp:
                 next_run_time=datetime.now(UTC),
             )
 
-            async def leave_empty_rooms() -> None:
-                if chat.synced.is_set():  # before that, no room is known
-                    await rooms.leave_empty_rooms()
+            async def check_rooms() -> None:
+                await chat.synced.wait()  # before that, no room is known
+                await rooms.forget_rooms_left()
+                await rooms.leave_empty_rooms()
 
             scheduler.add_job(
-                leave_empty_rooms,
+                check_rooms,
                 "interval",
                 seconds=min(3600.0, max(60.0, cfg.bot.leave_empty_after.total_seconds() / 4)),
-                id="leave-empty-rooms",
+                id="check-rooms",
                 coalesce=True,
                 max_instances=1,
+                next_run_time=datetime.now(UTC),
             )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)

@@ -136,7 +136,10 @@ class ChatClient(Protocol):
         """Leave the room (a failure is logged: leaving again later is harmless)."""
 
     def others_in_rooms(self) -> dict[str, int]:
-        """Each room the bot is in: how many others are joined or invited."""
+        """Each room the bot is in (as synced): how many others are joined or invited."""
+
+    async def joined_rooms(self) -> set[str] | None:
+        """The rooms the homeserver says the bot is in; None if it could not tell."""
 
 
 class SendError(Exception):

@@ -67,9 +67,27 @@ class RoomLifecycle:
             detail = f"{left.how} by {left.by}"
         if left.reason:
             detail += f": {left.reason[:200]}"
-        await self._end(left.room_id, left.by, detail)
+        # The bot's own leaves (an invite declined, a room left on purpose)
+        # are logged where decided: here only if they ended something.
+        await self._end(left.room_id, left.by, detail, quiet=left.how == "left")
 
-    async def _end(self, room_id: str, actor: str, detail: str) -> None:
+    async def forget_rooms_left(self) -> list[str]:
+        """End what is kept for rooms the homeserver says the bot is not in; them.
+
+        Catches leaves no sync showed: a kick before this version of the bot,
+        a room left while its events were cut from a sync.
+        """
+        # Read before asking the server: a room joined meanwhile is in its answer.
+        kept = await self._storage.rooms.rooms_in_use()
+        joined = await self._chat.joined_rooms()
+        if joined is None:
+            return []
+        gone = sorted(kept - joined)
+        for room_id in gone:
+            await self._end(room_id, self._chat.user_id, "not in the room any more")
+        return gone
+
+    async def _end(self, room_id: str, actor: str, detail: str, *, quiet: bool = False) -> None:
         ended = await self._storage.rooms.end(room_id, actor, detail)
         if self._alone is not None:
             self._alone.pop(room_id, None)
@@ -85,7 +103,7 @@ class RoomLifecycle:
                 ended.abandoned,
                 len(ended.direct_users),
             )
-        else:
+        elif not quiet:
             log.info("%s: %s", room_id, detail)
 
     # -- members ----------------------------------------------------------------------

@@ -116,6 +116,9 @@ class FakeChat:
     def others_in_rooms(self) -> dict[str, int]:
         return dict(self.rooms)
 
+    async def joined_rooms(self) -> set[str] | None:
+        return set(self.rooms)
+
 
 class StaticAgenda(AgendaService):
     """An AgendaService holding given sessions (no sources)."""

@@ -287,3 +287,16 @@ async def test_an_upgrade_of_a_room_with_no_subscription_says_nothing(world: Wor
     await lifecycle(world).on_upgrade(RoomUpgraded(ROOMS[2], NEW, MOD))
     assert world.chat.joins == [(NEW, ("example.org",))]
     assert await world.storage.outbox.pending() == []
+
+
+async def test_rooms_the_bot_is_not_in_any_more_are_ended_at_the_check(world: World) -> None:
+    # Kicked while an older version ran (the leave was never handled).
+    await subscribe(world, ROOMS[0], ROOMS[1])
+    await queue_reminder(world)
+    await world.storage.personal.set_direct_room(AGENT, "!dm:example.org")
+    world.chat.rooms = {ROOMS[1]: 3, "!dm:example.org": 1}
+    assert await lifecycle(world).forget_rooms_left() == [ROOMS[0]]
+    assert await world.storage.subscriptions.kinds(ROOMS[0]) == []
+    assert await world.storage.subscriptions.kinds(ROOMS[1]) == [REMINDERS]
+    assert await world.storage.outbox.count("abandoned") == 1
+    assert await world.storage.personal.direct_room(AGENT) == "!dm:example.org"

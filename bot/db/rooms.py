@@ -80,6 +80,14 @@ class RoomRecords:
                 return None
             return await outbox.abandon_room(tx, room_id)
 
+    async def rooms_in_use(self) -> set[str]:
+        """Rooms something is kept for: subscriptions, direct rooms, pending posts."""
+        rows = await self._db.fetch(
+            "SELECT room_id FROM subscriptions UNION SELECT room_id FROM direct_rooms "
+            "UNION SELECT room_id FROM outbox WHERE status = 'pending'"
+        )
+        return {str(r["room_id"]) for r in rows}
+
     # -- alone -------------------------------------------------------------------------
 
     async def alone_since(self) -> dict[str, int]:

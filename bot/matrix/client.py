@@ -184,3 +184,6 @@ class MatrixChat:
 
     def others_in_rooms(self) -> dict[str, int]:
         return self._rooms.others_in_rooms()
+
+    async def joined_rooms(self) -> set[str] | None:
+        return await self._rooms.joined_rooms()

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from nio import JoinResponse, RoomLeaveResponse
+from nio import JoinedRoomsResponse, JoinResponse, RoomLeaveResponse
 from nio.api import Api
 
 from bot import permissions
@@ -127,6 +127,13 @@ class RoomLifecycleEvents:
     def others_in_rooms(self) -> dict[str, int]:
         rooms = self._session.client.rooms
         return {room_id: self._others(room_id) for room_id in rooms if room_id not in self._left}
+
+    async def joined_rooms(self) -> set[str] | None:
+        resp = await self._session.client.joined_rooms()
+        if not isinstance(resp, JoinedRoomsResponse):
+            log.info("cannot list the rooms the bot is in: %s", describe(resp))
+            return None
+        return {str(room_id) for room_id in resp.rooms}
 
     def _others(self, room_id: str) -> int:
         room = self._session.client.rooms.get(room_id)
