@@ -300,3 +300,16 @@ async def test_rooms_the_bot_is_not_in_any_more_are_ended_at_the_check(world: Wo
     assert await world.storage.subscriptions.kinds(ROOMS[1]) == [REMINDERS]
     assert await world.storage.outbox.count("abandoned") == 1
     assert await world.storage.personal.direct_room(AGENT) == "!dm:example.org"
+
+
+async def test_moderators_subscribing_and_unsubscribing_are_in_the_audit_trail(
+    world: World,
+) -> None:
+    await subscribe(world, ROOMS[0])
+    assert (await world.say("!abonner rappels", ROOMS[0])).startswith("Ce salon est déjà")
+    assert (await world.say("!desabonner rappels", ROOMS[0])).startswith("✅")
+    history = await world.storage.subscriptions.history(ROOMS[0])
+    assert [(e.kind, e.action, e.actor) for e in history] == [
+        (REMINDERS, "subscribed", MOD),
+        (REMINDERS, "unsubscribed", MOD),
+    ]
