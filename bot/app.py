@@ -28,6 +28,7 @@ from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
+from bot.rooms import RoomLifecycle
 from bot.scheduling import new_scheduler
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class BotApp:
                 offsets=cfg.reminders.offsets,
                 grace=cfg.reminders.grace,
                 gazette_schedule=cfg.gazette.schedule,
+                gazette_feed=cfg.gazette.feed is not None,
                 personal=cfg.reminders.personal,
                 metrics=metrics,
             )
@@ -104,6 +106,18 @@ class BotApp:
             chat.handlers.on_redaction = dispatcher.accept_redaction
             chat.handlers.on_undecryptable = dispatcher.undecryptable
             chat.handlers.on_batch_end = dispatcher.settle
+            rooms = RoomLifecycle(
+                storage,
+                chat,
+                now=self.now,
+                leave_empty_after=cfg.bot.leave_empty_after,
+                keep=[cfg.ops.error_room] if cfg.ops.error_room else [],
+                metrics=metrics,
+                wake=broadcaster.wake.set,
+            )
+            chat.handlers.on_left = rooms.on_left
+            chat.handlers.on_members = rooms.on_members
+            chat.handlers.on_upgrade = rooms.on_upgrade
             stack.push_async_callback(dispatcher.drain)
 
             self.scheduler = scheduler = new_scheduler(cfg.bot.tz)
@@ -150,6 +164,21 @@ class BotApp:
                 "interval",
                 hours=6,
                 id="prune",
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
+
+            async def check_rooms() -> None:
+                await chat.synced.wait()  # before that, no room is known
+                await rooms.forget_rooms_left()
+                await rooms.leave_empty_rooms()
+
+            scheduler.add_job(
+                check_rooms,
+                "interval",
+                seconds=min(3600.0, max(60.0, cfg.bot.leave_empty_after.total_seconds() / 4)),
+                id="check-rooms",
                 coalesce=True,
                 max_instances=1,
                 next_run_time=datetime.now(UTC),

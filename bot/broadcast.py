@@ -10,7 +10,10 @@ room never holds the others back.
 Broadcasts: to rooms subscribed to `rappels`, programme-change notices and
 a reminder before each session per `reminders.offsets`; to rooms subscribed
 to `gazette`, the scheduled gazette post and new feed entries (queued by
-`bot.feeds`); to a person's direct room, their `!rappelle-moi` reminders.
+`bot.feeds`); to a person's direct room, their `!rappelle-moi` reminders
+(a new direct room is opened when they left theirs); to the replacement of
+an upgraded room, once, a notice that its posts follow it there (queued by
+`bot.rooms`).
 What is due is derived at each round from the agenda, the schedule and the
 database (nothing lives only in memory), and the loop sleeps until the next
 thing is due, or until woken by a programme change or a new feed entry.
@@ -30,8 +33,16 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
-from bot.broadcast_key import ChangeKey, FeedKey, GazetteKey, PersonalKey, ReminderKey, parse
-from bot.chat import ChatClient
+from bot.broadcast_key import (
+    ChangeKey,
+    FeedKey,
+    GazetteKey,
+    MovedKey,
+    PersonalKey,
+    ReminderKey,
+    parse,
+)
+from bot.chat import ChatClient, SendError
 from bot.db.outbox import OutboxItem
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE, REMINDERS
@@ -65,12 +76,14 @@ class Broadcaster:
         offsets: list[timedelta],
         grace: timedelta,
         gazette_schedule: str | None = None,
+        gazette_feed: bool = False,
         personal: timedelta = timedelta(minutes=15),
         retry_delay: float = 5.0,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._personal = personal
+        self._has_feed = gazette_feed
         self._gazette = (
             CronTrigger.from_crontab(gazette_schedule, timezone=renderer.tz)
             if gazette_schedule
@@ -82,6 +95,7 @@ class Broadcaster:
         self._grace = grace
         self._renderer = renderer
         self._prefix = prefix
+        self._chat = chat
         self._now = now
         self._sender = Sender(
             chat,
@@ -163,17 +177,32 @@ class Broadcaster:
             due = session.start - self._personal
             if due > now:
                 continue
+            late = now - due > self._grace
             room_id = await self._storage.personal.direct_room(wanted.user_id)
             if room_id is None:
-                continue
+                if late:
+                    continue  # nothing to send: no room to open for it
+                # They left their direct room (forgotten then): a new one.
+                room_id = await self._open_direct_room(wanted.user_id)
+                if room_id is None:
+                    continue
             start = int(session.start.timestamp())
             broadcast = PersonalKey(session.sid, start, wanted.user_id)
-            late = now - due > self._grace
             status = "skipped" if late else "pending"
             if await self._storage.outbox.queue(broadcast, room_id, status=status):
                 log.info(
                     "broadcasts: personal reminder %s", "skipped (too late)" if late else "queued"
                 )
+
+    async def _open_direct_room(self, user_id: str) -> str | None:
+        try:
+            room_id = await self._chat.open_direct_room(user_id)
+        except SendError as exc:
+            log.warning("broadcasts: no direct room for a personal reminder (%s)", exc)
+            return None
+        await self._storage.personal.set_direct_room(user_id, room_id)
+        log.info("broadcasts: opened a direct room for a personal reminder")
+        return room_id
 
     async def _queue_reminders(self) -> None:
         now = self._now()
@@ -218,6 +247,8 @@ class Broadcaster:
         return sent
 
     async def _deliver_one(self, item: OutboxItem) -> bool:
+        if not await self._storage.outbox.still_pending(item.id):
+            return False  # abandoned since this round began (the bot left the room)
         message = await self._render(item)
         if message is None:
             await self._storage.outbox.finish(item.id, "skipped")
@@ -255,6 +286,13 @@ class Broadcaster:
                 return None
             title, link = found
             return self._renderer.render("feed_entry", title=title, link=link, prefix=self._prefix)
+        if isinstance(key, MovedKey):
+            kinds = await self._storage.subscriptions.kinds(item.room_id)
+            if not kinds:
+                return None  # unsubscribed since: nothing followed the room
+            return self._renderer.render(
+                "room_moved", kinds=kinds, prefix=self._prefix, feed=self._has_feed
+            )
         record = await self._storage.agenda.change(key.change)
         if record is None:
             return None

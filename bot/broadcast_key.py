@@ -10,6 +10,7 @@ upgrade: never change them, add a kind instead.
     gazette:<edition: the scheduled time, UTC, YYYYMMDDTHHMM>
     change:<programme change key>
     feed:<24 hex of sha256("<feed URL>|<entry key>")>
+    moved:<the upgraded room's id>   (said once in its replacement room)
 
 A key also gives the transaction id of its post to a room: deterministic (a
 resend after a crash reuses it, the homeserver drops the duplicate) and
@@ -107,7 +108,17 @@ class FeedKey(_Key):
         return f"feed:{self.digest}"
 
 
-BroadcastKey = ReminderKey | PersonalKey | GazetteKey | ChangeKey | FeedKey
+@dataclass(frozen=True, slots=True)
+class MovedKey(_Key):
+    """The notice, in a replacement room, that the upgraded room's posts follow it there."""
+
+    old_room: str
+
+    def __str__(self) -> str:
+        return f"moved:{self.old_room}"
+
+
+BroadcastKey = ReminderKey | PersonalKey | GazetteKey | ChangeKey | FeedKey | MovedKey
 
 
 def parse(text: str) -> BroadcastKey:
@@ -128,6 +139,8 @@ def parse(text: str) -> BroadcastKey:
         return ChangeKey(rest)
     if kind == "feed":
         return FeedKey(rest)
+    if kind == "moved":
+        return MovedKey(rest)  # a room ID holds ':' itself: the rest, whole
     raise ValueError(f"unknown broadcast kind: {text!r}")
 
 

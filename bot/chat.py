@@ -6,8 +6,9 @@ fake. Commands and rendering only ever see these types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.render import Message
 
@@ -50,6 +51,40 @@ class IncomingRedaction:
     event_id: str
     sender: str
     redacts: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft:
+    """The bot is no longer in the room: `how` it went, and who did it (`by`)."""
+
+    room_id: str
+    how: Literal["kicked", "banned", "left"]
+    by: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MembersChanged:
+    """Membership changed in a room the bot is in (or the room was seen at start)."""
+
+    room_id: str
+    # Members other than the bot, joined or invited (an invitee is expected:
+    # a direct room waiting for its person is not empty). None: not known
+    # (lazy-loaded members, no counts in this sync): nothing to conclude.
+    others: int | None
+    # People who left, or were kicked or banned, in this batch.
+    departed: tuple[str, ...] = ()
+    # The bot itself joined in this batch.
+    bot_joined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomUpgraded:
+    """A room the bot is in was upgraded (`m.room.tombstone` sent by `sender`)."""
+
+    old_room: str
+    new_room: str
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +140,19 @@ class ChatClient(Protocol):
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         """The user's power level in the room (creators of v12 rooms: infinity)."""
+
+    async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
+        """Join (through the servers `via`); False, logged, if refused or failed."""
+
+    async def leave_room(self, room_id: str) -> None:
+        """Leave the room (a failure is logged: leaving again later is harmless)."""
+
+    def others_in_rooms(self) -> dict[str, int | None]:
+        """Each room the bot is in (as synced): how many others are joined or
+        invited (None: not known now)."""
+
+    async def joined_rooms(self) -> set[str] | None:
+        """The rooms the homeserver says the bot is in; None if it could not tell."""
 
 
 class SendError(Exception):

@@ -195,6 +195,9 @@ class BotConfig(_Model):
     # An edited command edits the answer when the edit comes this soon after
     # the command (0 = edits are ignored).
     edit_window: Duration = timedelta(minutes=10)
+    # A room where no one but the bot has been joined or invited for this long
+    # is left (its subscriptions end). The operators' error room is never left.
+    leave_empty_after: Duration = timedelta(days=1)
 
     @field_validator("prefix")
     @classmethod
@@ -210,6 +213,13 @@ class BotConfig(_Model):
         # edit of one no longer recorded could not be told from conversation.
         if not timedelta(0) <= value <= timedelta(days=1):
             raise ValueError("must be between 0s and 1d, such as 10m")
+        return value
+
+    @field_validator("leave_empty_after")
+    @classmethod
+    def _leave_empty_after(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
         return value
 
     @field_validator("timezone")

@@ -4,7 +4,7 @@ and the worlds built on them (a dispatcher; the broadcast `World` of the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,12 @@ class FakeChat:
     names: dict[str, str] = field(default_factory=dict)
     unknown_users: set[str] = field(default_factory=set)
     direct_rooms: list[tuple[str, str]] = field(default_factory=list)
+    # Rooms the bot is in, with how many others are joined or invited.
+    rooms: dict[str, int | None] = field(default_factory=dict)
+    # Rooms `join_room` refuses (invite-only, no invite); joins and leaves made.
+    unjoinable: set[str] = field(default_factory=set)
+    joins: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    leaves: list[str] = field(default_factory=list)
 
     async def send_notice(
         self,
@@ -102,6 +108,23 @@ class FakeChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)
+
+    async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
+        self.joins.append((room_id, tuple(via)))
+        if room_id in self.unjoinable:
+            return False
+        self.rooms.setdefault(room_id, 1)
+        return True
+
+    async def leave_room(self, room_id: str) -> None:
+        self.leaves.append(room_id)
+        self.rooms.pop(room_id, None)
+
+    def others_in_rooms(self) -> dict[str, int | None]:
+        return dict(self.rooms)
+
+    async def joined_rooms(self) -> set[str] | None:
+        return set(self.rooms)
 
 
 class StaticAgenda(AgendaService):

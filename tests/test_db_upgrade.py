@@ -17,7 +17,7 @@ import pytest
 
 from bot.agenda.model import Session
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import ChangeKey, parse
+from bot.broadcast_key import ChangeKey, GazetteKey, parse
 from bot.chat import IncomingMessage
 from bot.db.agenda import CachedSource, Edit
 from bot.db.inbox import InboxItem
@@ -106,11 +106,11 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 13
+    assert await storage.schema_version() == upgrades.latest == 14
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == 13
+    assert await storage.schema_version() == 14
     await storage.close()
     assert dump(v9) == before
 
@@ -327,3 +327,15 @@ async def test_mentor_topics_written_with_ligatures_are_found_by_their_ascii_spe
         ]
     finally:
         await storage.close()
+
+
+async def test_after_the_upgrade_a_room_left_abandons_its_pending_rows(storage: Storage) -> None:
+    # Step 12 rebuilt the outbox (for the 'abandoned' status): rows and ids kept.
+    ended = await storage.rooms.end(ROOM_B, "@x:example.org", "kicked by @x:example.org")
+    assert ended.kinds == ["rappels"] and ended.abandoned == 2
+    assert await storage.outbox.count("abandoned") == 2
+    assert [item.id for item in await storage.outbox.pending()] == [5, 8, 9, 10]
+    assert await storage.outbox.queue(GazetteKey("20261201T0900"), ROOM_G) == 1
+    assert max(item.id for item in await storage.outbox.pending()) > 10
+    (entry,) = await storage.subscriptions.history(ROOM_B)
+    assert (entry.kind, entry.action, entry.actor) == ("rappels", "ended", "@x:example.org")

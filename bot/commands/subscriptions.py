@@ -66,7 +66,7 @@ async def unsubscribe_command(ctx: Context) -> Message:
     kind = _kind(ctx)
     if kind is None:
         return _render(ctx, "unknown_kind", None)
-    removed = await ctx.storage.subscriptions.remove(ctx.msg.room_id, kind)
+    removed = await ctx.storage.subscriptions.remove(ctx.msg.room_id, kind, ctx.msg.sender)
     return _render(ctx, "unsubscribed" if removed else "not_subscribed", kind)
 
 

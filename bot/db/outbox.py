@@ -91,12 +91,19 @@ class Outbox:
         await self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1", item_id)
 
     async def finish(self, item_id: int, status: str) -> None:
+        # Only a pending row: one abandoned meanwhile (the bot left the room)
+        # stays abandoned.
         await self._db.execute(
-            "UPDATE outbox SET status = $1, sent_at = $2 WHERE id = $3",
+            "UPDATE outbox SET status = $1, sent_at = $2 WHERE id = $3 AND status = 'pending'",
             status,
             int(time.time()),
             item_id,
         )
+
+    async def still_pending(self, item_id: int) -> bool:
+        """Whether the row is still to send (not abandoned since it was read)."""
+        status = await self._db.fetchval("SELECT status FROM outbox WHERE id = $1", item_id)
+        return bool(status == "pending")
 
     async def count(self, status: str) -> int:
         return int(await self._db.fetchval("SELECT count(*) FROM outbox WHERE status = $1", status))
@@ -138,3 +145,59 @@ async def prune(q: Queries, before: int) -> int:
         "DELETE FROM outbox WHERE status != 'pending' AND created_at < $1", before
     )
     return result.rowcount
+
+
+async def abandon_room(q: Queries, room_id: str) -> int:
+    """The room's pending rows marked abandoned (the bot is not there any more)."""
+    result = await q.execute(
+        "UPDATE outbox SET status = 'abandoned', sent_at = $1 "
+        "WHERE room_id = $2 AND status = 'pending'",
+        int(time.time()),
+        room_id,
+    )
+    return result.rowcount
+
+
+async def abandon(q: Queries, item_id: int) -> int:
+    result = await q.execute(
+        "UPDATE outbox SET status = 'abandoned', sent_at = $1 WHERE id = $2 AND status = 'pending'",
+        int(time.time()),
+        item_id,
+    )
+    return result.rowcount
+
+
+async def pending_in(q: Queries, room_id: str) -> list[OutboxItem]:
+    rows = await q.fetch(
+        "SELECT id, broadcast, room_id, txn_id, attempts FROM outbox "
+        "WHERE room_id = $1 AND status = 'pending' ORDER BY id",
+        room_id,
+    )
+    return [OutboxItem.from_row(r) for r in rows]
+
+
+async def move(q: Queries, item_id: int, room_id: str, txn_id: str) -> bool:
+    """A pending row sent to another room instead, with that room's transaction id.
+
+    False (and the row skipped) when the broadcast is already queued there.
+    """
+    result = await q.execute(
+        "UPDATE OR IGNORE outbox SET room_id = $1, txn_id = $2, attempts = 0 "
+        "WHERE id = $3 AND status = 'pending'",
+        room_id,
+        txn_id,
+        item_id,
+    )
+    if result.rowcount == 1:
+        return True
+    await q.execute(
+        "UPDATE outbox SET status = 'skipped', sent_at = $1 WHERE id = $2 AND status = 'pending'",
+        int(time.time()),
+        item_id,
+    )
+    return False
+
+
+async def insert(q: Queries, broadcast: Broadcast, room_id: str, status: str = "pending") -> int:
+    """One row for one room inside the caller's transaction, once; rows added."""
+    return await _insert(q, broadcast, room_id, status, int(time.time()))

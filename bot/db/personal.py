@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Self
 
-from bot.db.database import Database, Row
+from bot.db.database import Database, Queries, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +83,24 @@ class PersonalReminders:
             user_id,
             room_id,
         )
+
+
+async def forget_direct_room(q: Queries, user_id: str, room_id: str) -> bool:
+    """The person's direct room forgotten, if it is this one (they left it)."""
+    result = await q.execute(
+        "DELETE FROM direct_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
+    )
+    return result.rowcount == 1
+
+
+async def forget_room(q: Queries, room_id: str) -> list[str]:
+    """Whoever had this room as their direct room forgets it; who they were."""
+    rows = await q.fetch("SELECT user_id FROM direct_rooms WHERE room_id = $1", room_id)
+    await q.execute("DELETE FROM direct_rooms WHERE room_id = $1", room_id)
+    return [str(r["user_id"]) for r in rows]
+
+
+async def move_room(q: Queries, old: str, new: str) -> int:
+    """Direct rooms upgraded: the replacement is the direct room now."""
+    result = await q.execute("UPDATE direct_rooms SET room_id = $1 WHERE room_id = $2", new, old)
+    return result.rowcount

@@ -58,3 +58,9 @@ class PostedSessions:
 async def prune(q: Queries, before: int) -> int:
     result = await q.execute("DELETE FROM posted_sessions WHERE posted_at < $1", before)
     return result.rowcount
+
+
+async def move_room(q: Queries, old: str, new: str) -> int:
+    """The records of posts in an upgraded room follow it to its replacement."""
+    result = await q.execute("UPDATE posted_sessions SET room_id = $1 WHERE room_id = $2", new, old)
+    return result.rowcount

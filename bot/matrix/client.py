@@ -2,7 +2,8 @@
 
 `login.Session` holds the nio client (login, Tchap discovery, saved session);
 `sync.SyncLoop` runs the sync and hands each batch to `invites.Invites`
-(which joins in the background),
+(which joins in the background), `rooms.RoomLifecycleEvents` (leaves,
+members, tombstones),
 `authority.RoomAuthority`, `undecryptable.Undecryptable` and
 `events.IncomingEvents` (the core's `Incoming*`); `sending.RoomPoster` posts,
 paced by `sending.RatePacer` after 429s.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from nio import (
@@ -31,6 +33,7 @@ from bot.matrix.identity import Identity
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
+from bot.matrix.rooms import RoomLifecycleEvents
 from bot.matrix.sending import RatePacer, RoomPoster
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
@@ -66,6 +69,13 @@ class MatrixChat:
             deliver=events.deliver,
             after=config.undecryptable_after,
         )
+        # `wait_for_room` is the sync's, built just below: called only once syncing.
+        self._rooms = RoomLifecycleEvents(
+            self._session,
+            self.handlers,
+            allowed_servers=lambda: self._invites.allowed,
+            room_shown=lambda room_id: self._sync.wait_for_room(room_id),
+        )
         self._sync = SyncLoop(
             self._session,
             storage,
@@ -74,6 +84,7 @@ class MatrixChat:
             undecryptable=undecryptable,
             invites=self._invites,
             authority=self._authority,
+            rooms=self._rooms,
         )
         self._sender = RoomPoster(self._session, self._pacer, room_shown=self._sync.wait_for_room)
 
@@ -159,6 +170,7 @@ class MatrixChat:
         thread_root: str | None = None,
         replaces: str | None = None,
     ) -> str | None:
+        await self._rooms.until_shown(room_id)
         return await self._sender.send_notice(
             room_id,
             message,
@@ -177,6 +189,7 @@ class MatrixChat:
         reply_to: str | None = None,
         thread_root: str | None = None,
     ) -> None:
+        await self._rooms.until_shown(room_id)
         await self._sender.send_file(
             room_id, upload, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
         )
@@ -195,3 +208,15 @@ class MatrixChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return await self._authority.power_level(room_id, user_id)
+
+    async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
+        return await self._rooms.join(room_id, via)
+
+    async def leave_room(self, room_id: str) -> None:
+        await self._rooms.leave(room_id)
+
+    def others_in_rooms(self) -> dict[str, int | None]:
+        return self._rooms.others_in_rooms()
+
+    async def joined_rooms(self) -> set[str] | None:
+        return await self._rooms.joined_rooms()

@@ -10,7 +10,14 @@ from typing import Any
 
 from nio import ReactionEvent, RoomMessageText
 
-from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction
+from bot.chat import (
+    IncomingMessage,
+    IncomingReaction,
+    IncomingRedaction,
+    MembersChanged,
+    RoomLeft,
+    RoomUpgraded,
+)
 from bot.matrix.login import Session
 
 MessageSink = Callable[[IncomingMessage], Awaitable[None]]
@@ -29,6 +36,11 @@ class Handlers:
     on_undecryptable: MessageSink | None = None
     # Awaited after each sync batch, before the next long-poll starts.
     on_batch_end: Callable[[], Awaitable[None]] | None = None
+    # Room lifecycle (`bot.matrix.rooms`): the bot left or was removed; members
+    # came or went; a room was upgraded by someone the invite rules allow.
+    on_left: Callable[[RoomLeft], Awaitable[None]] | None = None
+    on_members: Callable[[MembersChanged], Awaitable[None]] | None = None
+    on_upgrade: Callable[[RoomUpgraded], Awaitable[None]] | None = None
 
 
 class IncomingEvents:

@@ -22,6 +22,7 @@ from bot.matrix.events import Handlers, IncomingEvents
 from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
+from bot.matrix.rooms import RoomLifecycleEvents
 from bot.matrix.undecryptable import Undecryptable
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class SyncLoop:
         undecryptable: Undecryptable,
         invites: Invites,
         authority: RoomAuthority,
+        rooms: RoomLifecycleEvents,
     ) -> None:
         self._session = session
         self._storage = storage
@@ -102,6 +104,7 @@ class SyncLoop:
         self._undecryptable = undecryptable
         self._invites = invites
         self._authority = authority
+        self._rooms = rooms
         self._skip_history = False
         self._sync_failures = 0
         self.synced = asyncio.Event()
@@ -179,9 +182,12 @@ class SyncLoop:
         self._last_sync = now
         # Queued (and stored) before the token moves on; joined in the background.
         await self._invites.note(response.rooms.invite, left=response.rooms.leave)
+        for room_id, left in response.rooms.leave.items():
+            await self._rooms.on_left_room(room_id, left)
         for room_id, joined in response.rooms.join.items():
             events = joined.timeline.events
             self._authority.update(room_id, [*joined.state, *events])
+            await self._rooms.on_joined_room(room_id, joined)
             if self._skip_history:
                 continue
             first = self._first_after_own_join(events)
