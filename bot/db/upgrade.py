@@ -351,3 +351,24 @@ async def upgrade_v11(tx: Transaction) -> None:
     ALTER TABLE inbox ADD COLUMN command TEXT;
     """,
     )
+
+
+# Numbered 12 here; becomes 14 when merged after the two steps of the other
+# branches (the table requires contiguous numbers).
+@upgrades.register(12, "Each source's sessions as the last good refresh left them")
+async def upgrade_v12(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- The normalised sessions of each source (before moderators' edits), saved
+    -- with the copy they come from: a start serves them without parsing.
+    -- `sessions` is bot.agenda.packed (one JSON array per line); `params` says
+    -- what they were computed with, to ignore them when that changed.
+    CREATE TABLE agenda_sessions (
+        source    TEXT PRIMARY KEY,
+        params    TEXT NOT NULL,
+        parsed_at INTEGER NOT NULL,
+        sessions  BLOB NOT NULL
+    );
+    """,
+    )
