@@ -156,6 +156,18 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
         print(f"{n_rooms} rooms created in {time.perf_counter() - t0:.1f} s", flush=True)
         room = rooms[0]
 
+        async def stop(bot: Any) -> None:
+            bot.terminate()
+            try:
+                async with asyncio.timeout(15):
+                    await bot.wait()
+            except TimeoutError:
+                # Seen on main too: SIGTERM while a broadcast round commits can
+                # leave the bot waiting (bot/db/database.py transaction()).
+                print("  (the bot did not stop on SIGTERM within 15 s: killed)", flush=True)
+                bot.kill()
+                await bot.wait()
+
         def spawn(log: Path) -> Any:
             return asyncio.create_subprocess_exec(
                 str(bin_dir / "bluehats-bot"),
@@ -216,8 +228,7 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
             await answer(sent)
             print(f"first start: all rooms joined in {time.perf_counter() - t0:.1f} s", flush=True)
         finally:
-            bot.terminate()
-            await bot.wait()
+            await stop(bot)
 
         for case in ("unchanged", "changed"):
             spawn_to_answer, bot_peak, child_peak = [], [], []
@@ -237,8 +248,7 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
                     bot_peak.append(kib(bot.pid) / 1024)
                 finally:
                     child_peak.append(sampler.stop() / 1024)
-                    bot.terminate()
-                    await bot.wait()
+                    await stop(bot)
                 if "Traceback" in log.read_text(errors="replace"):
                     print(f"  (see {log}: a traceback)")
             print(

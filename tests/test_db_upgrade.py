@@ -9,13 +9,17 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from bot.agenda.model import Session
+from bot.agenda.sources import AgendaService
+from bot.agenda.worker import Parsed, ParseJob, ThreadParser
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import ChangeKey, parse
 from bot.chat import IncomingMessage
@@ -297,3 +301,34 @@ async def test_pending_rows_are_delivered_with_their_stored_txn_ids(storage: Sto
     bodies = {s.txn_id: s.message.body for s in chat.sent if isinstance(s.message, Message)}
     assert bodies[PENDING[1].txn_id].startswith("⏰")  # the reminder
     assert "La gazette BlueHats n°2" in bodies[PENDING[4].txn_id]  # the feed entry
+
+
+class CountingParser(ThreadParser):
+    def __init__(self) -> None:
+        self.parsed: list[str] = []
+
+    async def parse(self, job: ParseJob) -> Parsed:
+        self.parsed.append(job.source)
+        return await super().parse(job)
+
+
+async def test_agenda_parses_the_saved_copy_once_then_starts_from_stored_sessions(
+    storage: Storage,
+) -> None:
+    """Schema 9 stored no sessions: the first start parses the saved copy (no network)."""
+    clock = FakeClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    agendas = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            parser = CountingParser()
+            svc = AgendaService(
+                [CALENDAR], storage, http, PARIS, timedelta(days=366), clock, parser=parser
+            )
+            await svc.start()
+            agendas.append(([astuple(s) for s in svc.agenda], parser.parsed))
+    (first, parsed_first), (second, parsed_second) = agendas
+    assert (parsed_first, parsed_second) == ([CALENDAR], [])
+    assert first == second
+    grist, matomo = (Session(*fields) for fields in first)  # type: ignore[arg-type]
+    assert (grist.sid, grist.title, grist.location) == ("lmh3jk", "Webinaire Grist", "Salle Émile")
+    assert (matomo.sid, matomo.title, matomo.start) == (MATOMO.sid, MATOMO.title, MATOMO.start)

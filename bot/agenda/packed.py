@@ -2,8 +2,12 @@
 
 One JSON array per line, one line per session, with every field of
 `Session`, its id and search key included (recomputing them runs `fold`
-character by character: 150 ms for 10,000 sessions). Lines let the event
-loop decode a large calendar a slice at a time, never in one long call.
+character by character: 150 ms for 10,000 sessions), compressed with zlib
+(10,000 sessions: 3.3 MB of text, 0.3 to 1 MB compressed; decompressing
+takes ~4 ms). Compressed, the copies the bot holds, sends to the parser
+process and writes to the database weigh a few hundred kilobytes, which
+keeps the bot's peak memory down during a refresh. Lines let the event loop
+decode a large calendar a slice at a time, never in one long call.
 
 Measured with 10,000 sessions (bench/agenda_start.py --only formats): one
 blob per source loads faster than one row per session (one value to read,
@@ -16,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,8 +45,8 @@ def _row(s: Session) -> list[object]:
         s.description,
         s.location,
         s.url,
-        s.speakers,
-        s.categories,
+        list(s.speakers),
+        list(s.categories),
         s.event,
         s.source,
         s.uid,
@@ -52,8 +57,9 @@ def _row(s: Session) -> list[object]:
 
 
 def pack(sessions: Iterable[Session]) -> bytes:
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    return "\n".join(dumps(_row(s)) for s in sessions).encode()
+    # ASCII escapes: any str survives, even a lone surrogate from a YAML escape.
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    return zlib.compress("\n".join(dumps(_row(s)) for s in sessions).encode("ascii"))
 
 
 def _session(r: list[Any]) -> Session:
@@ -77,24 +83,37 @@ def _session(r: list[Any]) -> Session:
     )
 
 
-def _slices(blob: bytes, size: int) -> Iterator[list[Session]]:
-    lines = blob.split(b"\n") if blob else []
+def _slices(blob: bytes, size: int, reuse: Mapping[str, Session]) -> Iterator[list[Session]]:
+    text = zlib.decompress(blob)
+    lines = text.split(b"\n") if text else []
+    del text
     for i in range(0, len(lines), size):
         rows = json.loads(b"[" + b",".join(lines[i : i + size]) + b"]")
-        yield [_session(r) for r in rows]
+        part = []
+        for r in rows:
+            old = reuse.get(r[13])
+            part.append(old if old is not None and _row(old) == r else _session(r))
+        yield part
 
 
 def unpack(blob: bytes) -> list[Session]:
     out: list[Session] = []
-    for part in _slices(blob, SLICE):
+    for part in _slices(blob, SLICE, {}):
         out.extend(part)
     return out
 
 
-async def unpack_async(blob: bytes) -> list[Session]:
-    """`unpack`, giving the event loop a turn between slices."""
+async def unpack_async(blob: bytes, reuse: Iterable[Session] = ()) -> list[Session]:
+    """`unpack`, giving the event loop a turn between slices.
+
+    Sessions equal in every field to one of `reuse` (the source's previous
+    copy) are that very object: a refresh that changes a few sessions holds
+    one agenda in memory, not two, and the memory it frees is not left in
+    holes between the new objects.
+    """
+    by_sid = {s.sid: s for s in reuse}
     out: list[Session] = []
-    for part in _slices(blob, SLICE):
+    for part in _slices(blob, SLICE, by_sid):
         out.extend(part)
         await asyncio.sleep(0)
     return out

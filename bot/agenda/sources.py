@@ -335,7 +335,9 @@ class AgendaService:
         relog(parsed.logs)
         if parsed.error is not None:
             raise SourceError(parsed.error)
-        return _Copy(await unpack_async(parsed.packed), parsed.packed, now)
+        previous = self._good.get(source)
+        sessions = await unpack_async(parsed.packed, previous.sessions if previous else ())
+        return _Copy(sessions, parsed.packed, now)
 
     # -- moderators' edits ----------------------------------------------------
 

@@ -215,6 +215,10 @@ class ProcessParser:
     def running(self) -> bool:
         return self._pool is not None
 
+    def pids(self) -> list[int]:
+        """The process's id, once started."""
+        return list((self._pool._processes or {}) if self._pool is not None else ())
+
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
