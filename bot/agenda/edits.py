@@ -16,6 +16,7 @@ from bot.agenda.changes import Change
 from bot.agenda.model import Session
 from bot.db.agenda import ChangeRecord, Edit
 
+# The agenda's logger, as before these functions left sources.py (log filters keep working).
 log = logging.getLogger("bot.agenda.sources")
 
 MODERATOR_SOURCE = "modérateurs"
