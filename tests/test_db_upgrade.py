@@ -9,13 +9,17 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from bot.agenda.model import Session
+from bot.agenda.sources import AgendaService
+from bot.agenda.worker import Parsed, ParseJob, ThreadParser
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import ChangeKey, GazetteKey, parse
 from bot.chat import IncomingMessage
@@ -106,11 +110,11 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 14
+    assert await storage.schema_version() == upgrades.latest == 15
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == 14
+    assert await storage.schema_version() == 15
     await storage.close()
     assert dump(v9) == before
 
@@ -330,7 +334,7 @@ async def test_mentor_topics_written_with_ligatures_are_found_by_their_ascii_spe
 
 
 async def test_after_the_upgrade_a_room_left_abandons_its_pending_rows(storage: Storage) -> None:
-    # Step 12 rebuilt the outbox (for the 'abandoned' status): rows and ids kept.
+    # Step 14 rebuilt the outbox (for the 'abandoned' status): rows and ids kept.
     ended = await storage.rooms.end(ROOM_B, "@x:example.org", "kicked by @x:example.org")
     assert ended.kinds == ["rappels"] and ended.abandoned == 2
     assert await storage.outbox.count("abandoned") == 2
@@ -339,3 +343,34 @@ async def test_after_the_upgrade_a_room_left_abandons_its_pending_rows(storage: 
     assert max(item.id for item in await storage.outbox.pending()) > 10
     (entry,) = await storage.subscriptions.history(ROOM_B)
     assert (entry.kind, entry.action, entry.actor) == ("rappels", "ended", "@x:example.org")
+
+
+class CountingParser(ThreadParser):
+    def __init__(self) -> None:
+        self.parsed: list[str] = []
+
+    async def parse(self, job: ParseJob) -> Parsed:
+        self.parsed.append(job.source)
+        return await super().parse(job)
+
+
+async def test_agenda_parses_the_saved_copy_once_then_starts_from_stored_sessions(
+    storage: Storage,
+) -> None:
+    """Schema 9 stored no sessions: the first start parses the saved copy (no network)."""
+    clock = FakeClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    agendas = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            parser = CountingParser()
+            svc = AgendaService(
+                [CALENDAR], storage, http, PARIS, timedelta(days=366), clock, parser=parser
+            )
+            await svc.start()
+            agendas.append(([astuple(s) for s in svc.agenda], parser.parsed))
+    (first, parsed_first), (second, parsed_second) = agendas
+    assert (parsed_first, parsed_second) == ([CALENDAR], [])
+    assert first == second
+    grist, matomo = (Session(*fields) for fields in first)  # type: ignore[arg-type]
+    assert (grist.sid, grist.title, grist.location) == ("lmh3jk", "Webinaire Grist", "Salle Émile")
+    assert (matomo.sid, matomo.title, matomo.start) == (MATOMO.sid, MATOMO.title, MATOMO.start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 import stat
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.devserver import DevHomeserver
-from tests.helpers import bot_process
+from tests.helpers import bot_process, sample_agenda
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +29,14 @@ def devices(hs: DevHomeserver, token: str) -> list[str]:
 async def test_kill_and_restart_answers_each_command_exactly_once(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
+    # The calendar file is broken while the bot is down: after the restart the
+    # agenda served comes from the sessions stored at the last good refresh.
+    calendar = tmp_path / "agenda.ics"
+    shutil.copyfile(sample_agenda(), calendar)
     # JSON logs here (the other tests use text): one object per line.
-    bot, bot_id, storage, password = bot_process(synapse, tmp_path, ops={"log_format": "json"})
+    bot, bot_id, storage, password = bot_process(
+        synapse, tmp_path, ops={"log_format": "json"}, agenda={"sources": [str(calendar)]}
+    )
     alice = await make_user("alice")
 
     # Invited before its very first start: the waiting invite is handled.
@@ -37,7 +44,8 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     await bot.start()
     await alice.wait_joined(room, bot_id)
     first = await alice.send(room, "!agenda")
-    await alice.reply_to(room, first, bot_id)
+    listed = (await alice.reply_to(room, first, bot_id)).body
+    assert "Café BlueHats" in listed
 
     session_file = storage / "session.json"
     assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
@@ -47,6 +55,7 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     assert session["device_id"] in devices_before
 
     await bot.kill()
+    calendar.write_text("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:oops\n")
     # Commands typed while the bot is down are answered when it is back.
     while_down = await alice.send(room, "!aide")
     # Then a busy room: more events than a default sync timeline (10) holds.
@@ -65,7 +74,7 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     await bot.start()
     await alice.reply_to(room, while_down, bot_id)
     await alice.wait_joined(second_room, bot_id)
-    await alice.ask(second_room, "!agenda", bot_id)
+    assert (await alice.ask(second_room, "!agenda", bot_id)).body == listed
     after = await alice.send(room, "!agenda demain")
     await alice.reply_to(room, after, bot_id)
     await asyncio.sleep(2)
@@ -89,3 +98,5 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     records = [json.loads(line) for line in log.splitlines() if line.strip()]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r["message"].startswith("ready: ") for r in records)
+    # The refresh could not read the calendar: the answers came from the stored sessions.
+    assert any("agenda.ics failed: not an iCalendar file" in r["message"] for r in records)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.broadcast_key import FeedKey, GazetteKey
+from bot.db.agenda import ChangeRecord, SourceBody, StoredSessions
 from bot.db.database import Database, StorageError, Transaction
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
@@ -153,3 +154,23 @@ async def test_transactions_are_all_or_nothing_and_parameters_numbered(tmp_path:
     assert await db.fetchval("SELECT b FROM t WHERE a = $1", "nothing") is None
     assert await db.fetchval("SELECT count(*) FROM t") == 1
     await db.close()
+
+
+async def test_stored_sessions_are_saved_with_their_copy_and_replaced(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    agenda = storage.agenda
+    assert await agenda.stored_sessions() == {}
+    first = StoredSessions("a.ics", "1|Europe/Paris", 100, b'["x"]')
+    other = StoredSessions("b.yaml", "1|Europe/Paris", 100, b"")
+    await agenda.commit([SourceBody("a.ics", b"BEGIN", None, None)], [], sessions=[first, other])
+    assert await agenda.stored_sessions() == {"a.ics": first, "b.yaml": other}
+    newer = StoredSessions("a.ics", "2|UTC", 200, b'["y"]')
+    # The changes found fail to save: nor are the new sessions (one transaction).
+    broken = ChangeRecord("k", "moved", "abc123", {"before": object()}, 0)
+    with pytest.raises(TypeError):
+        await agenda.commit([], [broken], sessions=[newer])
+    assert await agenda.stored_sessions() == {"a.ics": first, "b.yaml": other}
+    assert await agenda.changes_since(0) == []
+    await agenda.commit([], [], sessions=[newer])
+    assert await agenda.stored_sessions() == {"a.ics": newer, "b.yaml": other}
+    await storage.close()

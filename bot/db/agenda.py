@@ -1,4 +1,5 @@
-"""The agenda's memory: sources' last good copies, moderators' edits, programme changes."""
+"""The agenda's memory: sources' last good copies and their sessions, moderators' edits,
+programme changes."""
 
 from __future__ import annotations
 
@@ -38,6 +39,22 @@ class SourceBody:
     body: bytes
     etag: str | None
     last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSessions:
+    """One source's sessions as the last good refresh left them (before edits)."""
+
+    source: str
+    # What they were computed with (layout, time zone, horizon, bot version):
+    # sessions stored under other settings are not served.
+    params: str
+    parsed_at: int  # when its content was parsed (recurring events expand from then)
+    packed: bytes  # bot.agenda.packed
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        return cls(row["source"], row["params"], int(row["parsed_at"]), bytes(row["sessions"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +110,13 @@ class AgendaStore:
         )
         return None if row is None else CachedSource.from_row(row)
 
+    async def stored_sessions(self) -> dict[str, StoredSessions]:
+        """Every source's sessions saved by the last good refresh: one query, no parsing."""
+        rows = await self._db.fetch(
+            "SELECT source, params, parsed_at, sessions FROM agenda_sessions"
+        )
+        return {r["source"]: StoredSessions.from_row(r) for r in rows}
+
     async def edits(self) -> list[Edit]:
         rows = await self._db.fetch(
             "SELECT id, action, target, fields, author, created_at FROM agenda_edits ORDER BY id"
@@ -119,8 +143,10 @@ class AgendaStore:
         changes: Iterable[ChangeRecord],
         edit: tuple[str, str, dict[str, object], str] | None = None,
         drop_edits: Iterable[int] = (),
+        sessions: Iterable[StoredSessions] = (),
     ) -> int | None:
-        """Save new source copies, an edit and the changes they make, in one transaction.
+        """Save new source copies and their sessions, an edit and the changes they make,
+        in one transaction.
 
         Returns the new edit's id. A crash leaves either the old copies and no
         change, or the new copies and their changes: a restart recomputes the
@@ -140,6 +166,17 @@ class AgendaStore:
                     b.etag,
                     b.last_modified,
                     now,
+                )
+            for st in sessions:
+                await tx.execute(
+                    "INSERT INTO agenda_sessions (source, params, parsed_at, sessions) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE SET "
+                    "params = excluded.params, parsed_at = excluded.parsed_at, "
+                    "sessions = excluded.sessions",
+                    st.source,
+                    st.params,
+                    st.parsed_at,
+                    st.packed,
                 )
             if edit is not None:
                 action, target, fields, author = edit

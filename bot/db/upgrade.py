@@ -462,3 +462,22 @@ async def upgrade_v14(tx: Transaction) -> None:
     CREATE INDEX room_upgrades_new ON room_upgrades (new_room) WHERE status = 'pending';
     """,
     )
+
+
+@upgrades.register(15, "Each source's sessions as the last good refresh left them")
+async def upgrade_v15(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- The normalised sessions of each source (before moderators' edits), saved
+    -- with the copy they come from: a start serves them without parsing.
+    -- `sessions` is bot.agenda.packed (one JSON array per line); `params` says
+    -- what they were computed with, to ignore them when that changed.
+    CREATE TABLE agenda_sessions (
+        source    TEXT PRIMARY KEY,
+        params    TEXT NOT NULL,
+        parsed_at INTEGER NOT NULL,
+        sessions  BLOB NOT NULL
+    );
+    """,
+    )
