@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -153,6 +154,40 @@ async def test_transactions_are_all_or_nothing_and_parameters_numbered(tmp_path:
     assert row is not None and (row["a"], row[1]) == ("a", "b")
     assert await db.fetchval("SELECT b FROM t WHERE a = $1", "nothing") is None
     assert await db.fetchval("SELECT count(*) FROM t") == 1
+    await db.close()
+
+
+async def test_a_stop_during_a_commit_stays_a_stop(tmp_path: Path) -> None:
+    """SIGTERM while a broadcast round commits: the task is cancelled, not handed an
+    error it would swallow (the bot then never stopped), and nothing is half done."""
+    db = await Database.open(tmp_path / "db.sqlite")
+    await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+
+    async def write(cancel_at_commit: bool) -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t (a) VALUES ($1)", "x")
+            if cancel_at_commit:  # delivered while the COMMIT is awaited
+                asyncio.get_running_loop().call_soon(task.cancel)
+
+    task = asyncio.create_task(write(cancel_at_commit=True))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await db.fetchval("SELECT count(*) FROM t") == 1  # the commit went through
+
+    async def stopped_inside() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t (a) VALUES ($1)", "y")
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(stopped_inside())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await db.fetchval("SELECT count(*) FROM t") == 1  # rolled back
+    async with db.transaction() as tx:  # and the writer is free again
+        await tx.execute("INSERT INTO t (a) VALUES ($1)", "z")
+    assert await db.fetchval("SELECT count(*) FROM t") == 2
     await db.close()
 
 

@@ -126,12 +126,25 @@ class Database(_Reader):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """One write transaction (under the writer lock): all or nothing."""
+        """One write transaction (under the writer lock): all or nothing.
+
+        A cancellation (SIGTERM) stays a cancellation: the statement already
+        handed to SQLite's thread runs anyway, so a COMMIT under way is
+        finished, not answered by a ROLLBACK that would fail ("no transaction
+        is active") and turn the cancellation into an error the caller
+        swallows (the bot then never stopped).
+        """
         async with self._write:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Transaction(self._conn)
-                await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back itself
+                    await asyncio.shield(self._conn.execute("ROLLBACK"))
+                raise
+            commit = asyncio.ensure_future(self._conn.execute("COMMIT"))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                await commit  # committed: the cancellation goes on from here
                 raise
