@@ -127,6 +127,7 @@ class BotApp:
             chat.handlers.on_upgrade = rooms.on_upgrade
             stack.push_async_callback(dispatcher.drain)
 
+            # Every job: coalesced, one run at a time, run however late (bot.scheduling).
             self.scheduler = scheduler = new_scheduler(cfg.bot.tz)
             refresh_s = cfg.agenda.refresh.total_seconds()
             scheduler.add_job(
@@ -134,8 +135,6 @@ class BotApp:
                 "interval",
                 seconds=refresh_s,
                 id="agenda-refresh",
-                coalesce=True,
-                max_instances=1,
                 # At once, in the background: picks up what changed while down.
                 next_run_time=datetime.now(UTC),
             )
@@ -157,8 +156,6 @@ class BotApp:
                     "interval",
                     seconds=cfg.gazette.poll.total_seconds(),
                     id="feed-poll",
-                    coalesce=True,
-                    max_instances=1,
                     next_run_time=datetime.now(UTC),
                 )
 
@@ -171,8 +168,6 @@ class BotApp:
                 "interval",
                 hours=6,
                 id="prune",
-                coalesce=True,
-                max_instances=1,
                 next_run_time=datetime.now(UTC),
             )
 
@@ -186,8 +181,6 @@ class BotApp:
                 "interval",
                 seconds=min(3600.0, max(60.0, cfg.bot.leave_empty_after.total_seconds() / 4)),
                 id="check-rooms",
-                coalesce=True,
-                max_instances=1,
                 next_run_time=datetime.now(UTC),
             )
             scheduler.start()
