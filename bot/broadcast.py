@@ -42,11 +42,12 @@ from bot.broadcast_key import (
     ReminderKey,
     parse,
 )
-from bot.chat import ChatClient, SendError
+from bot.chat import ChatClient
 from bot.db.outbox import OutboxItem
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE, REMINDERS
 from bot.delivery import Attempts, Kind, Outgoing, Sender
+from bot.direct_rooms import ensure_direct_room
 from bot.ops import Metrics
 from bot.render import Message, Renderer
 from bot.views import after_sid, render_change, views
@@ -179,13 +180,11 @@ class Broadcaster:
                 continue
             late = now - due > self._grace
             room_id = await self._storage.personal.direct_room(wanted.user_id)
-            if room_id is None:
-                if late:
-                    continue  # nothing to send: no room to open for it
+            if room_id is None and not late:  # too late: no room to open for it
                 # They left their direct room (forgotten then): a new one.
-                room_id = await self._open_direct_room(wanted.user_id)
-                if room_id is None:
-                    continue
+                room_id = await ensure_direct_room(self._chat, self._storage, wanted.user_id)
+            if room_id is None:
+                continue
             start = int(session.start.timestamp())
             broadcast = PersonalKey(session.sid, start, wanted.user_id)
             status = "skipped" if late else "pending"
@@ -193,16 +192,6 @@ class Broadcaster:
                 log.info(
                     "broadcasts: personal reminder %s", "skipped (too late)" if late else "queued"
                 )
-
-    async def _open_direct_room(self, user_id: str) -> str | None:
-        try:
-            room_id = await self._chat.open_direct_room(user_id)
-        except SendError as exc:
-            log.warning("broadcasts: no direct room for a personal reminder (%s)", exc)
-            return None
-        await self._storage.personal.set_direct_room(user_id, room_id)
-        log.info("broadcasts: opened a direct room for a personal reminder")
-        return room_id
 
     async def _queue_reminders(self) -> None:
         now = self._now()

@@ -25,4 +25,5 @@ async def ensure_direct_room(chat: ChatClient, storage: Storage, user_id: str) -
         log.warning("cannot open a direct room with %s: %s", user_id, exc)
         return None
     await storage.personal.set_direct_room(user_id, room_id)
+    log.info("opened a direct room with %s", user_id)
     return room_id
