@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from bench.agenda_latency import calendar  # noqa: E402
 from bot.agenda.changes import diff  # noqa: E402
 from bot.agenda.model import Agenda  # noqa: E402
-from bot.agenda.sources import AgendaService, parse_source  # noqa: E402
+from bot.agenda.sources import AgendaService  # noqa: E402
+from bot.agenda.worker import parse_source  # noqa: E402
 from bot.chat import IncomingMessage  # noqa: E402
 from bot.commands import build_registry  # noqa: E402
 from bot.commands.core import Services  # noqa: E402

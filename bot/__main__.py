@@ -58,7 +58,8 @@ def _load_config(path: Path) -> config.Config | None:
 
 def _source_problems(cfg: config.Config) -> list[tuple[str, str]]:
     """Local agenda files that would not load (URLs are not fetched here)."""
-    from bot.agenda.sources import LOOKBEHIND, parse_source
+    from bot.agenda.sources import LOOKBEHIND
+    from bot.agenda.worker import parse_source
     from bot.fetch import SourceError, is_url
 
     now = datetime.now(UTC)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from bot.agenda.edits import fields_to_session_kwargs
 from bot.agenda.model import Session
-from bot.agenda.sources import fields_to_session_kwargs
 from bot.db.agenda import ChangeRecord
 from bot.render import Message, Renderer
 

@@ -35,11 +35,8 @@ import aiohttp
 from bot import __version__
 from bot.agenda.changes import diff
 from bot.agenda.edits import (
-    EDITABLE,
-    MODERATOR_SOURCE,
     apply_edits,
     change_record,
-    fields_to_session_kwargs,
     session_to_fields,
 )
 from bot.agenda.model import Agenda, Session
@@ -49,28 +46,12 @@ from bot.agenda.worker import (
     ParseJob,
     Parser,
     ThreadParser,
-    parse_source,
     relog,
-    source_format,
 )
 from bot.db.agenda import ChangeRecord, Edit, SourceBody, StoredSessions
 from bot.db.storage import Storage
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
 from bot.ops import Metrics
-
-# Re-exported: commands, views and check-config use them from here.
-__all__ = [
-    "EDITABLE",
-    "LOOKBEHIND",
-    "MODERATOR_SOURCE",
-    "AgendaService",
-    "EditError",
-    "change_record",
-    "fields_to_session_kwargs",
-    "parse_source",
-    "session_to_fields",
-    "source_format",
-]
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from bot.agenda.clock import time_of_day, time_range
+from bot.agenda.edits import session_to_fields
 from bot.agenda.export import safe_filename, to_ics
 from bot.agenda.model import Session
-from bot.agenda.sources import EditError, session_to_fields
+from bot.agenda.sources import EditError
 from bot.chat import FileUpload, Reply
 from bot.commands.agenda import MAX_WORDS
 from bot.commands.core import Context, Problem, UsageError, command, echo
