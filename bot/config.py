@@ -346,12 +346,7 @@ class OpsConfig(_Model):
     @field_validator("http")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port, e.g. 127.0.0.1:9108, not {value!r}")
-        return value
+        return _host_port(value, "127.0.0.1:9108")
 
     @field_validator("error_room")
     @classmethod
@@ -363,10 +358,63 @@ class OpsConfig(_Model):
 
     @property
     def http_host_port(self) -> tuple[str, int] | None:
-        if self.http is None:
+        return _split_host_port(self.http)
+
+
+def _host_port(value: str | None, example: str) -> str | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, e.g. {example}, not {value!r}")
+    return value
+
+
+def _split_host_port(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class WebConfig(_Model):
+    # `host:port` where the public agenda (pages and calendars) is served; off
+    # when unset. Put a TLS reverse proxy in front of it.
+    http: str | None = None
+    # The address people see (https://agenda.example.gouv.fr): links in the
+    # bot's answers, in pages and calendars. Links are left out when unset.
+    public_url: str | None = None
+    # "simple" (default), or "dsfr": the State design system, whose brand and
+    # Marianne font are reserved for State services.
+    theme: Literal["simple", "dsfr"] = "simple"
+    # A cancelled or vanished session stays in the calendars, marked
+    # cancelled, this long (subscribed apps then strike it out), then goes.
+    cancelled_kept: Duration = timedelta(days=7)
+    # How long calendar apps and proxies may keep a page or calendar.
+    max_age: Duration = timedelta(minutes=15)
+
+    @field_validator("http")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        return _host_port(value, "127.0.0.1:8080")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
             return None
-        host, _, port = self.http.rpartition(":")
-        return host.strip("[]"), int(port)
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError(
+                f"expected an http(s) address, e.g. https://agenda.example.org, not {value!r}"
+            )
+        if url.query or url.fragment:
+            raise ValueError("expected an address without ?query or #fragment")
+        return value.rstrip("/")
+
+    @property
+    def http_host_port(self) -> tuple[str, int] | None:
+        return _split_host_port(self.http)
 
 
 class Config(_Model):
@@ -378,6 +426,7 @@ class Config(_Model):
     reminders: RemindersConfig = RemindersConfig()
     gazette: GazetteConfig = GazetteConfig()
     ops: OpsConfig = OpsConfig()
+    web: WebConfig = WebConfig()
 
 
 def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:

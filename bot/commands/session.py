@@ -24,9 +24,9 @@ from bot.agenda.clock import time_of_day, time_range
 from bot.agenda.edits import session_to_fields
 from bot.agenda.export import safe_filename, to_ics
 from bot.agenda.model import Session
+from bot.agenda.query import MAX_WORDS
 from bot.agenda.sources import EditError
 from bot.chat import FileUpload, Reply
-from bot.commands.agenda import MAX_WORDS
 from bot.commands.core import Context, Problem, UsageError, command, echo
 from bot.i18n import N_
 from bot.permissions import Role
