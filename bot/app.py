@@ -15,6 +15,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
+from bot.agenda.published import PublishedLedger
 from bot.agenda.sources import AgendaService
 from bot.agenda.worker import ProcessParser
 from bot.broadcast import Broadcaster
@@ -32,6 +33,9 @@ from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import new_scheduler
+from bot.web.assets import dsfr_dist
+from bot.web.server import WebServer
+from bot.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class BotApp:
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
         self.identity: IdentityState | None = None
+        self.web: WebServer | None = None  # the public agenda, when `web.http` is set
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,6 +93,9 @@ class BotApp:
             )
             # The sessions of the last good refresh: no parsing, no network.
             await agenda.start()
+            # Free of Matrix: the public agenda is up even before the bot connects.
+            self.web = await open_web(stack, cfg, storage, renderer, agenda, self.now)
+            ledger = self.web.site.ledger if self.web is not None else None
 
             services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
             self.chat = chat = await connect(stack, cfg, storage)
@@ -130,8 +138,15 @@ class BotApp:
             # Every job: coalesced, one run at a time, run however late (bot.scheduling).
             self.scheduler = scheduler = new_scheduler(cfg.bot.tz)
             refresh_s = cfg.agenda.refresh.total_seconds()
+
+            async def refresh() -> None:
+                await agenda.refresh()
+                if ledger is not None:
+                    # Published at once: DTSTAMPs and cancellations dated when found.
+                    await ledger.sync(agenda.agenda)
+
             scheduler.add_job(
-                agenda.refresh,
+                refresh,
                 "interval",
                 seconds=refresh_s,
                 id="agenda-refresh",
@@ -285,6 +300,39 @@ async def open_storage(stack: AsyncExitStack, config: Config) -> Storage:
         raise StartupError(str(exc)) from None
     stack.push_async_callback(storage.close)
     return storage
+
+
+async def open_web(
+    stack: AsyncExitStack,
+    config: Config,
+    storage: Storage,
+    renderer: Renderer,
+    agenda: AgendaService,
+    now: Callable[[], datetime],
+) -> WebServer | None:
+    """The public agenda on `web.http` (None when off), stopped with `stack`."""
+    where = config.web.http_host_port
+    if where is None:
+        return None
+    ledger = PublishedLedger(storage, kept=config.web.cancelled_kept, now=now)
+    await ledger.sync(agenda.agenda)
+    site = Site(
+        agenda=lambda: agenda.agenda,
+        ledger=ledger,
+        personal=storage.personal,
+        renderer=renderer,
+        config=config.web,
+        now=now,
+        dsfr=dsfr_dist() if config.web.theme == "dsfr" else None,
+        prefix=config.bot.prefix,
+    )
+    server = WebServer(site)
+    try:
+        await server.start(*where)
+    except OSError as exc:
+        raise StartupError(f"web.http {config.web.http}: {exc.strerror or exc}") from None
+    stack.push_async_callback(server.stop)
+    return server
 
 
 async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:

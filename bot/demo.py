@@ -24,7 +24,7 @@ from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomMessageNotic
 
 from bot import config as configuration
 from bot.app import BotApp
-from bot.devserver import DevHomeserver, DevServerError, synapse_available
+from bot.devserver import DevHomeserver, DevServerError, free_port, port_free, synapse_available
 from bot.render import data_text as _  # the demo speaks the default language
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 BOT_USER = "bluehats"
+# The public agenda's port when free (another free port otherwise).
+DEMO_WEB_PORT = 8080
 ANSWER_TIMEOUT = 60.0
 
 
@@ -75,11 +77,15 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
     bot_password = "bot-" + hs.secret[:12]
     bot_id = await asyncio.to_thread(hs.register, BOT_USER, bot_password)
     demo_id = await asyncio.to_thread(hs.register, DEMO_USER, DEMO_PASSWORD)
+    web_port = DEMO_WEB_PORT if port_free(DEMO_WEB_PORT) else free_port()
+    web_url = f"http://127.0.0.1:{web_port}"
     cfg = configuration.from_dict(
         {
             "matrix": {"homeserver": hs.url, "user_id": bot_id, "password": bot_password},
             "storage": {"path": str(work / "bot")},
             "agenda": {"sources": [str(sample_agenda())]},
+            # The public agenda too: the printed address opens it in a browser.
+            "web": {"http": f"127.0.0.1:{web_port}", "public_url": web_url},
         },
         env={},
     )
@@ -112,9 +118,10 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
                 "  server: %(url)s\n"
                 "  username: %(user)s   password: %(password)s\n"
                 '  then type !help or !agenda in the room "BlueHats demo".\n'
+                "  The public agenda, in a browser: %(web)s/\n"
                 "Ctrl-C to stop everything."
             )
-            % {"url": hs.url, "user": DEMO_USER, "password": DEMO_PASSWORD},
+            % {"url": hs.url, "user": DEMO_USER, "password": DEMO_PASSWORD, "web": web_url},
             flush=True,
         )
         if not once:

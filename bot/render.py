@@ -114,11 +114,20 @@ class Renderer:
         self._env.globals["timezone"] = tz.key
         self._env.filters["day"] = self.day_label
         self._env.filters["hour"] = self.time_label
+        # "mardi 1er décembre" → "Mardi 1er décembre" (`capitalize` would lower the rest).
+        self._env.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
 
     def render(self, name: str, **context: Any) -> Message:
         body = self._env.get_template(f"{name}.txt.j2").render(**context)
         html = self._env.get_template(f"{name}.html.j2").render(**context)
         return Message(body=_tidy(body), html=_tidy(html))
+
+    def page(self, name: str, **context: Any) -> str:
+        """A web page, `templates/web/<name>.html.j2` (autoescaped, same catalog and dates)."""
+        return self._env.get_template(f"web/{name}.html.j2").render(**context)
+
+    def gettext(self, message: str) -> str:
+        return str(self.translations.gettext(message))
 
     def pgettext(self, context: str, message: str) -> str:
         # Babel types it `str | object`: the message itself comes back if missing.

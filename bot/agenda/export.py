@@ -9,18 +9,18 @@ ATTENDEE (Outlook would treat the file as a meeting invitation).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
 
 from bot.agenda.model import Session
+from bot.agenda.published import Entry, default_uid
 from bot.render import DEFAULT_LANGUAGE, safe_url, translations
 from bot.textnorm import fold
 
 PRODID = "-//BlueHats//bluehats-bot//FR"
-UID_DOMAIN = "bluehats-bot"
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
@@ -41,6 +41,93 @@ def _description(session: Session, language: str) -> str:
     return "\n\n".join(parts)
 
 
+def _event(entry: Entry, tz: ZoneInfo, language: str) -> icalendar.Event:
+    s = entry.session
+    event = icalendar.Event()
+    event.add("UID", entry.uid)
+    event.add("DTSTAMP", entry.stamp)
+    event.add("LAST-MODIFIED", entry.stamp)
+    if entry.sequence:
+        event.add("SEQUENCE", entry.sequence)
+    start, end = s.start.astimezone(tz), s.end.astimezone(tz)
+    if s.all_day:
+        event.add("DTSTART", start.date())
+        event.add("DTEND", max(end.date(), start.date() + timedelta(days=1)))
+    else:
+        event.add("DTSTART", start)
+        event.add("DTEND", end)
+    event.add("SUMMARY", s.title)
+    if description := _description(s, language):
+        event.add("DESCRIPTION", description)
+    if s.location:
+        event.add("LOCATION", s.location)
+    if url := safe_url(s.url):
+        event.add("URL", url)
+    if s.categories:
+        event.add("CATEGORIES", list(s.categories))
+    if entry.cancelled:
+        event.add("STATUS", "CANCELLED")
+    return event
+
+
+class CalendarWriter:
+    """Calendars (`.ics`) from published entries, each event serialised once.
+
+    A feed of 10,000 sessions is then a join of cached bytes, whatever its
+    filter: an event is serialised again only when it changes (its UID,
+    SEQUENCE or status), and the VTIMEZONE once per span of years.
+    """
+
+    def __init__(self, tz: ZoneInfo, language: str = DEFAULT_LANGUAGE) -> None:
+        self.tz = tz
+        self.language = language
+        self._events: dict[tuple[str, str, int, bool], bytes] = {}
+        self._zones: dict[tuple[int, int], bytes] = {}
+
+    def event(self, entry: Entry) -> bytes:
+        key = (entry.session.sid, entry.uid, entry.sequence, entry.cancelled)
+        data = self._events.get(key)
+        if data is None:
+            data = self._events[key] = bytes(_event(entry, self.tz, self.language).to_ical())
+        return data
+
+    def forget(self, keep: Iterable[Entry]) -> None:
+        """Drop the cached events of entries no longer published (after a sync)."""
+        wanted = {(e.session.sid, e.uid, e.sequence, e.cancelled) for e in keep}
+        self._events = {k: v for k, v in self._events.items() if k in wanted}
+
+    def _zone(self, first: int, last: int) -> bytes:
+        data = self._zones.get((first, last))
+        if data is None:
+            # Only the rules in force around the dates: a short VTIMEZONE,
+            # the same for every feed spanning the same years.
+            zone = icalendar.Timezone.from_tzid(
+                self.tz.key, first_date=date(first - 1, 1, 1), last_date=date(last + 1, 12, 31)
+            )
+            data = self._zones[(first, last)] = bytes(zone.to_ical())
+        return data
+
+    def calendar(self, entries: Sequence[Entry], *, name: str | None = None) -> bytes:
+        # Translators: the name of an exported calendar.
+        name = name or translations(self.language).gettext("BlueHats agenda")
+        cal = icalendar.Calendar()
+        cal.add("PRODID", PRODID)
+        cal.add("VERSION", "2.0")
+        cal.add("CALSCALE", "GREGORIAN")
+        cal.add("METHOD", "PUBLISH")
+        cal.add("X-WR-CALNAME", name)
+        cal.add("X-WR-TIMEZONE", self.tz.key)
+        head = bytes(cal.to_ical())
+        end = b"END:VCALENDAR\r\n"
+        parts = [head.removesuffix(end)]
+        if entries:
+            years = [e.session.start.astimezone(self.tz).year for e in entries]
+            parts.append(self._zone(min(years), max(years)))
+        parts.extend(self.event(e) for e in entries)
+        parts.append(end)
+        return b"".join(parts)
+
+
 def to_ics(
     sessions: Sequence[Session],
     *,
@@ -49,44 +136,7 @@ def to_ics(
     name: str | None = None,
     language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
-    # Translators: the name of an exported calendar.
-    name = name or translations(language).gettext("BlueHats agenda")
-    cal = icalendar.Calendar()
-    cal.add("PRODID", PRODID)
-    cal.add("VERSION", "2.0")
-    cal.add("CALSCALE", "GREGORIAN")
-    cal.add("METHOD", "PUBLISH")
-    cal.add("X-WR-CALNAME", name)
-    cal.add("X-WR-TIMEZONE", tz.key)
+    """A one-off file of sessions (cancelled ones left out)."""
     stamp = now.astimezone(UTC)
-    first: date | None = None
-    last: date | None = None
-    for s in sessions:
-        if s.cancelled:
-            continue
-        event = icalendar.Event()
-        event.add("UID", f"{s.sid}@{UID_DOMAIN}")
-        event.add("DTSTAMP", stamp)
-        start, end = s.start.astimezone(tz), s.end.astimezone(tz)
-        if s.all_day:
-            event.add("DTSTART", start.date())
-            event.add("DTEND", max(end.date(), start.date() + timedelta(days=1)))
-        else:
-            event.add("DTSTART", start)
-            event.add("DTEND", end)
-        event.add("SUMMARY", s.title)
-        if description := _description(s, language):
-            event.add("DESCRIPTION", description)
-        if s.location:
-            event.add("LOCATION", s.location)
-        if url := safe_url(s.url):
-            event.add("URL", url)
-        if s.categories:
-            event.add("CATEGORIES", list(s.categories))
-        cal.add_component(event)
-        first = min(first or start.date(), start.date())
-        last = max(last or end.date(), end.date())
-    if first is not None and last is not None:
-        # Only the rules in force around the exported dates: a short VTIMEZONE.
-        cal.add_missing_timezones(first - timedelta(days=366), last + timedelta(days=366))
-    return bytes(cal.to_ical())
+    entries = [Entry(s, default_uid(s.sid), stamp) for s in sessions if not s.cancelled]
+    return CalendarWriter(tz, language).calendar(entries, name=name)

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -85,6 +85,10 @@ class Transaction(_Reader):
 
     async def execute(self, query: str, *args: Any) -> Result:
         return await self._execute(query, args)
+
+    async def executemany(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement for many rows: one trip to SQLite's thread, not one per row."""
+        await self._conn.executemany(_sqlite(query), rows)
 
 
 class Database(_Reader):

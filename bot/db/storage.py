@@ -10,6 +10,7 @@ storage.outbox         broadcasts per room, with their transaction ids
 storage.feeds          feed entries already seen
 storage.personal       personal reminders and direct rooms
 storage.posts          the bot's posts presenting sessions (for 🔔)
+storage.published      what the public calendars have published of each session
 storage.rooms          rooms the bot is alone in, room upgrades, leaving and following rooms
 """
 
@@ -29,6 +30,7 @@ from bot.db.mentors import MentorDirectory
 from bot.db.outbox import POST_RETENTION_S, Outbox
 from bot.db.personal import PersonalReminders
 from bot.db.posts import PostedSessions
+from bot.db.published import PublishedSessions
 from bot.db.rooms import RoomRecords
 from bot.db.subscriptions import Subscriptions
 from bot.db.undecrypted import UndecryptedEvents
@@ -48,6 +50,7 @@ class Storage:
         self.feeds = FeedEntries(db)
         self.personal = PersonalReminders(db)
         self.posts = PostedSessions(db)
+        self.published = PublishedSessions(db)
         self.rooms = RoomRecords(db)
 
     @classmethod

@@ -1,0 +1,78 @@
+"""What the web part reads from the bot, and what every page shares (links, theme, errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.agenda.export import CalendarWriter
+from bot.agenda.model import Agenda
+from bot.agenda.published import Published, PublishedLedger
+from bot.config import WebConfig
+from bot.db.personal import PersonalReminders
+from bot.render import Renderer
+from bot.web.http import RenderCache
+
+
+@dataclass
+class Site:
+    agenda: Callable[[], Agenda]  # the agenda served right now
+    ledger: PublishedLedger
+    personal: PersonalReminders
+    renderer: Renderer
+    config: WebConfig
+    now: Callable[[], datetime]
+    dsfr: Path | None = None  # DSFR's dist/ directory, for theme "dsfr"
+    prefix: str = "!"  # the bot's command prefix, for "!session <id>" hints
+    writer: CalendarWriter = field(init=False)
+    cache: RenderCache = field(default_factory=RenderCache)
+
+    def __post_init__(self) -> None:
+        self.writer = CalendarWriter(self.renderer.tz, self.renderer.language)
+
+    async def published(self) -> Published:
+        return await self.ledger.sync(self.agenda())
+
+    def base_url(self, request: web.Request) -> str:
+        """Absolute links: `web.public_url`, else the address the request came to."""
+        if self.config.public_url:
+            return self.config.public_url
+        return f"{request.scheme}://{request.host}"
+
+    def midnight(self, now: datetime) -> datetime:
+        """Today's start in the bot's zone: calendars start there, so they change once a day."""
+        tz = self.renderer.tz
+        return datetime.combine(now.astimezone(tz).date(), time(0), tz)
+
+    @property
+    def max_age(self) -> int:
+        return int(self.config.max_age.total_seconds())
+
+    def page(self, request: web.Request, name: str, **context: Any) -> str:
+        dsfr = self.config.theme == "dsfr"
+        return self.renderer.page(
+            name,
+            lang=self.renderer.language,
+            dsfr=dsfr,
+            base=self.base_url(request),
+            prefix=self.prefix,
+            **context,
+        )
+
+    def error(self, request: web.Request, status: int, reason: str) -> web.Response:
+        """A page in the bot's language for 400, 404, 414: what happened, and the way back."""
+        html = self.page(request, "error", status=status, reason=reason)
+        return web.Response(
+            status=status,
+            text=html,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+SITE = web.AppKey("site", Site)
