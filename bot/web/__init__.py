@@ -1,0 +1,1 @@
+"""The public web agenda, served by the bot with aiohttp.web."""
