@@ -1,6 +1,7 @@
 """Fixtures shared by the test files: a real Synapse for the session, real Matrix
 users (nio, and matrix-js-sdk through `js_user`), the unit tests' broadcast
-`world`. What tests import is in helpers.py and fakes.py."""
+`world`, Chromium for browser tests (`browser`, `page`: browser.py). What tests
+import is in helpers.py and fakes.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.devserver import DevHomeserver
+from tests.browser import browser, page  # noqa: F401 - fixtures, found by pytest here
 from tests.fakes import world  # noqa: F401 - a fixture, found by pytest here
 from tests.helpers import CryptoUser, User, unique
 from tests.js_client import js_user  # noqa: F401 - a fixture, found by pytest here

@@ -70,7 +70,7 @@ def dockerfile() -> list[str]:
 
 def test_dockerfile_runs_the_tested_entry_point_as_non_root_with_a_volume() -> None:
     instructions = dockerfile()
-    assert sum(i.startswith("FROM ") for i in instructions) == 2  # multi-stage
+    assert sum(i.startswith("FROM ") for i in instructions) == 3  # DSFR files, wheels, run
     final = instructions[max(i for i, x in enumerate(instructions) if x.startswith("FROM ")) :]
     assert "USER bluehats" in final and "VOLUME /data" in final
     assert 'ENTRYPOINT ["bluehats-bot"]' in final
