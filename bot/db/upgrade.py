@@ -481,3 +481,20 @@ async def upgrade_v15(tx: Transaction) -> None:
     );
     """,
     )
+
+
+@upgrades.register(16, "Personal calendar feeds: one secret link per person, stored as a hash")
+async def upgrade_v16(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- `!mon-agenda`: the address <web.public_url>/moi/<token>.ics lists the
+    -- sessions its owner asked to be reminded of. Only the token's SHA-256
+    -- (hex) is kept: the database alone opens no one's calendar.
+    CREATE TABLE personal_feeds (
+        user_id    TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    """,
+    )
