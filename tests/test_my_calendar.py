@@ -121,7 +121,10 @@ async def test_asked_again_the_address_is_kept_and_its_date_told(web: World) -> 
 
 
 async def test_revoking_gives_a_new_address_and_the_old_one_stops_working(web: World) -> None:
-    first = token_in((await ask(web, "!mon-agenda")).answer)
+    # With none yet, there is no old address to speak of.
+    made = (await ask(web, "!mon-agenda renouveler")).answer
+    assert made.body.startswith("📅 Votre agenda personnel")
+    first = token_in(made)
     renewed = (await ask(web, "!mon-agenda revoquer")).answer
     assert renewed.body.startswith("🔄 Nouvelle adresse de votre agenda personnel")
     second = token_in(renewed)

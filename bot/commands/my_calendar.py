@@ -82,8 +82,10 @@ async def revoke_command(ctx: Context) -> Message:
     public_url = _public_url(ctx)
     if public_url is None:
         return _outcome(ctx, "disabled")
-    token = await ctx.storage.personal.renew_feed(ctx.msg.sender, ctx.services.now().timestamp())
-    return _show(ctx, "renewed", public_url, token)
+    user_id = ctx.msg.sender
+    had = await ctx.storage.personal.feed_created(user_id) is not None
+    token = await ctx.storage.personal.renew_feed(user_id, ctx.services.now().timestamp())
+    return _show(ctx, "renewed" if had else "created", public_url, token)
 
 
 @my_calendar_command.sub(N_("delete"), "supprimer", "effacer")
