@@ -47,21 +47,19 @@ def default_uid(sid: str) -> str:
 
 def fingerprint(s: Session) -> str:
     """What a calendar app shows of a session: a new value means a new SEQUENCE."""
-    shown = "\x1f".join(
-        (
-            s.title,
-            s.start.isoformat(),
-            s.end.isoformat(),
-            "1" if s.all_day else "0",
-            s.description,
-            s.location,
-            s.url,
-            "\x1e".join(s.speakers),
-            "\x1e".join(s.categories),
-            s.event,
-        )
+    shown = (
+        s.title,
+        s.start.timestamp(),
+        s.end.timestamp(),
+        s.all_day,
+        s.description,
+        s.location,
+        s.url,
+        s.speakers,
+        s.categories,
+        s.event,
     )
-    return hashlib.blake2b(shown.encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(repr(shown).encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
