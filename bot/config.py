@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from bot.permissions import EXCLUDE, check_server_pattern, default_allowed_servers
+from bot.web.assets import DIST_ENV, dsfr_dist
 
 ENV_PASSWORD = "BLUEHATS_MATRIX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN = "BLUEHATS_MATRIX_ACCESS_TOKEN"  # noqa: S105 - a variable name
@@ -473,6 +474,13 @@ def _semantic_problems(config: Config) -> list[tuple[str, str]]:
     for i, src in enumerate(config.agenda.sources):
         if urlparse(src).scheme not in ("http", "https") and not Path(src).is_file():
             problems.append((f"agenda.sources.{i}", f"file not found: {src}"))
+    if config.web.theme == "dsfr" and dsfr_dist() is None:
+        problems.append(
+            (
+                "web.theme",
+                f"dsfr: its files are not installed (bash .ci/setup-web, or set {DIST_ENV})",
+            )
+        )
     return problems
 
 

@@ -14,6 +14,7 @@ from bot.commands.core import Context, command, echo
 from bot.i18n import N_
 from bot.render import Message, Renderer
 from bot.views import views
+from bot.web import links
 
 # An .ics answer holds at most this many sessions (about 1 kB each).
 MAX_EXPORT = 2000
@@ -28,7 +29,9 @@ def render_agenda(
     prefix: str,
     kind: str | None = None,
     words: list[str] | None = None,
+    web: str | None = None,
 ) -> Message:
+    """`web`: the same agenda's page, when the public agenda has an address."""
     shown = views(sessions[:limit], now, renderer)
     days = [(day, list(items)) for day, items in groupby(shown, key=lambda v: v.day)]
     message = renderer.render(
@@ -40,6 +43,7 @@ def render_agenda(
         more=max(0, len(sessions) - limit),
         window=kind,
         words=echo(" ".join(words or [])),
+        web=web,
     )
     upcoming = tuple(v.session.sid for v in shown if v.session.start > now)
     return replace(message, sessions=upcoming)
@@ -78,4 +82,5 @@ async def agenda_command(ctx: Context) -> Reply:
         prefix=ctx.prefix,
         kind=query.window,
         words=list(query.words),
+        web=links.agenda_url(public, query) if (public := services.config.web.public_url) else None,
     )

@@ -292,13 +292,14 @@ async def _approve(ctx: Context, rest: str) -> Message:
 
 
 async def _erase(ctx: Context) -> Message:
-    removed = await ctx.storage.mentors.erase_self(ctx.msg.sender)
+    erased = await ctx.storage.mentors.erase_self(ctx.msg.sender)
     return ctx.render(
         "mentor_done",
-        outcome="erased" if removed else "nothing",
+        outcome="erased" if erased.entries else "nothing",
         person=Person(ctx.msg.sender, ctx.msg.sender),
         labels=[],
-        count=removed,
+        count=erased.entries,
+        feed=erased.feed,
     )
 
 
@@ -322,10 +323,12 @@ async def my_data_command(ctx: Context) -> Message:
     topics = await ctx.storage.mentors.topics(user_id=user_id)
     requests = await ctx.storage.mentors.requests(user_id)
     reminders = await ctx.storage.personal.reminders(user_id)
+    feed = await ctx.storage.personal.feed_created(user_id)
     return ctx.render(
         "my_data",
         user_id=user_id,
         topics=[(t, _when(ctx, t.added_at)) for t in topics],
         requests=[(r, _when(ctx, r.requested_at)) for r in requests],
         reminders=[(r, _when(ctx, r.start)) for r in reminders],
+        feed=None if feed is None else _when(ctx, feed),
     )

@@ -33,6 +33,7 @@ from bot.permissions import Role
 from bot.render import Message
 from bot.textnorm import fold
 from bot.views import views
+from bot.web import links
 
 ICS_MIMETYPE = "text/calendar"
 
@@ -184,12 +185,14 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
     extra.setdefault("before", None)
     extra.setdefault("ongoing", [])
     extra.setdefault("part_of", [])
+    public = ctx.services.config.web.public_url
     message = ctx.render(
         "session",
         v=view,
         heading=heading,
         today=renderer.local(now).date(),
         until=renderer.until(session.start, now) if session.start > now else "",
+        web=links.session_url(public, session.sid) if public else None,
         **extra,
     )
     if session.start <= now or session.cancelled:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Self
 
+from bot.db import personal
 from bot.db.database import Database, Queries, Row
 
 # Who a self-removed mentor becomes in the audit log (their ID is erased);
@@ -61,6 +62,14 @@ class AuditEntry:
     @classmethod
     def from_row(cls, row: Row) -> Self:
         return cls(row["actor"], row["action"], row["target"], row["detail"], int(row["at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What `erase_self` removed: topics and requests, and whether a feed link."""
+
+    entries: int
+    feed: bool
 
 
 class MentorDirectory:
@@ -125,10 +134,12 @@ class MentorDirectory:
             await _audit(tx, actor, "remove", user_id, topic_key or "*", int(time.time()))
         return result.rowcount
 
-    async def erase_self(self, user_id: str) -> int:
-        """Everything about this person goes; the audit keeps the facts, not the ID.
+    async def erase_self(self, user_id: str) -> Erased:
+        """Everything the directory holds about this person goes, and their
+        personal calendar link; the audit keeps the facts, not the ID.
 
-        Returns the topics and requests removed.
+        Their personal reminders stay: asked for apart from the directory,
+        they are cancelled with `!oublie`.
         """
         async with self._db.transaction() as tx:
             topics = await tx.execute("DELETE FROM mentor_topics WHERE user_id = $1", user_id)
@@ -143,7 +154,8 @@ class MentorDirectory:
                 "UPDATE mentor_topics SET added_by = $1 WHERE added_by = $2", ERASED, user_id
             )
             await _audit(tx, ERASED, "erase-self", ERASED, "", int(time.time()))
-        return topics.rowcount + requests.rowcount
+            feed = await personal.drop_feed(tx, user_id)
+        return Erased(topics.rowcount + requests.rowcount, feed)
 
     async def request(self, user_id: str, topics: list[tuple[str, str]]) -> int:
         """Ask to mentor topics (key, label) not held yet; returns requests added."""

@@ -1,7 +1,10 @@
-"""Personal reminders (`!rappelle-moi`, 🔔) and the direct room opened with each person."""
+"""Personal reminders (`!rappelle-moi`, 🔔), the direct room opened with each
+person, and their personal calendar feed (`!mon-agenda`)."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Self
@@ -83,6 +86,76 @@ class PersonalReminders:
             user_id,
             room_id,
         )
+
+    async def create_feed(self, user_id: str, now: float | None = None) -> str | None:
+        """A new feed token for this person; None when they have one already.
+
+        The token is shown once: only its hash is stored, so an existing
+        link cannot be given again (`renew_feed` replaces it).
+        """
+        token = new_feed_token()
+        result = await self._db.execute(
+            "INSERT OR IGNORE INTO personal_feeds (user_id, token_hash, created_at) "
+            "VALUES ($1, $2, $3)",
+            user_id,
+            feed_token_hash(token),
+            int(now or time.time()),
+        )
+        return token if result.rowcount == 1 else None
+
+    async def renew_feed(self, user_id: str, now: float | None = None) -> str:
+        """A new feed token for this person, replacing theirs: the old link stops working."""
+        token = new_feed_token()
+        await self._db.execute(
+            "INSERT INTO personal_feeds (user_id, token_hash, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (user_id) DO UPDATE "
+            "SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+            user_id,
+            feed_token_hash(token),
+            int(now or time.time()),
+        )
+        return token
+
+    async def feed_owner(self, token: str) -> str | None:
+        """Whose feed this token (as found in the URL) opens, if anyone's."""
+        # An index lookup of the hash: what its timing could tell is about the
+        # hash, which says nothing of any other valid token.
+        user_id = await self._db.fetchval(
+            "SELECT user_id FROM personal_feeds WHERE token_hash = $1", feed_token_hash(token)
+        )
+        return None if user_id is None else str(user_id)
+
+    async def feed_created(self, user_id: str) -> int | None:
+        """When this person's current feed link was made (Unix seconds), if they have one."""
+        created = await self._db.fetchval(
+            "SELECT created_at FROM personal_feeds WHERE user_id = $1", user_id
+        )
+        return None if created is None else int(created)
+
+    async def drop_feed(self, user_id: str) -> bool:
+        return await drop_feed(self._db, user_id)
+
+
+def new_feed_token() -> str:
+    """256 random bits, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def feed_token_hash(token: str) -> str:
+    """What is stored of a feed token.
+
+    A plain SHA-256 is enough: the token is 256 random bits, which no one can
+    guess or brute-force, so the salted slow hashes made for low-entropy
+    passwords would add nothing. A copy of the database then yields no
+    working link.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def drop_feed(q: Queries, user_id: str) -> bool:
+    """This person's feed link removed (it stops working); False if they had none."""
+    result = await q.execute("DELETE FROM personal_feeds WHERE user_id = $1", user_id)
+    return result.rowcount == 1
 
 
 async def forget_direct_room(q: Queries, user_id: str, room_id: str) -> bool:

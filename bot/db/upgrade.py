@@ -483,8 +483,25 @@ async def upgrade_v15(tx: Transaction) -> None:
     )
 
 
-@upgrades.register(16, "What the public calendars have published of each session")
+@upgrades.register(16, "Personal calendar feeds: one secret link per person, stored as a hash")
 async def upgrade_v16(tx: Transaction) -> None:
+    await run_script(
+        tx,
+        """
+    -- `!mon-agenda`: the address <web.public_url>/moi/<token>.ics lists the
+    -- sessions its owner asked to be reminded of. Only the token's SHA-256
+    -- (hex) is kept: the database alone opens no one's calendar.
+    CREATE TABLE personal_feeds (
+        user_id    TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    """,
+    )
+
+
+@upgrades.register(17, "What the public calendars have published of each session")
+async def upgrade_v17(tx: Transaction) -> None:
     await run_script(
         tx,
         """
