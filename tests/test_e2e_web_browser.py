@@ -158,6 +158,7 @@ async def check_page(page: Page, site: Site, name: str) -> None:
     await page.keyboard.press("Tab")
     focused = page.locator(":focus")
     await expect(focused).to_have_attribute("href", "#contenu")
+    await expect(focused).to_have_accessible_name("Aller au contenu")
     await expect(focused).to_be_in_viewport()
     ring = await focused.evaluate(
         "el => { const s = getComputedStyle(el);"
@@ -230,7 +231,7 @@ async def test_reader_browses_agenda_opens_session_and_takes_its_calendar(
     await page.goto(f"{site.url}/")
     await page.locator("#q").fill("grist")
     await page.locator("#periode").select_option("semaine")
-    await page.locator("form[role=search] button[type=submit]").click()
+    await page.get_by_role("search").get_by_role("button", name="Filtrer").click()
     await page.wait_for_url(re.compile(r"/\?"))
     assert parse_qs(urlsplit(page.url).query) == {"q": ["grist"], "periode": ["semaine"]}
     await check_page(page, site, "filtered")
@@ -261,8 +262,8 @@ async def test_reader_browses_agenda_opens_session_and_takes_its_calendar(
         assert arrow.startswith("url("), arrow
 
     # "Add to my calendar": a calendar file with this very session.
-    add = page.locator("main a[download][href$='.ics']")
-    await expect(add).to_have_count(1)
+    add = page.get_by_role("link", name="Ajouter à mon agenda")
+    await expect(add).to_have_attribute("download", "")
     href = await add.get_attribute("href")
     assert href == f"{site.url}/seance/{week[0]}.ics"
     response = await page.request.get(href)
