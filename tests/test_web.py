@@ -29,7 +29,7 @@ from bot.db.storage import Storage
 from bot.render import Renderer
 from bot.web.server import make_app
 from bot.web.site import Site
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, World, grist, make_config
 
 PARIS = ZoneInfo("Europe/Paris")
 # Near the wall clock: programme changes are dated by it when stored.
@@ -231,3 +231,34 @@ async def test_a_moved_session_keeps_its_uid_and_a_cancelled_one_is_struck_then_
     assert "<del>Café des Écoles</del>" in html
     web.clock.value = NOW + timedelta(days=7, minutes=6)
     assert "Café des Écoles" not in events(await web.calendar())
+
+
+async def test_answers_link_the_same_agenda_on_the_web(world: World) -> None:
+    assert "🌐" not in await world.say("!agenda grist")  # no public address: no link
+    config = make_config(world.storage_path, web={"public_url": "https://agenda.example.gouv.fr/"})
+    world.dispatcher.services = replace(world.dispatcher.services, config=config)
+    listing = await world.say("!agenda semaine grist")
+    assert "🌐 Sur le web, et pour vous abonner dans votre agenda : " in listing
+    assert "https://agenda.example.gouv.fr/?periode=semaine&q=grist" in listing
+    sid = grist(world)
+    detail = await world.say(f"!session {sid}")
+    assert f"🌐 Sur le web : https://agenda.example.gouv.fr/seance/{sid}" in detail
+
+
+async def test_a_restarted_bot_serves_the_same_calendar_bytes(web: Web) -> None:
+    _, first, text = await web.get("/agenda.ics")
+    web.clock.value = NOW + timedelta(hours=2)
+    # A new process: a new ledger over the same database, a new agenda object.
+    site = Site(
+        agenda=lambda: Agenda(programme()),
+        ledger=PublishedLedger(web.storage, kept=timedelta(days=7), now=web.clock),
+        personal=web.storage.personal,
+        renderer=Renderer("fr", PARIS),
+        config=WebConfig(),
+        now=web.clock,
+    )
+    async with TestClient(TestServer(make_app(site))) as client:
+        response = await client.get("/agenda.ics", headers={"If-None-Match": first["ETag"]})
+        assert response.status == 304
+        response = await client.get("/agenda.ics")
+        assert await response.text() == text
