@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -189,11 +190,30 @@ async def serve_bot(n: int, work: Path) -> None:
     await storage.close()
 
 
-async def serve_floor(directory: Path) -> None:
+async def serve_floor(directory: Path, bodies: dict[str, bytes]) -> None:
+    """`/f/<name>`: the files by `FileResponse` (the floor); `/m/<name>`: the same bytes
+    from memory by a bare handler with its own ETag (aiohttp's cost alone, for scale)."""
+    import hashlib
+
     from aiohttp import web
+
+    etags = {
+        name: f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+        for name, body in bodies.items()
+    }
+    kinds = {".ics": "text/calendar", ".html": "text/html"}
+
+    async def bare(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        headers = {"ETag": etags[name]}
+        if request.headers.get("If-None-Match") == etags[name]:
+            return web.Response(status=304, headers=headers)
+        kind = kinds[Path(name).suffix]
+        return web.Response(body=bodies[name], content_type=kind, charset="utf-8", headers=headers)
 
     app = web.Application()
     app.router.add_static("/f/", directory)
+    app.router.add_get("/m/{name}", bare)
     runner = web.AppRunner(app, access_log=None)  # as WebServer
     await runner.setup()
     await web.TCPSite(runner, HOST, 0).start()
@@ -307,16 +327,27 @@ def run_aiohttp(url: str, headers: dict[str, str], connections: int, duration: i
 # -- the benchmark ---------------------------------------------------------------------
 
 
+WHO = ("bot", "floor", "bare")  # the bot; FileResponse; the same bytes from memory
+
+
 @dataclass
-class Path_:
+class Case:
     label: str
-    bot: str  # path on the bot
-    floor: str  # path on the floor
-    conditional: bool = False  # sent with If-None-Match: the server's own ETag
-    goal: float | None = None
+    path: str  # on the bot
+    file: str  # the name of its bytes on the floor (/f/<file>) and the bare handler (/m/<file>)
+    conditional: bool = False  # sent with If-None-Match: each server's own ETag
+    goal: float | None = None  # floor/bot requests/s at most
     size: int = 0
-    bot_loads: list[Load] = field(default_factory=list)
-    floor_loads: list[Load] = field(default_factory=list)
+    loads: dict[str, list[Load]] = field(default_factory=lambda: {w: [] for w in WHO})
+
+    def url(self, who: str, base: str) -> str:
+        return base + {"bot": self.path, "floor": f"/f/{self.file}", "bare": f"/m/{self.file}"}[who]
+
+    def rps(self, who: str) -> float:
+        return median([x.rps for x in self.loads[who]])
+
+    def p50(self, who: str) -> float:
+        return median([x.p50_ms for x in self.loads[who]])
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
@@ -334,107 +365,119 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def one_run(
+    args: argparse.Namespace,
+    cases: list[Case],
+    load: Callable[[str, dict[str, str], int, int], Load],
+    run: int,
+    work: Path,
+) -> tuple[dict[str, float], dict[str, float | int]]:
+    """Fresh servers; the cold answers; then each case under load. The cold times back."""
+    cpu = 0 if args.pin else None
+    bot = Server(["--serve", "bot", "--sessions", str(args.sessions), str(work)], cpu)
+    floor: Server | None = None
+    cold: dict[str, float] = {}
+    try:
+        files: dict[str, bytes] = {}
+        for case in cases:
+            if case.conditional:
+                continue
+            t0 = time.perf_counter()
+            status, _, body = fetch(bot.base + case.path)
+            cold[case.path] = time.perf_counter() - t0
+            assert status == 200, (case.path, status)
+            files[case.file] = body
+        (work / "static").mkdir()
+        for name, body in files.items():
+            (work / "static" / name).write_bytes(body)
+        for case in cases:
+            case.size = len(files[case.file])
+        floor = Server(["--serve", "floor", str(work / "static")], cpu)
+        servers = {"bot": bot, "floor": floor, "bare": floor}
+        # Flipped at every run: slow drift of the machine's load falls on both sides.
+        order = WHO if run % 2 == 0 else WHO[::-1]
+        for case in cases:
+            for who in order:
+                url = case.url(who, servers[who].base)
+                status, got, body = fetch(url)
+                assert status == 200 and body == files[case.file], (url, status, len(body))
+                headers = {}
+                if case.conditional:
+                    headers["If-None-Match"] = got["ETag"]
+                    status, _, body = fetch(url, headers)
+                    assert status == 304 and body == b"", (url, status)
+                load(url, headers, args.connections, args.warmup)
+                result = load(url, headers, args.connections, args.duration)
+                if result.errors:
+                    print(f"  ! {who} {case.label}: {result.errors}")
+                case.loads[who].append(result)
+    finally:
+        if floor is not None:
+            floor.stop()
+        bot.stop()
+    return cold, bot.info
+
+
 def bench(args: argparse.Namespace, client: str) -> None:
-    filtered = f"/agenda.ics?periode=semaine&q={RARE.lower()}"
-    paths = [
-        Path_("/", "/", "/f/index.html"),
-        Path_("/agenda.ics", "/agenda.ics", "/f/agenda.ics", goal=2.0),
-        Path_(filtered, filtered, "/f/filtered.ics", goal=2.0),
-        Path_("/agenda.ics 304", "/agenda.ics", "/f/agenda.ics", conditional=True, goal=1.2),
+    cases = [
+        Case("/", "/", "index.html"),
+        Case("/agenda.ics", "/agenda.ics", "agenda.ics", goal=2.0),
+        Case(
+            f"/agenda.ics?periode=semaine&q={RARE.lower()}",
+            f"/agenda.ics?periode=semaine&q={RARE.lower()}",
+            "filtered.ics",
+            goal=2.0,
+        ),
+        Case("/agenda.ics 304", "/agenda.ics", "agenda.ics", conditional=True, goal=1.2),
     ]
     load = run_wrk if client == "wrk" else run_aiohttp
-    server_cpu = 0 if args.pin else None
     if args.pin:
         os.sched_setaffinity(0, {1})  # this process and the load generators it spawns
-    cold: dict[str, list[float]] = {p.bot: [] for p in paths if not p.conditional}
+    colds: dict[str, list[float]] = {}
+    info: dict[str, float | int] = {}
     syncs: list[float] = []
-    sessions = 0
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            bot = Server(
-                ["--serve", "bot", "--sessions", str(args.sessions), str(work)], server_cpu
-            )
-            floor: Server | None = None
-            try:
-                syncs.append(bot.info["sync"])
-                sessions = bot.info["sessions"]
-                files = {}
-                for p in paths:
-                    if p.conditional:
-                        continue
-                    t0 = time.perf_counter()
-                    status, _, body = fetch(bot.base + p.bot)
-                    cold[p.bot].append(time.perf_counter() - t0)
-                    assert status == 200, (p.bot, status)
-                    files[p.floor.removeprefix("/f/")] = body
-                    p.size = len(body)
-                for p in paths:
-                    if p.conditional:
-                        p.size = len(files[p.floor.removeprefix("/f/")])
-                (work / "static").mkdir()
-                for name, body in files.items():
-                    (work / "static" / name).write_bytes(body)
-                floor = Server(["--serve", "floor", str(work / "static")], server_cpu)
-                order = [("bot", bot), ("floor", floor)]
-                if run % 2:
-                    order.reverse()
-                for p in paths:
-                    for who, server in order:
-                        url = server.base + (p.bot if who == "bot" else p.floor)
-                        headers = {}
-                        status, got, body = fetch(url)
-                        assert status == 200 and len(body) == p.size, (url, status, len(body))
-                        if p.conditional:
-                            headers["If-None-Match"] = got["ETag"]
-                            status, _, body = fetch(url, headers)
-                            assert status == 304 and body == b"", (url, status)
-                        load(url, headers, args.connections, args.warmup)
-                        result = load(url, headers, args.connections, args.duration)
-                        if result.errors:
-                            print(f"  ! {who} {p.label}: {result.errors}")
-                        (p.bot_loads if who == "bot" else p.floor_loads).append(result)
-                print(
-                    f"run {run + 1}/{args.runs}: "
-                    + ", ".join(
-                        f"{p.label} {p.bot_loads[-1].rps:.0f}/{p.floor_loads[-1].rps:.0f}"
-                        for p in paths
-                    )
-                    + " req/s (bot/floor)",
-                    flush=True,
-                )
-            finally:
-                if floor is not None:
-                    floor.stop()
-                bot.stop()
+            cold, info = one_run(args, cases, load, run, Path(tmp))
+        syncs.append(float(info["sync"]))
+        for path, took in cold.items():
+            colds.setdefault(path, []).append(took)
+        print(
+            f"run {run + 1}/{args.runs} req/s bot/floor/bare: "
+            + ", ".join(
+                f"{c.label} " + "/".join(f"{c.loads[w][-1].rps:.0f}" for w in WHO) for c in cases
+            ),
+            flush=True,
+        )
 
     print(
-        f"\nbot web server vs aiohttp static files, {sessions} sessions, "
-        f"medians of {args.runs} runs of {args.duration:g} s, load: {client} "
-        f"{args.connections} keep-alive connections, 1 server process + 1 client process"
+        f"\nbot web server vs aiohttp FileResponse (floor) and a bare in-memory handler, "
+        f"{info['sessions']} sessions; medians of {args.runs} runs of {args.duration} s; "
+        f"load: {client}, {args.connections} keep-alive connections; "
+        f"1 server process + 1 load-generator process"
         + (" (pinned to CPUs 0 and 1)" if args.pin else "")
     )
     print(f"published ledger sync before serving: {median(syncs) * 1000:.0f} ms")
     print(
         "cold (first request after start, client-side): "
-        + ", ".join(f"{path} {median(v) * 1000:.0f} ms" for path, v in cold.items())
+        + ", ".join(f"{path} {median(v) * 1000:.0f} ms" for path, v in colds.items())
     )
     header = (
-        f"{'path':<40} {'bot req/s':>10} {'floor req/s':>12} {'floor/bot':>10} {'goal':>6}"
-        f" {'bot p50':>9} {'floor p50':>10} {'bytes':>9}"
+        f"{'path':<40} {'bot req/s':>9} {'floor':>7} {'floor/bot':>9} {'goal':>5}"
+        f" {'bare':>7} {'bare/bot':>8} {'bot p50':>9} {'floor p50':>9} {'bare p50':>9}"
+        f" {'bytes':>8}"
     )
     print("\n" + header + "\n" + "-" * len(header))
-    for p in paths:
-        bot_rps = median([x.rps for x in p.bot_loads])
-        floor_rps = median([x.rps for x in p.floor_loads])
-        ratio = floor_rps / bot_rps if bot_rps else float("inf")
-        goal = "" if p.goal is None else f"<={p.goal:g}"
-        verdict = "" if p.goal is None else (" ok" if ratio <= p.goal else " MISSED")
-        size = 0 if p.conditional else p.size
+    for c in cases:
+        bot_rps = c.rps("bot")
+        ratio = c.rps("floor") / bot_rps
+        goal = "" if c.goal is None else f"<={c.goal:g}"
+        verdict = "" if c.goal is None else (" ok" if ratio <= c.goal else " MISSED")
         print(
-            f"{p.label:<40} {bot_rps:>10.0f} {floor_rps:>12.0f} {ratio:>10.2f} {goal:>6}"
-            f" {median([x.p50_ms for x in p.bot_loads]):>7.2f}ms"
-            f" {median([x.p50_ms for x in p.floor_loads]):>8.2f}ms {size:>9}{verdict}"
+            f"{c.label:<40} {bot_rps:>9.0f} {c.rps('floor'):>7.0f} {ratio:>9.2f} {goal:>5}"
+            f" {c.rps('bare'):>7.0f} {c.rps('bare') / bot_rps:>8.2f}"
+            + "".join(f" {c.p50(w):>7.2f}ms" for w in WHO)
+            + f" {0 if c.conditional else c.size:>8}{verdict}"
         )
 
 
@@ -457,7 +500,8 @@ def main() -> None:
     if args.serve == "bot":
         asyncio.run(serve_bot(args.sessions, args.directory))
     elif args.serve == "floor":
-        asyncio.run(serve_floor(args.directory))
+        bodies = {f.name: f.read_bytes() for f in args.directory.iterdir()}
+        asyncio.run(serve_floor(args.directory, bodies))
     elif args.load:
         headers = dict(h.split(": ", 1) for h in args.header)
         result = asyncio.run(_aiohttp_load(args.load, headers, args.connections, args.duration))
