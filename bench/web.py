@@ -1,7 +1,11 @@
 """The public web agenda (10,000 sessions) against aiohttp serving the same bytes as files.
 
     .venv/bin/python bench/web.py [--sessions 10000] [--runs 5] [--duration 5]
-        [--connections 16] [--client auto|wrk|aiohttp] [--pin]
+        [--connections 16] [--client auto|wrk|aiohttp] [--pin] [--code DIR]
+
+`--code DIR` serves the bot's code found in DIR (e.g. another commit's tree:
+`git archive <commit> | tar -x -C DIR`), to compare before and after a change
+with the same load and floor.
 
 Needs `wrk` (`apt-get install -y wrk`) for the figures of the issue; without it
 (or with `--client aiohttp`) an aiohttp client in its own process drives the
@@ -184,7 +188,11 @@ async def serve_bot(n: int, work: Path) -> None:
     server = WebServer(site)
     await server.start(HOST, 0)
     gc.freeze()  # as bot.app does once started
-    print(json.dumps({"port": server.port, "sync": sync, "sessions": len(agenda)}), flush=True)
+    import bot
+
+    code = str(Path(bot.__file__).parent.parent)
+    ready = {"port": server.port, "sync": sync, "sessions": len(agenda), "code": code}
+    print(json.dumps(ready), flush=True)
     await _until_terminated()
     await server.stop()
     await storage.close()
@@ -371,10 +379,11 @@ def one_run(
     load: Callable[[str, dict[str, str], int, int], Load],
     run: int,
     work: Path,
-) -> tuple[dict[str, float], dict[str, float | int]]:
+) -> tuple[dict[str, float], dict[str, float | int | str]]:
     """Fresh servers; the cold answers; then each case under load. The cold times back."""
     cpu = 0 if args.pin else None
-    bot = Server(["--serve", "bot", "--sessions", str(args.sessions), str(work)], cpu)
+    code = ["--code", str(args.code)] if args.code else []
+    bot = Server(["--serve", "bot", "--sessions", str(args.sessions), *code, str(work)], cpu)
     floor: Server | None = None
     cold: dict[str, float] = {}
     try:
@@ -434,7 +443,7 @@ def bench(args: argparse.Namespace, client: str) -> None:
     if args.pin:
         os.sched_setaffinity(0, {1})  # this process and the load generators it spawns
     colds: dict[str, list[float]] = {}
-    info: dict[str, float | int] = {}
+    info: dict[str, float | int | str] = {}
     syncs: list[float] = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
@@ -457,6 +466,7 @@ def bench(args: argparse.Namespace, client: str) -> None:
         f"1 server process + 1 load-generator process"
         + (" (pinned to CPUs 0 and 1)" if args.pin else "")
     )
+    print(f"bot code from {info['code']}")
     print(f"published ledger sync before serving: {median(syncs) * 1000:.0f} ms")
     print(
         "cold (first request after start, client-side): "
@@ -490,6 +500,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto")
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, load on CPU 1")
+    parser.add_argument("--code", type=Path, help="serve the bot package found in this directory")
     # Internal: the server and fallback-client processes this script spawns.
     parser.add_argument("--serve", choices=("bot", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
@@ -498,6 +509,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.serve == "bot":
+        if args.code:
+            sys.path.insert(0, str(args.code.resolve()))
         asyncio.run(serve_bot(args.sessions, args.directory))
     elif args.serve == "floor":
         bodies = {f.name: f.read_bytes() for f in args.directory.iterdir()}
