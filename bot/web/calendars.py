@@ -12,8 +12,8 @@ import asyncio
 from aiohttp import web
 
 from bot.agenda.published import Entry
-from bot.agenda.query import AgendaQuery, QueryError
-from bot.web.http import Rendered, respond
+from bot.agenda.query import QueryError
+from bot.web.http import Rendered, agenda_query, respond
 from bot.web.site import SITE, Site
 
 ICS = "text/calendar; charset=utf-8"
@@ -28,7 +28,7 @@ async def _calendar(site: Site, entries: list[Entry], name: str | None = None) -
 async def agenda_feed(request: web.Request) -> web.StreamResponse:
     site = request.app[SITE]
     try:
-        query = AgendaQuery.from_params(request.query.get("periode"), request.query.get("q"))
+        query = agenda_query(request)
     except QueryError:
         return site.error(request, 400, "bad_period")
     published = await site.published()

@@ -6,10 +6,10 @@ from itertools import groupby
 
 from aiohttp import web
 
-from bot.agenda.query import AgendaQuery, QueryError
+from bot.agenda.query import QueryError
 from bot.views import views
 from bot.web import links
-from bot.web.http import Rendered, respond
+from bot.web.http import Rendered, agenda_query, respond
 from bot.web.site import SITE
 
 # Sessions on one page; more are counted, and the filters narrow them down.
@@ -19,14 +19,10 @@ HTML = "text/html; charset=utf-8"
 PAGE_CACHE = "public, max-age=60"
 
 
-def _query(request: web.Request) -> AgendaQuery:
-    return AgendaQuery.from_params(request.query.get("periode"), request.query.get("q"))
-
-
 async def agenda_page(request: web.Request) -> web.StreamResponse:
     site = request.app[SITE]
     try:
-        query = _query(request)
+        query = agenda_query(request)
     except QueryError:
         return site.error(request, 400, "bad_period")
     published = await site.published()
