@@ -160,64 +160,18 @@ class PublishedLedger:
             self._last_change = max(
                 (max(r.stamp, r.gone_at or 0) for r in self._rows.values()), default=0
             )
-        rows = self._rows
         since = int((now - self._kept - timedelta(days=1)).timestamp())
         moves: dict[str, str] = {}
         for record in await self._storage.agenda.changes_since(since):
             if record.kind == "moved" and (new := after_sid(record)) and new != record.sid:
                 moves[record.sid] = new
-        came_from = {new: old for old, new in moves.items()}
+        # Fingerprinting 10,000 sessions takes ~40 ms: off the event loop, on a copy
+        # that replaces the rows only once saved.
+        rows = dict(self._rows)
         ts = int(now.timestamp())
-        listed = {s.sid: s for s in agenda}
-        cancelled = {s.sid: s for s in agenda.cancelled}
-        previous = self._agenda
-        upserts: dict[str, PublishedRow] = {}
-        deletes: set[str] = set()
-
-        for sid, s in listed.items():
-            fp = fingerprint(s)
-            row = rows.get(sid)
-            if row is None:
-                old = came_from.get(sid)
-                before = rows.get(old) if old is not None and old not in listed else None
-                if before is not None and old is not None:
-                    row = PublishedRow(sid, before.uid, fp, before.sequence + 1, ts)
-                    deletes.add(old)
-                    rows.pop(old)
-                else:
-                    row = PublishedRow(sid, default_uid(sid), fp, 0, ts)
-            elif row.fingerprint != fp or row.gone_at is not None:
-                row = replace(
-                    row,
-                    fingerprint=fp,
-                    sequence=row.sequence + 1,
-                    stamp=ts,
-                    gone_at=None,
-                    payload=None,
-                )
-            else:
-                continue
-            rows[sid] = upserts[sid] = row
-
-        limit = ts - int(self._kept.total_seconds())
-        for sid, row in list(rows.items()):
-            if sid in listed:
-                continue
-            if row.gone_at is None:
-                last = cancelled.get(sid) or (previous.get(sid) if previous else None)
-                if last is None or last.start <= now:
-                    # Over, or dropped behind the agenda's window: not a cancellation.
-                    deletes.add(sid)
-                    rows.pop(sid)
-                    continue
-                fields = session_to_fields(last)
-                rows[sid] = upserts[sid] = replace(
-                    row, sequence=row.sequence + 1, stamp=ts, gone_at=ts, payload=fields
-                )
-            elif row.gone_at <= limit:
-                deletes.add(sid)
-                rows.pop(sid)
-
+        upserts, deletes = await asyncio.to_thread(
+            _reconcile, rows, agenda, self._agenda, moves, now, self._kept
+        )
         if upserts or deletes:
             await self._storage.published.save(upserts.values(), deletes)
             self._generation += 1
@@ -225,6 +179,7 @@ class PublishedLedger:
             log.debug(
                 "published calendars: %d entries written, %d forgotten", len(upserts), len(deletes)
             )
+        self._rows = rows
         gone = [
             Session(sid=r.sid, cancelled=True, **fields_to_session_kwargs(r.payload))
             for r in rows.values()
@@ -238,8 +193,74 @@ class PublishedLedger:
         self._snapshot = Published(
             self._generation,
             datetime.fromtimestamp(self._last_change or ts, UTC),
-            dict(rows),
+            rows,  # a new dict at each sync: the snapshot owns it
             gone,
             moves,
         )
         return self._snapshot
+
+
+def _reconcile(
+    rows: dict[str, PublishedRow],
+    agenda: Agenda,
+    previous: Agenda | None,
+    moves: dict[str, str],
+    now: datetime,
+    kept: timedelta,
+) -> tuple[dict[str, PublishedRow], set[str]]:
+    """`rows` brought up to `agenda` in place; the rows to write and the ids to forget.
+
+    `previous`: the agenda last published, whose sessions that vanished since
+    are kept (their last state) to be served as cancelled.
+    """
+    came_from = {new: old for old, new in moves.items()}
+    ts = int(now.timestamp())
+    listed = {s.sid: s for s in agenda}
+    cancelled = {s.sid: s for s in agenda.cancelled}
+    upserts: dict[str, PublishedRow] = {}
+    deletes: set[str] = set()
+
+    for sid, s in listed.items():
+        fp = fingerprint(s)
+        row = rows.get(sid)
+        if row is None:
+            old = came_from.get(sid)
+            before = rows.get(old) if old is not None and old not in listed else None
+            if before is not None and old is not None:
+                row = PublishedRow(sid, before.uid, fp, before.sequence + 1, ts)
+                deletes.add(old)
+                rows.pop(old)
+            else:
+                row = PublishedRow(sid, default_uid(sid), fp, 0, ts)
+        elif row.fingerprint != fp or row.gone_at is not None:
+            row = replace(
+                row,
+                fingerprint=fp,
+                sequence=row.sequence + 1,
+                stamp=ts,
+                gone_at=None,
+                payload=None,
+            )
+        else:
+            continue
+        rows[sid] = upserts[sid] = row
+
+    limit = ts - int(kept.total_seconds())
+    for sid, row in list(rows.items()):
+        if sid in listed:
+            continue
+        if row.gone_at is None:
+            last = cancelled.get(sid) or (previous.get(sid) if previous else None)
+            if last is None or last.start <= now:
+                # Over, or dropped behind the agenda's window: not a cancellation.
+                deletes.add(sid)
+                rows.pop(sid)
+                continue
+            fields = session_to_fields(last)
+            rows[sid] = upserts[sid] = replace(
+                row, sequence=row.sequence + 1, stamp=ts, gone_at=ts, payload=fields
+            )
+        elif row.gone_at <= limit:
+            deletes.add(sid)
+            rows.pop(sid)
+    return upserts, deletes
