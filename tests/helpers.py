@@ -16,7 +16,7 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -299,6 +299,11 @@ def bot_config(
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
     return configuration.from_dict(raw, env={}), user_id
+
+
+def paris(day: date, hour: int, minute: int = 0) -> datetime:
+    """A Paris wall time on `day`."""
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Europe/Paris"))
 
 
 def sample_agenda() -> Path:

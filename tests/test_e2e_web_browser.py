@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,24 +24,14 @@ import pytest
 from playwright.async_api import Page, Route, expect
 
 from bot.app import BotApp
-from bot.devserver import DevHomeserver
+from bot.devserver import DevHomeserver, free_port
 from tests.browser import axe_violations, screenshot, watch
-from tests.helpers import bot_config, running
+from tests.helpers import bot_config, paris, running
 
 pytestmark = pytest.mark.e2e
 
 PARIS = ZoneInfo("Europe/Paris")
 SESSION_HREF = re.compile(r"^/seance/([a-z0-9]+)$")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def paris(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS)
 
 
 def programme(today: date) -> list[dict[str, Any]]:

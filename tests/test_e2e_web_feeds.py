@@ -15,7 +15,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -30,8 +29,8 @@ import recurring_ical_events
 from multidict import CIMultiDict
 
 from bot.app import BotApp
-from bot.devserver import DevHomeserver
-from tests.helpers import User, bot_config, running, unique
+from bot.devserver import DevHomeserver, free_port
+from tests.helpers import User, bot_config, paris, running, unique
 from tests.js_client import JSCLIENT_DIR, jsclient_problem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -57,16 +56,6 @@ DTSTART:19701025T030000
 RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
 END:STANDARD
 END:VTIMEZONE"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def paris(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS)
 
 
 def utc(moment: datetime) -> str:
