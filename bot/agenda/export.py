@@ -9,7 +9,7 @@ ATTENDEE (Outlook would treat the file as a meeting invitation).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -82,19 +82,22 @@ class CalendarWriter:
         self.tz = tz
         self.language = language
         self._events: dict[tuple[str, str, int, bool], bytes] = {}
+        # The events of the previous generation: reused while still published,
+        # dropped at the next one (memory stays bounded by two generations).
+        self._previous: dict[tuple[str, str, int, bool], bytes] = {}
         self._zones: dict[tuple[int, int], bytes] = {}
 
     def event(self, entry: Entry) -> bytes:
         key = (entry.session.sid, entry.uid, entry.sequence, entry.cancelled)
         data = self._events.get(key)
         if data is None:
-            data = self._events[key] = bytes(_event(entry, self.tz, self.language).to_ical())
+            data = self._previous.get(key) or bytes(_event(entry, self.tz, self.language).to_ical())
+            self._events[key] = data
         return data
 
-    def forget(self, keep: Iterable[Entry]) -> None:
-        """Drop the cached events of entries no longer published (after a sync)."""
-        wanted = {(e.session.sid, e.uid, e.sequence, e.cancelled) for e in keep}
-        self._events = {k: v for k, v in self._events.items() if k in wanted}
+    def new_generation(self) -> None:
+        """The published entries changed: events not served since are dropped next time."""
+        self._previous, self._events = self._events, {}
 
     def _zone(self, first: int, last: int) -> bytes:
         data = self._zones.get((first, last))

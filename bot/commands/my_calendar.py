@@ -19,16 +19,7 @@ from datetime import UTC, datetime
 from bot.commands.core import Context, UsageError, command
 from bot.i18n import N_
 from bot.render import Message
-
-
-def feed_url(public_url: str, token: str) -> str:
-    """The person's calendar address (`public_url` has no trailing slash)."""
-    return f"{public_url}/moi/{token}.ics"
-
-
-def webcal_url(url: str) -> str:
-    """The same address for apps that subscribe on a click (webcal://)."""
-    return "webcal://" + url.split("://", 1)[1]
+from bot.web import links
 
 
 def _public_url(ctx: Context) -> str | None:
@@ -38,8 +29,8 @@ def _public_url(ctx: Context) -> str | None:
 
 
 def _show(ctx: Context, outcome: str, public_url: str, token: str) -> Message:
-    url = feed_url(public_url, token)
-    return ctx.render("my_calendar", outcome=outcome, url=url, webcal=webcal_url(url), day="")
+    url = links.personal_feed_url(public_url, token)
+    return ctx.render("my_calendar", outcome=outcome, url=url, webcal=links.webcal(url), day="")
 
 
 def _outcome(ctx: Context, outcome: str, day: str = "") -> Message:

@@ -34,9 +34,14 @@ class Site:
 
     def __post_init__(self) -> None:
         self.writer = CalendarWriter(self.renderer.tz, self.renderer.language)
+        self._generation = -1
 
     async def published(self) -> Published:
-        return await self.ledger.sync(self.agenda())
+        published = await self.ledger.sync(self.agenda())
+        if published.generation != self._generation:
+            self._generation = published.generation
+            self.writer.new_generation()
+        return published
 
     def base_url(self, request: web.Request) -> str:
         """Absolute links: `web.public_url`, else the address the request came to."""
