@@ -1,0 +1,311 @@
+"""The editorial gazette on a real Synapse, with the bot as its own process.
+
+Two moderators of the editors' room (its creator, and a second one promoted to
+power level 50) write, preview and approve an issue; a member (level 0) tries
+the same and is refused. The issue goes out at its scheduled minute to three
+subscribed rooms, survives a SIGKILL in the middle of the fan-out (one copy per
+room), is then corrected (one m.replace per copy) and retracted (every copy
+redacted), each change approved by the moderator who did not make it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.devserver import DevHomeserver
+from tests.helpers import PARIS, BotProcess, User, bot_process
+
+pytestmark = pytest.mark.e2e
+
+APPROVE = "✅"
+NUMBER = 7  # gazette.number: the first issue of these tests
+HEADER = "🧢 Gazette BlueHats n°"
+
+
+def content(event: Any) -> dict[str, Any]:
+    return dict(event.source.get("content", {}))
+
+
+def body(event: Any) -> str:
+    return str(content(event).get("body", ""))
+
+
+def is_issue(event: Any, bot_id: str, number: int) -> bool:
+    """A copy of issue `number` as posted (not an edit of it)."""
+    c = content(event)
+    return (
+        event.sender == bot_id
+        and str(c.get("body", "")).startswith(f"{HEADER}{number}")
+        and c.get("m.relates_to", {}).get("rel_type") != "m.replace"
+    )
+
+
+def edits_of(user: User, room: str, event_id: str, bot_id: str) -> list[Any]:
+    return [
+        e
+        for e in user.events.get(room, [])
+        if e.sender == bot_id
+        and content(e).get("m.relates_to", {}).get("rel_type") == "m.replace"
+        and content(e)["m.relates_to"].get("event_id") == event_id
+    ]
+
+
+async def said_after(
+    user: User, room: str, mark: int, bot_id: str, text: str, timeout: float = 30.0
+) -> Any:
+    """The bot's first message in `room` after the `mark`-th event whose body holds `text`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for event in user.events.get(room, [])[mark:]:
+                if event.sender == bot_id and text in body(event):
+                    return event
+            await user.sync(500)
+
+
+async def react(user: User, room: str, event_id: str, key: str = APPROVE) -> str:
+    """A reaction as Element sends it."""
+    resp = await user.client.room_send(
+        room,
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+    )
+    return str(resp.event_id)
+
+
+def outbox(storage: Path, like: str) -> list[tuple[str, str, int]]:
+    """(broadcast, status, rows) of the outbox rows whose broadcast is LIKE `like`."""
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        return db.execute(
+            "SELECT broadcast, status, count(*) FROM outbox WHERE broadcast LIKE ? "
+            "GROUP BY broadcast, status ORDER BY broadcast, status",
+            (like,),
+        ).fetchall()
+
+
+def fire_minute(ahead: timedelta) -> datetime:
+    """The first whole minute in Paris at least `ahead` from now."""
+    at = datetime.now(PARIS) + ahead
+    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+@dataclass
+class Newsroom:
+    """The bot (not started), its editors' room and three rooms subscribed to the gazette."""
+
+    hs: DevHomeserver
+    bot: BotProcess
+    bot_id: str
+    storage: Path
+    a: User  # moderator: the editors' room's creator (v12: above every level)
+    b: User  # moderator: power level 50
+    member: User  # power level 0
+    editors: str
+    rooms: list[str]
+
+    async def start(self) -> None:
+        await self.bot.start()
+        for room in (self.editors, *self.rooms):
+            await self.a.wait_joined(room, self.bot_id)
+        for room in self.rooms:
+            answer = await self.a.ask(room, "!abonner gazette", self.bot_id)
+            assert body(answer).startswith("✅"), body(answer)
+
+    async def ask(self, who: User, text: str) -> Any:
+        """`who` says `text` in the editors' room; the bot's answer."""
+        return await who.ask(self.editors, text, self.bot_id)
+
+    def mark(self, who: User, room: str | None = None) -> int:
+        return len(who.events.get(room or self.editors, []))
+
+    def event(self, room: str, event_id: str) -> dict[str, Any]:
+        """The event as the server returns it now (redacted or not), read by A."""
+        path = (
+            f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}"
+            f"/event/{urllib.parse.quote(event_id)}"
+        )
+        return dict(self.hs.call("GET", path, token=str(self.a.client.access_token)))
+
+
+@pytest.fixture
+async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
+    """Build a `Newsroom`; keyword arguments are the `gazette:` and `broadcasts:` sections."""
+
+    async def make(*, gazette: dict[str, Any], pace: str = "0s") -> Newsroom:
+        a, b, member = await make_user("alice"), await make_user("bruno"), await make_user("mona")
+        editors = await a.create_room(invite=[b.user_id, member.user_id])
+        rooms = [await a.create_room() for _ in range(3)]
+        for user in (b, member):
+            await user.client.join(editors)
+            await a.wait_joined(editors, user.user_id)
+        levels = await a.client.room_get_state_event(editors, "m.room.power_levels")
+        users = {**levels.content.get("users", {}), b.user_id: 50}
+        await a.client.room_put_state(
+            editors, "m.room.power_levels", {**levels.content, "users": users}
+        )
+        bot, bot_id, storage, _ = bot_process(
+            synapse,
+            tmp_path,
+            gazette={"editors_room": editors, "number": NUMBER, **gazette},
+            broadcasts={"pace": pace},
+            reminders={"offsets": []},  # only the gazette in these rooms
+        )
+        for room in (editors, *rooms):
+            await a.client.room_invite(room, bot_id)
+        return Newsroom(synapse, bot, bot_id, storage, a, b, member, editors, rooms)
+
+    return make
+
+
+async def test_issue_approved_published_once_through_sigkill_corrected_and_retracted(
+    newsroom: Any,
+) -> None:
+    fire = fire_minute(timedelta(seconds=50))
+    news: Newsroom = await newsroom(
+        gazette={"schedule": f"{fire.minute} {fire.hour} {fire.day} {fire.month} *"},
+        # Slow enough to kill the bot between the first copy and the last.
+        pace="2s",
+    )
+    a, b, bot_id, editors, rooms = news.a, news.b, news.bot_id, news.editors, news.rooms
+    await news.start()
+
+    # The fire time is within draft_ahead (3 days): the draft is ready at once.
+    ready = await said_after(a, editors, 0, bot_id, f"n°{NUMBER}")
+    assert body(ready).startswith("📝"), body(ready)
+
+    added = await news.ask(a, "!gazette ajouter 1 Voir <script>alert(1)</script> et **gras**")
+    assert body(added).startswith("✅ Élément n°1"), body(added)
+    preview = await news.ask(a, "!gazette apercu")
+    assert body(preview).startswith(f"{HEADER}{NUMBER}"), body(preview)
+    assert "&lt;script&gt;" in content(preview)["formatted_body"]
+
+    # A changed the draft last: their own ✅ does not approve it; B's does.
+    mark = news.mark(a)
+    await react(a, editors, preview.event_id)
+    refused = await said_after(a, editors, mark, bot_id, "autre modérateur")
+    mark = news.mark(a)
+    await react(b, editors, preview.event_id)
+    approved = await said_after(a, editors, mark, bot_id, "validée")
+    assert refused.event_id != approved.event_id
+    status = await news.ask(a, "!gazette")
+    assert "validée" in body(status), body(status)
+    assert datetime.now(PARIS) < fire - timedelta(seconds=5), "set-up too slow for the schedule"
+    assert outbox(news.storage, "issue:%") == []  # nothing goes out before its time
+
+    # At the fire time: killed after the first copy, before the last.
+    async with asyncio.timeout((fire - datetime.now(PARIS)).total_seconds() + 30):
+        while not any(is_issue(e, bot_id, NUMBER) for r in rooms for e in a.events.get(r, [])):
+            await a.sync(200)
+    await news.bot.kill()
+    assert datetime.now(PARIS) >= fire
+    pending = dict(((s, n) for _, s, n in outbox(news.storage, f"issue:{NUMBER}")))
+    assert 0 < pending.get("pending", 0) < len(rooms), pending
+
+    await news.bot.start()
+    async with asyncio.timeout(60):
+        while not all(any(is_issue(e, bot_id, NUMBER) for e in a.events.get(r, [])) for r in rooms):
+            await a.sync(500)
+    await asyncio.sleep(2)
+    await a.sync(500)
+    copies = [[e for e in a.events.get(r, []) if is_issue(e, bot_id, NUMBER)] for r in rooms]
+    assert [len(c) for c in copies] == [1] * len(rooms)
+    assert outbox(news.storage, f"issue:{NUMBER}") == [(f"issue:{NUMBER}", "sent", len(rooms))]
+    for (copy,) in copies:
+        # Exactly what the preview showed; the item's HTML arrived as text.
+        assert body(copy) == body(preview)
+        html = content(copy)["formatted_body"]
+        assert html == content(preview)["formatted_body"]
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<script" not in html
+        assert "<strong>gras</strong>" in html
+    draft = await news.ask(a, "!gazette brouillon")
+    assert body(draft).startswith("📝") and f"n°{NUMBER + 1}" in body(draft), body(draft)
+
+    # A correction of item 1, approved by the other moderator: one edit per copy.
+    fixed = await news.ask(a, "!gazette corriger 1 nouveau texte")
+    assert "nouveau texte" not in "".join(
+        body(e) for r in rooms for e in a.events.get(r, []) if e.sender == bot_id
+    )
+    own = await news.ask(a, "!gazette valider")
+    assert "autre modérateur" in body(own), body(own)
+    approved = await news.ask(b, "!gazette valider")
+    assert "validée" in body(approved), (body(fixed), body(approved))
+    async with asyncio.timeout(60):
+        while not all(
+            edits_of(a, r, c[0].event_id, bot_id) for r, c in zip(rooms, copies, strict=True)
+        ):
+            await a.sync(500)
+    await asyncio.sleep(2)
+    await a.sync(500)
+    for room, (copy,) in zip(rooms, copies, strict=True):
+        (edit,) = edits_of(a, room, copy.event_id, bot_id)
+        new = content(edit)["m.new_content"]
+        assert str(new["body"]).startswith(f"{HEADER}{NUMBER}"), new
+        assert "nouveau texte" in new["body"] and "alert(1)" not in new["body"]
+    edits = outbox(news.storage, f"issue-edit:{NUMBER}:%")
+    assert [(s, n) for _, s, n in edits] == [("sent", len(rooms))], edits
+
+    # The retraction, asked by B and approved by A: every copy redacted.
+    retract = await news.ask(b, "!gazette retirer-tout")
+    approved = await news.ask(a, "!gazette valider")
+    assert "validée" in body(approved), (body(retract), body(approved))
+    async with asyncio.timeout(60):
+        while not all(
+            "redacted_because" in news.event(r, c[0].event_id).get("unsigned", {})
+            for r, c in zip(rooms, copies, strict=True)
+        ):
+            await a.sync(500)  # the redactions come through the sync too
+    for room, (copy,) in zip(rooms, copies, strict=True):
+        assert news.event(room, copy.event_id)["content"] == {}
+    assert outbox(news.storage, f"issue-redact:{NUMBER}") == [
+        (f"issue-redact:{NUMBER}", "sent", len(rooms))
+    ]
+    assert await news.bot.terminate() == 0
+    assert "Traceback" not in news.bot.log.read_text()
+
+
+async def test_member_can_neither_write_approve_nor_publish(newsroom: Any) -> None:
+    news: Newsroom = await newsroom(gazette={})  # no schedule: published by hand only
+    a, member, bot_id, editors = news.a, news.member, news.bot_id, news.editors
+    await news.start()
+    draft = await news.ask(a, "!gazette brouillon")
+    assert body(draft).startswith("📝"), body(draft)
+    await news.ask(a, "!gazette ajouter sur le sill Premier élément")
+    preview = await news.ask(a, "!gazette apercu")
+    before = body(await news.ask(a, "!gazette"))
+
+    for attempt in (
+        "!gazette ajouter 1 Intrus",
+        "!gazette retirer 1",
+        "!gazette valider",
+        "!gazette publier",
+    ):
+        answer = await news.ask(member, attempt)
+        assert "modérateurs" in body(answer), (attempt, body(answer))
+    mark = news.mark(a)
+    await react(member, editors, preview.event_id)
+    # A moderator of a subscribed room is no editor: refused there too.
+    elsewhere = await a.ask(news.rooms[0], "!gazette ajouter 1 Ailleurs", bot_id)
+    assert not body(elsewhere).startswith("✅"), body(elsewhere)
+    # A moderator's command after the reaction: by then the reaction was handled.
+    assert body(await news.ask(a, "!gazette")) == before
+    refusals = [e for e in a.events[editors][mark:] if e.sender == bot_id]
+    assert not any("validée" in body(e) for e in refusals), [body(e) for e in refusals]
+
+    # Still unapproved: A, who wrote it, cannot publish it.
+    published = await news.ask(a, "!gazette publier")
+    assert "Intrus" not in body(await news.ask(a, "!gazette apercu"))
+    assert outbox(news.storage, "issue:%") == [], body(published)
+    await asyncio.sleep(1)
+    for room in news.rooms:
+        await a.sync(200)
+        assert not any(is_issue(e, bot_id, NUMBER) for e in a.events.get(room, []))
+    assert await news.bot.terminate() == 0
+    assert "Traceback" not in news.bot.log.read_text()
