@@ -26,6 +26,8 @@ from bot.db.database import StorageError
 from bot.db.storage import Storage
 from bot.dispatch import Dispatcher
 from bot.feeds import FeedWatcher
+from bot.gazette.desk import Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
@@ -97,9 +99,7 @@ class BotApp:
             self.web = await open_web(stack, cfg, storage, renderer, agenda, self.now)
             ledger = self.web.site.ledger if self.web is not None else None
 
-            services = Services(config=cfg, renderer=renderer, agenda=agenda, now=self.now)
             self.chat = chat = await connect(stack, cfg, storage)
-            dispatcher = Dispatcher(build_registry(), services, chat, storage, metrics=metrics)
             broadcaster = Broadcaster(
                 storage,
                 chat,
@@ -110,11 +110,19 @@ class BotApp:
                 pace=cfg.broadcasts.pace,
                 offsets=cfg.reminders.offsets,
                 grace=cfg.reminders.grace,
-                gazette_schedule=cfg.gazette.schedule,
+                gazette=gazette_schedule(cfg, storage, renderer, agenda, self.now),
                 gazette_feed=cfg.gazette.feed is not None,
                 personal=cfg.reminders.personal,
                 metrics=metrics,
             )
+            services = Services(
+                config=cfg,
+                renderer=renderer,
+                agenda=agenda,
+                now=self.now,
+                wake=broadcaster.wake.set,
+            )
+            dispatcher = Dispatcher(build_registry(), services, chat, storage, metrics=metrics)
             agenda.on_recorded = broadcaster.wake.set
             chat.handlers.on_message = dispatcher.accept
             chat.handlers.on_reaction = dispatcher.accept_reaction
@@ -333,6 +341,20 @@ async def open_web(
         raise StartupError(f"web.http {config.web.http}: {exc.strerror or exc}") from None
     stack.push_async_callback(server.stop)
     return server
+
+
+def gazette_schedule(
+    config: Config,
+    storage: Storage,
+    renderer: Renderer,
+    agenda: AgendaService,
+    now: Callable[[], datetime],
+) -> GazetteSchedule | None:
+    """The editorial gazette's schedule and posts (None without `gazette.editors_room`)."""
+    if config.gazette.editors_room is None:
+        return None
+    desk = Desk(storage, renderer, agenda, config.gazette, prefix=config.bot.prefix, now=now)
+    return GazetteSchedule(desk, config.gazette.editors_room)
 
 
 async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:

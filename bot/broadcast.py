@@ -9,9 +9,11 @@ room never holds the others back.
 
 Broadcasts: to rooms subscribed to `rappels`, programme-change notices and
 a reminder before each session per `reminders.offsets`; to rooms subscribed
-to `gazette`, the scheduled gazette post and new feed entries (queued by
-`bot.feeds`); to a person's direct room, their `!rappelle-moi` reminders
-(a new direct room is opened when they left theirs); to the replacement of
+to `gazette`, each issue of the gazette, its corrections (edits) and
+retraction (redactions), and new feed entries (queued by `bot.gazette` and
+`bot.feeds`); to the editors' room, the gazette's drafts and misses; to a
+person's direct room, their `!rappelle-moi` reminders (a new direct room is
+opened when they left theirs); to the replacement of
 an upgraded room, once, a notice that its posts follow it there (queued by
 `bot.rooms`).
 What is due is derived at each round from the agenda, the schedule and the
@@ -29,14 +31,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
-
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
 from bot.broadcast_key import (
     ChangeKey,
+    DeskKey,
     FeedKey,
     GazetteKey,
+    IssueEditKey,
+    IssueKey,
+    IssueRedactKey,
     MovedKey,
     PersonalKey,
     ReminderKey,
@@ -45,9 +49,11 @@ from bot.broadcast_key import (
 from bot.chat import ChatClient
 from bot.db.outbox import OutboxItem
 from bot.db.storage import Storage
-from bot.db.subscriptions import GAZETTE, REMINDERS
+from bot.db.subscriptions import REMINDERS
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.direct_rooms import ensure_direct_room
+from bot.gazette.desk import Post
+from bot.gazette.schedule import GazetteSchedule
 from bot.ops import Metrics
 from bot.render import Message, Renderer
 from bot.views import after_sid, render_change, views
@@ -76,7 +82,7 @@ class Broadcaster:
         pace: timedelta,
         offsets: list[timedelta],
         grace: timedelta,
-        gazette_schedule: str | None = None,
+        gazette: GazetteSchedule | None = None,
         gazette_feed: bool = False,
         personal: timedelta = timedelta(minutes=15),
         retry_delay: float = 5.0,
@@ -85,11 +91,7 @@ class Broadcaster:
         self._metrics = metrics or Metrics()
         self._personal = personal
         self._has_feed = gazette_feed
-        self._gazette = (
-            CronTrigger.from_crontab(gazette_schedule, timezone=renderer.tz)
-            if gazette_schedule
-            else None
-        )
+        self._gazette = gazette
         self._storage = storage
         self._agenda = agenda
         self._offsets = offsets
@@ -144,24 +146,17 @@ class Broadcaster:
             if s.start - off > now
         ]
         if self._gazette is not None:
-            fire = self._gazette.get_next_fire_time(None, now)
-            if fire is not None:
-                upcoming.append(fire)
+            moment = self._gazette.next_moment(now)
+            if moment is not None:
+                upcoming.append(moment)
         if not upcoming:
             return IDLE_CHECK_S
         return min(IDLE_CHECK_S, max(0.05, (min(upcoming) - now).total_seconds()))
 
     async def _queue_gazette(self) -> None:
-        """The scheduled gazette post, once per fire time, within the grace period."""
-        if self._gazette is None:
-            return
-        now = self._now()
-        fire = self._gazette.get_next_fire_time(None, now - self._grace)
-        if fire is None or fire > now:
-            return
-        broadcast = GazetteKey.at(fire)
-        if await self._storage.outbox.queue_for_subscribers(broadcast, GAZETTE):
-            log.info("broadcasts: %s queued", broadcast)
+        """The gazette's drafts and publications that are due (`bot.gazette.schedule`)."""
+        if self._gazette is not None:
+            await self._gazette.tick()
 
     async def _queue_personal(self) -> None:
         """Direct messages for `!rappelle-moi`, at the session's current time."""
@@ -238,25 +233,32 @@ class Broadcaster:
     async def _deliver_one(self, item: OutboxItem) -> bool:
         if not await self._storage.outbox.still_pending(item.id):
             return False  # abandoned since this round began (the bot left the room)
-        message = await self._render(item)
-        if message is None:
+        post = await self._render(item)
+        if post is None:
             await self._storage.outbox.finish(item.id, "skipped")
             self._sender.skipped(Kind.BROADCAST)
             return False
+        if isinstance(post, Message):
+            post = Post(post)
         out = Outgoing(
             Kind.BROADCAST,
             item.room_id,
-            message,
+            post.reply,
             item.txn_id,
             label=f"broadcast {item.broadcast} to {item.room_id}",
+            replaces=post.replaces,
         )
         delivered = await self._sender.deliver(
             out, Attempts(made=item.attempts, record=lambda: self._storage.outbox.attempt(item.id))
         )
+        if delivered.sent and self._gazette is not None:
+            key = parse(item.broadcast)
+            if isinstance(key, IssueKey):
+                await self._gazette.posts.sent(key, item.room_id, delivered.event_id)
         await self._storage.outbox.finish(item.id, "sent" if delivered.sent else "failed")
         return delivered.sent
 
-    async def _render(self, item: OutboxItem) -> Message | None:
+    async def _render(self, item: OutboxItem) -> Message | Post | None:
         """The post, or None when it no longer makes sense (the session started)."""
         try:
             key = parse(item.broadcast)
@@ -267,8 +269,13 @@ class Broadcaster:
             return self._render_reminder(key.sid, key.start)
         if isinstance(key, PersonalKey):
             return self._render_reminder(key.sid, key.start, personal=True)
-        if isinstance(key, GazetteKey):
-            return self._renderer.render("gazette", prefix=self._prefix)
+        if isinstance(key, IssueKey | IssueEditKey | IssueRedactKey | DeskKey):
+            if self._gazette is None:
+                log.info("broadcasts: %s not sent, the gazette is off", item.broadcast)
+                return None
+            return await self._gazette.posts.post(key, item.room_id)
+        if isinstance(key, GazetteKey):  # queued before the editorial gazette
+            return self._renderer.render("gazette_notice", prefix=self._prefix)
         if isinstance(key, FeedKey):
             found = await self._storage.feeds.entry(str(key))
             if found is None:

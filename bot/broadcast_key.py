@@ -11,6 +11,10 @@ upgrade: never change them, add a kind instead.
     change:<programme change key>
     feed:<24 hex of sha256("<feed URL>|<entry key>")>
     moved:<the upgraded room's id>   (said once in its replacement room)
+    issue:<gazette number>                          (an issue, to subscribed rooms)
+    issue-edit:<gazette number>:<revision>          (a correction: m.replace of a copy)
+    issue-redact:<gazette number>                   (a retraction: a copy redacted)
+    desk:<what>:<reference>                         (a notice to the editors' room)
 
 A key also gives the transaction id of its post to a room: deterministic (a
 resend after a crash reuses it, the homeserver drops the duplicate) and
@@ -68,7 +72,8 @@ class PersonalKey(_Key):
 
 @dataclass(frozen=True, slots=True)
 class GazetteKey(_Key):
-    """The scheduled gazette post of one edition."""
+    """The scheduled announcement of one edition (before the editorial gazette:
+    rows queued then are still sent, no new one is queued)."""
 
     edition: str
 
@@ -118,7 +123,60 @@ class MovedKey(_Key):
         return f"moved:{self.old_room}"
 
 
-BroadcastKey = ReminderKey | PersonalKey | GazetteKey | ChangeKey | FeedKey | MovedKey
+@dataclass(frozen=True, slots=True)
+class IssueKey(_Key):
+    """A published gazette issue, to the rooms subscribed to the gazette."""
+
+    number: int
+
+    def __str__(self) -> str:
+        return f"issue:{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueEditKey(_Key):
+    """A correction of an issue: each room's copy edited (`m.replace`) to `revision`."""
+
+    number: int
+    revision: int
+
+    def __str__(self) -> str:
+        return f"issue-edit:{self.number}:{self.revision}"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRedactKey(_Key):
+    """A retraction of an issue: each room's copy redacted."""
+
+    number: int
+
+    def __str__(self) -> str:
+        return f"issue-redact:{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeskKey(_Key):
+    """A notice to the editors' room: `what` ("draft", "missed"), about `ref`."""
+
+    what: str
+    ref: str
+
+    def __str__(self) -> str:
+        return f"desk:{self.what}:{self.ref}"
+
+
+BroadcastKey = (
+    ReminderKey
+    | PersonalKey
+    | GazetteKey
+    | ChangeKey
+    | FeedKey
+    | MovedKey
+    | IssueKey
+    | IssueEditKey
+    | IssueRedactKey
+    | DeskKey
+)
 
 
 def parse(text: str) -> BroadcastKey:
@@ -141,6 +199,16 @@ def parse(text: str) -> BroadcastKey:
         return FeedKey(rest)
     if kind == "moved":
         return MovedKey(rest)  # a room ID holds ':' itself: the rest, whole
+    if kind == "issue":
+        return IssueKey(_int(rest, text))
+    if kind == "issue-edit":
+        number, revision = _fields(rest, 2, text)
+        return IssueEditKey(_int(number, text), _int(revision, text))
+    if kind == "issue-redact":
+        return IssueRedactKey(_int(rest, text))
+    if kind == "desk":
+        what, ref = _fields(rest, 2, text, maxsplit=1)
+        return DeskKey(what, ref)
     raise ValueError(f"unknown broadcast kind: {text!r}")
 
 

@@ -30,6 +30,9 @@ class IncomingMessage:
     # Set on an edit (`m.replace`): the event id of the message it edits;
     # `body` is then the new text.
     replaces: str | None = None
+    # Run by a reaction (a ✅ on a preview) rather than typed: the answer is
+    # not a reply to the reaction event.
+    reaction: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +99,16 @@ class FileUpload:
     data: bytes = field(repr=False)
 
 
-# What a command answers: a notice, or a file.
-Reply = Message | FileUpload
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """Remove an event the bot posted (a retracted gazette's copy)."""
+
+    event_id: str
+    reason: str = ""
+
+
+# What a command answers: a notice, or a file; a post may also be a redaction.
+Reply = Message | FileUpload | Redaction
 
 
 class ChatClient(Protocol):
@@ -131,6 +142,9 @@ class ChatClient(Protocol):
         thread_root: str | None = None,
     ) -> None:
         """Upload a file (encrypted in encrypted rooms) and post it as `m.file`."""
+
+    async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
+        """Redact an event; the same `txn_id` never redacts twice. SendError on failure."""
 
     async def open_direct_room(self, user_id: str) -> str:
         """Create a direct room with this user (invited); its id. SendError on failure."""

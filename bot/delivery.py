@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.chat import ChatClient, FileUpload, Reply, SendError
+from bot.chat import ChatClient, FileUpload, Redaction, Reply, SendError
 from bot.db.storage import Storage
 from bot.ops import Metrics
 from bot.render import Message
@@ -124,6 +124,9 @@ class Sender:
             elif event_id and isinstance(out.reply, Message) and out.reply.sessions:
                 # A 🔔 reaction to this post asks for reminders of its sessions.
                 await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
+            if event_id and isinstance(out.reply, Message) and out.reply.approves:
+                # A ✅ on this preview approves what it shows.
+                await self._storage.gazette.previewed(event_id, out.room_id, out.reply.approves)
             self._count(out.kind, "sent")
             return Delivered(sent=True, event_id=event_id)
         log.error("giving up %s: %s", out.label, reason or f"{made} attempt(s) failed")
@@ -146,6 +149,11 @@ class Sender:
             return await self._post(out)
 
     async def _post(self, out: Outgoing) -> str | None:
+        if isinstance(out.reply, Redaction):
+            await self._chat.redact(
+                out.room_id, out.reply.event_id, reason=out.reply.reason, txn_id=out.txn_id
+            )
+            return None
         if isinstance(out.reply, FileUpload):
             if out.replaces:  # a caller's mistake, not the network's: no retry
                 raise SendError("a file cannot edit a notice", permanent=True)

@@ -38,6 +38,7 @@ from bot.chat import (
     Reply,
 )
 from bot.commands.core import Registry, Services
+from bot.commands.gazette import PREVIEW_MARK, gazette_command
 from bot.commands.personal import forget_command, remind_me_command
 from bot.commands.runner import Invocation, Runner, parsed
 from bot.db.inbox import InboxItem
@@ -58,6 +59,9 @@ BELL = "🔔"
 REACTION_COMMAND = remind_me_command.name
 # Taking the reaction back runs this one.
 FORGET_COMMAND = forget_command.name
+# A reaction with this emoji to a gazette preview approves what it shows.
+APPROVE = "✅"
+APPROVE_COMMAND = gazette_command.name
 
 
 def txn_id_for(event_id: str) -> str:
@@ -175,13 +179,44 @@ class Dispatcher:
         Recorded in the inbox like a typed command (same exactly-once path),
         answered in the sender's direct room rather than in the room.
         """
-        if reaction.sender == self.chat.user_id or reaction.key.strip("\ufe0f ") != BELL:
+        if reaction.sender == self.chat.user_id:
+            return
+        key = reaction.key.strip("\ufe0f ")
+        if key == APPROVE:
+            await self._accept_approval(reaction)
+            return
+        if key != BELL:
             return
         # [] when not a post of ours, or one without sessions.
         sids = await self.storage.posts.sessions(reaction.target, reaction.room_id)
         await self._accept_private(
             reaction.room_id, reaction.event_id, reaction.sender, REACTION_COMMAND, sids
         )
+
+    async def _accept_approval(self, reaction: IncomingReaction) -> None:
+        """A ✅ on a gazette preview: `!gazette valider` what it showed, answered in the room.
+
+        Recorded in the inbox like a typed command; whether the preview is
+        still current, and who may approve, is the command's to decide.
+        """
+        shown = await self.storage.gazette.preview(reaction.target, reaction.room_id)
+        if shown is None:
+            return  # not a preview: a ✅ like any other
+        invocation = Invocation(APPROVE_COMMAND, f"valider {PREVIEW_MARK}{shown}")
+        if not await self.storage.inbox.add(
+            reaction.event_id,
+            reaction.room_id,
+            reaction.sender,
+            invocation.args,
+            None,
+            command=invocation.name,
+        ):
+            log.debug("reaction %s already recorded, not answering again", reaction.event_id)
+            return
+        msg = IncomingMessage(
+            reaction.room_id, reaction.event_id, reaction.sender, "", reaction=True
+        )
+        self._hold(msg, invocation)
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
@@ -455,7 +490,8 @@ class Dispatcher:
             reply,
             txn_id,
             label,
-            reply_to=msg.event_id,
+            # A reaction is not a message to reply to.
+            reply_to=None if msg.reaction else msg.event_id,
             thread_root=msg.thread_root,
         )
         if not self.runner.private(invocation):
@@ -489,4 +525,6 @@ def _message(item: InboxItem) -> IncomingMessage:
         direct=item.direct,
         ts=item.sent_ms,
         replaces=item.replaces,
+        # Stored with its command by a reaction in a room (a ✅): not typed.
+        reaction=item.command is not None and not item.direct,
     )

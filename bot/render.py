@@ -11,7 +11,7 @@ packaged templates file by file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from importlib.resources import files
 from io import BytesIO
@@ -40,6 +40,8 @@ class Message:
     # Ids of the sessions this message presents: a 🔔 reaction to it asks
     # for personal reminders of them.
     sessions: tuple[str, ...] = ()
+    # What a ✅ reaction to this message approves (a gazette preview), if anything.
+    approves: str | None = None
 
 
 def packaged_templates() -> Path:
@@ -113,7 +115,9 @@ class Renderer:
         self._env.filters["plain"] = plain
         self._env.globals["timezone"] = tz.key
         self._env.filters["day"] = self.day_label
-        self._env.filters["hour"] = self.time_label
+        self._env.filters["hour"] = lambda moment: self.time_label(_moment(moment))
+        # A moment (aware datetime, or Unix time) → its day in the bot's zone.
+        self._env.filters["localdate"] = lambda moment: self.local(_moment(moment)).date()
         # "mardi 1er décembre" → "Mardi 1er décembre" (`capitalize` would lower the rest).
         self._env.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
 
@@ -193,6 +197,10 @@ class Renderer:
 @lru_cache(maxsize=1024)
 def _day_label(day: date, pattern: str, language: str) -> str:
     return str(format_date(day, pattern, locale=language))
+
+
+def _moment(value: datetime | int) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
 
 
 def _autoescape(name: str | None) -> bool:

@@ -61,6 +61,8 @@ class FakeChat:
     unjoinable: set[str] = field(default_factory=set)
     joins: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     leaves: list[str] = field(default_factory=list)
+    # (room, event redacted, transaction id) of each redaction made.
+    redactions: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def send_notice(
         self,
@@ -95,6 +97,12 @@ class FakeChat:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(Sent(room_id, upload, txn_id, reply_to, thread_root))
+
+    async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        if (room_id, event_id, txn_id) not in self.redactions:  # a resend: deduplicated
+            self.redactions.append((room_id, event_id, txn_id))
 
     async def open_direct_room(self, user_id: str) -> str:
         room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:example.org"

@@ -240,3 +240,104 @@ def test_allowed_servers_default_and_validation() -> None:
     assert "'a b'" in message
     with pytest.raises(ConfigError, match="only exclusions"):
         matrix(allowed_servers=["!agent.externe.tchap.gouv.fr"])
+
+
+MATRIX = {"homeserver": "https://h.example", "user_id": "@bot:x.example", "password": "x"}
+
+
+def gazette_problems(gazette: dict[str, object], **sections: object) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as bad:
+        configuration.from_dict({"matrix": MATRIX, "gazette": gazette, **sections}, env={})
+    return bad.value.problems
+
+
+def test_gazette_defaults_and_the_example_documents_every_key() -> None:
+    gazette = configuration.from_dict({"matrix": MATRIX}, env={}).gazette
+    assert gazette.editors_room is None and gazette.schedule is None  # no editorial gazette
+    assert gazette.draft_ahead == timedelta(days=3)
+    assert gazette.number == 1 and gazette.agenda_days == 15 and gazette.approvals == 1
+    assert gazette.sections == ["À la une", "Sur le SILL", "Appels à contribution"]
+    # The example shows the defaults as they are, and names every key (set or commented).
+    example_text = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    example = configuration.from_dict(yaml.safe_load(example_text), base=ROOT, env={})
+    assert example.gazette == gazette
+    section = example_text.split("\ngazette:\n", 1)[1].split("\n\n", 1)[0]
+    for key in configuration.GazetteConfig.model_fields:
+        assert f"  {key}:" in section or f"  # {key}:" in section, key
+
+
+def test_gazette_with_its_editors_room() -> None:
+    cfg = configuration.from_dict(
+        {
+            "matrix": MATRIX,
+            "gazette": {
+                "schedule": "0 10 15 */2 *",
+                "editors_room": " !redaction:x.example ",
+                "draft_ahead": "2d12h",
+                "number": 42,
+                "sections": ["  Brèves   du mois ", "Sur le SILL"],
+                "approvals": 2,
+            },
+        },
+        env={},
+    )
+    assert cfg.gazette.editors_room == "!redaction:x.example"
+    assert cfg.gazette.draft_ahead == timedelta(days=2, hours=12)
+    assert cfg.gazette.number == 42 and cfg.gazette.approvals == 2
+    assert cfg.gazette.sections == ["Brèves du mois", "Sur le SILL"]  # spaces tidied
+
+
+def test_gazette_schedule_needs_an_editors_room() -> None:
+    [(key, message)] = gazette_problems({"schedule": "0 10 15 */2 *"})
+    assert key == "gazette"
+    assert "editors_room" in message
+    # Listed with the problems of other sections, not instead of them.
+    problems = gazette_problems({"schedule": "0 10 15 */2 *"}, bot={"prefix": ""})
+    assert [key for key, _ in problems] == ["bot.prefix", "gazette"]
+
+
+@pytest.mark.parametrize(
+    ("gazette", "key", "message"),
+    [
+        ({"editors_room": "#redaction:x.example"}, "gazette.editors_room", "room ID"),
+        ({"editors_room": "redaction"}, "gazette.editors_room", "room ID"),
+        ({"sections": ["À la une", "a la une"]}, "gazette.sections", "same name"),
+        ({"sections": []}, "gazette.sections", "between 1 and 12"),
+        ({"sections": ["2024"]}, "gazette.sections", "not a number"),
+        ({"approvals": 0}, "gazette.approvals", "greater than or equal to 1"),
+        ({"number": 0}, "gazette.number", "greater than or equal to 1"),
+        ({"agenda_days": 91}, "gazette.agenda_days", "less than or equal to 90"),
+        ({"draft_ahead": "61d"}, "gazette.draft_ahead", "between 0s and 60d"),
+    ],
+)
+def test_gazette_problem_is_reported_with_its_key(
+    gazette: dict[str, object], key: str, message: str
+) -> None:
+    [(found, text)] = gazette_problems(gazette)
+    assert found == key
+    assert message in text
+
+
+def test_gazette_problems_are_listed_together(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "matrix": MATRIX,
+                "gazette": {
+                    "editors_room": "#redaction:x.example",
+                    "sections": ["À la une", "a la une"],
+                    "approvals": 0,
+                    "number": 0,
+                },
+            },
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "4 problem(s)" in result.stderr
+    for key in ("gazette.editors_room", "gazette.sections", "gazette.approvals", "gazette.number"):
+        assert f"- {key}:" in result.stderr, key
+    assert "Traceback" not in result.stderr

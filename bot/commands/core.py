@@ -67,6 +67,8 @@ class Services:
     renderer: Renderer
     agenda: AgendaService
     now: Callable[[], datetime]
+    # Wakes the broadcaster: posts were queued (a gazette published, corrected…).
+    wake: Callable[[], None] = lambda: None
 
 
 @dataclass

@@ -53,7 +53,7 @@ def parse(body: str, prefix: str) -> tuple[str, str] | None:
     Only the first line counts. `!` followed by a space or punctuation
     ("! oui", "!!!") is conversation, not a command.
     """
-    text = _strip_reply_fallback(body).lstrip()
+    text = strip_reply_fallback(body).lstrip()
     if not text.startswith(prefix):
         return None
     line = text[len(prefix) :].split("\n", 1)[0][:MAX_COMMAND_CHARS]
@@ -63,7 +63,7 @@ def parse(body: str, prefix: str) -> tuple[str, str] | None:
     return fold(name), " ".join(args.split())
 
 
-def _strip_reply_fallback(body: str) -> str:
+def strip_reply_fallback(body: str) -> str:
     """Rich replies from older clients quote the parent as '> ' lines first."""
     if not body.startswith("> "):
         return body

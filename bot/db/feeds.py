@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.db import outbox
-from bot.db.database import Database
+from bot.db.database import Database, Queries
 
 # Feed entries no longer in the feed are forgotten after this long.
 FEED_RETENTION_S = 180 * 24 * 3600
@@ -41,13 +41,14 @@ class FeedEntries:
             for entry in entries:
                 seen = await tx.execute(
                     "INSERT OR IGNORE INTO feed_entries (feed, key, broadcast, title, link, "
-                    "seen_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "seen_at, wanted) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     feed,
                     entry.key,
                     str(entry.broadcast),
                     entry.title,
                     entry.link,
                     now,
+                    int(entry.post),
                 )
                 if seen.rowcount == 1 and entry.post:
                     queued += await outbox.queue_for_subscribers(
@@ -66,8 +67,40 @@ class FeedEntries:
         return queued
 
     async def entry(self, broadcast: str) -> tuple[str, str] | None:
-        """(title, link) of a queued feed entry, by its broadcast's text."""
+        """(title, link) of a queued feed entry, by its broadcast's text.
+
+        None also for an entry a published gazette listed: it is not relayed again.
+        """
         row = await self._db.fetchrow(
-            "SELECT title, link FROM feed_entries WHERE broadcast = $1", broadcast
+            "SELECT title, link FROM feed_entries WHERE broadcast = $1 AND gazette IS NULL",
+            broadcast,
         )
         return None if row is None else (str(row["title"]), str(row["link"]))
+
+    async def for_gazette(self, since: int) -> list[Listed]:
+        """Entries the relay posts, seen after `since`, that no gazette listed yet."""
+        rows = await self._db.fetch(
+            "SELECT broadcast, title, link FROM feed_entries "
+            "WHERE wanted = 1 AND gazette IS NULL AND seen_at > $1 ORDER BY seen_at, rowid",
+            since,
+        )
+        return [Listed(str(r["broadcast"]), str(r["title"]), str(r["link"])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A feed entry as a gazette lists it (`broadcast`: its relay post's key)."""
+
+    broadcast: str
+    title: str
+    link: str
+
+
+async def mark_in_gazette(q: Queries, broadcasts: Sequence[str], number: int) -> None:
+    """These entries are in the gazette `number`: not listed again, not relayed again."""
+    await q.execute(
+        "UPDATE feed_entries SET gazette = $1 "
+        "WHERE gazette IS NULL AND broadcast IN (SELECT value FROM json_each($2))",
+        number,
+        json.dumps(list(broadcasts)),
+    )

@@ -8,6 +8,7 @@ storage.mentors        the mentor directory and its audit log
 storage.subscriptions  which rooms receive which posts
 storage.outbox         broadcasts per room, with their transaction ids
 storage.feeds          feed entries already seen
+storage.gazette        the editorial gazette: issues, items, approvals, copies, log
 storage.personal       personal reminders and direct rooms
 storage.posts          the bot's posts presenting sessions (for 🔔)
 storage.published      what the public calendars have published of each session
@@ -24,6 +25,7 @@ from bot.db import agenda, outbox, posts, undecrypted
 from bot.db.agenda import AgendaStore
 from bot.db.database import Database
 from bot.db.feeds import FeedEntries
+from bot.db.gazette import GazetteStore
 from bot.db.inbox import INBOX_RETENTION_S, Inbox
 from bot.db.kv import KeyValues
 from bot.db.mentors import MentorDirectory
@@ -48,6 +50,7 @@ class Storage:
         self.subscriptions = Subscriptions(db)
         self.outbox = Outbox(db)
         self.feeds = FeedEntries(db)
+        self.gazette = GazetteStore(db)
         self.personal = PersonalReminders(db)
         self.posts = PostedSessions(db)
         self.published = PublishedSessions(db)

@@ -194,6 +194,10 @@ class MatrixChat:
             room_id, upload, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
         )
 
+    async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
+        await self._rooms.until_shown(room_id)
+        await self._sender.redact(room_id, event_id, reason=reason, txn_id=txn_id)
+
     async def open_direct_room(self, user_id: str) -> str:
         return await self._sender.open_direct_room(user_id)
 

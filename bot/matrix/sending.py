@@ -157,6 +157,18 @@ class RoomPoster:
             return await self._send(room_id, replacement(content, replaces), txn_id, None, None)
         return await self._send(room_id, content, txn_id, reply_to, thread_root)
 
+    async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
+        """Redactions are never encrypted; the transaction id makes a resend harmless."""
+        try:
+            async with self._pacer.turn():
+                resp = await self._session.client.room_redact(
+                    room_id, event_id, reason=reason or None, tx_id=txn_id
+                )
+        except (ClientError, TimeoutError) as exc:
+            raise SendError(f"redaction failed: {type(exc).__name__}", permanent=False) from None
+        if isinstance(resp, ErrorResponse):
+            raise SendError(describe(resp), permanent=resp.status_code in _PERMANENT)
+
     async def open_direct_room(self, user_id: str) -> str:
         # Encrypted, as Tchap's direct rooms are. The room key is shared with
         # the invitee's devices too, so what is sent before they join (the

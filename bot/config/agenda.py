@@ -1,0 +1,56 @@
+"""The `agenda:`, `reminders:` and `broadcasts:` sections: what is read, recalled and posted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+
+from bot.config.base import Duration, _Model
+
+
+class AgendaConfig(_Model):
+    sources: list[str] = Field(default_factory=list)
+    refresh: Duration = timedelta(hours=1)
+    max_items: int = Field(default=10, ge=1, le=50)
+    horizon: Duration = timedelta(days=366)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        for src in value:
+            scheme = urlparse(src).scheme
+            if scheme not in ("", "file", "http", "https") and len(scheme) > 1:
+                raise ValueError(f"unsupported source {src!r}: use a file path or an http(s) URL")
+        return value
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+
+class RemindersConfig(_Model):
+    # One reminder per offset before each session, in rooms subscribed to `rappels`.
+    offsets: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(hours=1)], max_length=10
+    )
+    # A reminder due while the bot was down is still sent this late, never after the start.
+    grace: Duration = timedelta(minutes=15)
+    # Personal reminders (!rappelle-moi <id>): a direct message this long before.
+    personal: Duration = timedelta(minutes=15)
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets(cls, value: list[timedelta]) -> list[timedelta]:
+        if any(v <= timedelta(0) or v > timedelta(days=30) for v in value):
+            raise ValueError("each offset must be between 1s and 30d")
+        return sorted(set(value), reverse=True)
+
+
+class BroadcastConfig(_Model):
+    # Pause between two posts to rooms (Tchap asks bots for about 1 message/s).
+    pace: Duration = timedelta(seconds=1)

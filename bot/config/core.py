@@ -1,0 +1,66 @@
+"""The `bot:` and `storage:` sections: language, time zone, moderators, where state is kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from bot.config.base import Duration, MatrixId, _Model
+
+
+class StorageConfig(_Model):
+    path: Path = Path("data")
+
+
+class BotConfig(_Model):
+    prefix: str = "!"
+    language: Literal["fr", "en"] = "fr"
+    timezone: str = "Europe/Paris"
+    moderators: list[MatrixId] = Field(default_factory=list)
+    templates: Path | None = None
+    # An edited command edits the answer when the edit comes this soon after
+    # the command (0 = edits are ignored).
+    edit_window: Duration = timedelta(minutes=10)
+    # A room where no one but the bot has been joined or invited for this long
+    # is left (its subscriptions end). The operators' error room is never left.
+    leave_empty_after: Duration = timedelta(days=1)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value) or len(value) > 5:
+            raise ValueError("must be 1 to 5 characters without spaces, such as '!'")
+        return value
+
+    @field_validator("edit_window")
+    @classmethod
+    def _edit_window(cls, value: timedelta) -> timedelta:
+        # Answered commands are forgotten after a week (bot.db.inbox): an
+        # edit of one no longer recorded could not be told from conversation.
+        if not timedelta(0) <= value <= timedelta(days=1):
+            raise ValueError("must be between 0s and 1d, such as 10m")
+        return value
+
+    @field_validator("leave_empty_after")
+    @classmethod
+    def _leave_empty_after(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone: {value!r} (example: Europe/Paris)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -1,0 +1,51 @@
+"""The `web:` section: the public agenda's address, theme and caching."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import field_validator
+
+from bot.config.base import Duration, _host_port, _Model, _split_host_port
+
+
+class WebConfig(_Model):
+    # `host:port` where the public agenda (pages and calendars) is served; off
+    # when unset. Put a TLS reverse proxy in front of it.
+    http: str | None = None
+    # The address people see (https://agenda.example.gouv.fr): links in the
+    # bot's answers, in pages and calendars. Links are left out when unset.
+    public_url: str | None = None
+    # "simple" (default), or "dsfr": the State design system, whose brand and
+    # Marianne font are reserved for State services.
+    theme: Literal["simple", "dsfr"] = "simple"
+    # A cancelled or vanished session stays in the calendars, marked
+    # cancelled, this long (subscribed apps then strike it out), then goes.
+    cancelled_kept: Duration = timedelta(days=7)
+    # How long calendar apps and proxies may keep a page or calendar.
+    max_age: Duration = timedelta(minutes=15)
+
+    @field_validator("http")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        return _host_port(value, "127.0.0.1:8080")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError(
+                f"expected an http(s) address, e.g. https://agenda.example.org, not {value!r}"
+            )
+        if url.query or url.fragment:
+            raise ValueError("expected an address without ?query or #fragment")
+        return value.rstrip("/")
+
+    @property
+    def http_host_port(self) -> tuple[str, int] | None:
+        return _split_host_port(self.http)

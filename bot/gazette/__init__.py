@@ -1,0 +1,7 @@
+"""The editorial gazette: drafts moderators write and approve, published once to every room.
+
+markup.py   what moderators type, to safe HTML (a small Markdown subset)
+content.py  what an issue gathers (sessions, feed entries, mentor topics) and how it reads
+desk.py     the editors' operations: draft, items, approvals, publication, corrections
+schedule.py when drafts are built and issues go out (`gazette.schedule`)
+"""

@@ -1,0 +1,313 @@
+"""The editors' desk: the draft, its items, approvals, publication, corrections, retraction.
+
+Everything is in the database (`bot.db.gazette`); a `Desk` is cheap and
+stateless, built by each command and by the broadcaster. Approval rule, for
+an issue as for a correction or a retraction: `gazette.approvals`
+moderators other than the last person who changed it (or asked for it). An
+approval is for one revision of the draft: any change withdraws it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from bot.agenda.sources import AgendaService
+from bot.broadcast_key import DeskKey, IssueEditKey, IssueKey, IssueRedactKey
+from bot.chat import Redaction
+from bot.config import GazetteConfig
+from bot.db import gazette as store
+from bot.db.gazette import Issue, Item, Request
+from bot.db.storage import Storage
+from bot.gazette import content
+from bot.render import Message, Renderer
+
+log = logging.getLogger(__name__)
+
+# The first issue lists the feed entries and mentor topics of this period.
+FIRST_ISSUE_LOOKBACK = timedelta(days=61)
+# The longest text of an item (the gazette is posted whole in each room).
+MAX_ITEM_CHARS = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """Who approved the current version of something, and how many are needed."""
+
+    target: str
+    by: tuple[str, ...]
+    needed: int
+    changed_by: str  # who cannot approve it
+
+    @property
+    def done(self) -> bool:
+        return len(self.by) >= self.needed
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.needed - len(self.by))
+
+
+class Desk:
+    def __init__(
+        self,
+        storage: Storage,
+        renderer: Renderer,
+        agenda: AgendaService,
+        config: GazetteConfig,
+        *,
+        prefix: str,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.storage = storage
+        self.store = storage.gazette
+        self.renderer = renderer
+        self.agenda = agenda
+        self.config = config
+        self.prefix = prefix
+        self.now = now
+
+    def _ts(self) -> int:
+        return int(self.now().timestamp())
+
+    # -- the draft --------------------------------------------------------------
+
+    async def build(self, by: str, fire_at: datetime | None = None) -> tuple[Issue, str]:
+        """The draft, built or its gathered parts refreshed: (draft, "created" |
+        "refreshed" | "unchanged")."""
+        draft = await self.store.draft()
+        if draft is not None:
+            start = _start(draft.fire_at, self.now())
+            gathered = await self._gather(start, draft.since)
+            if await self.store.refresh(draft, gathered, by, self._ts()):
+                refreshed = await self.store.draft()
+                assert refreshed is not None
+                return refreshed, "refreshed"
+            return draft, "unchanged"
+        fire = None if fire_at is None else int(fire_at.timestamp())
+        since = await self._since()
+        gathered = await self._gather(_start(fire, self.now()), since)
+        number = await self.store.next_number(self.config.number)
+        created = await self.store.create_draft(
+            number=number, fire_at=fire, since=since, content=gathered, by=by, now=self._ts()
+        )
+        if created is None:  # built meanwhile (the schedule, another command)
+            current = await self.store.draft()
+            assert current is not None
+            return current, "unchanged"
+        log.info("gazette: draft of issue %d built", number)
+        return created, "created"
+
+    async def _since(self) -> int:
+        latest = await self.store.latest()
+        if latest is not None and latest.published_at is not None:
+            return latest.published_at
+        return int((self.now() - FIRST_ISSUE_LOOKBACK).timestamp())
+
+    async def _gather(self, start: datetime, since: int) -> dict[str, object]:
+        return content.gather(
+            self.agenda.agenda,
+            await self.storage.feeds.for_gazette(since),
+            await self.storage.mentors.topics(),
+            start=start,
+            days=self.config.agenda_days,
+            since=since,
+        )
+
+    async def items(self, issue: Issue) -> list[Item]:
+        return await self.store.items(issue.id)
+
+    def section(self, name: str) -> str | None:
+        """The configured section `name` designates (accents and case aside)."""
+        from bot.textnorm import fold
+
+        wanted = fold(name.rstrip(" :"))
+        return next((s for s in self.config.sections if fold(s) == wanted), None)
+
+    # -- messages -------------------------------------------------------------
+
+    async def render(self, issue: Issue, items: list[Item] | None = None) -> Message:
+        """The issue as members read it (or will: a draft)."""
+        if items is None:
+            items = await self.store.items(issue.id)
+        return content.render(self.renderer, issue, items, self.config.sections, prefix=self.prefix)
+
+    async def preview(self, issue: Issue) -> Message:
+        """The draft exactly as members will read it; a ✅ on it approves this revision."""
+        return replace(await self.render(issue), approves=issue.target)
+
+    async def corrected(self, issue: Issue, request: Request) -> Message:
+        """The issue as a correction would make it read."""
+        items = [
+            replace(i, text=request.text) if i.n == request.n and request.text else i
+            for i in await self.store.items(issue.id)
+        ]
+        return await self.render(issue, items)
+
+    # -- approvals ------------------------------------------------------------
+
+    async def approval(self, target: str, changed_by: str) -> Approval:
+        by = tuple(u for u in await self.store.approvals(target) if u != changed_by)
+        return Approval(target, by, self.config.approvals, changed_by)
+
+    async def draft_approval(self, issue: Issue) -> Approval:
+        return await self.approval(issue.target, issue.changed_by)
+
+    async def withdrawn(self, before: Issue) -> tuple[str, ...]:
+        """Who had approved `before`, a version now changed (their approval is void)."""
+        return tuple(await self.store.approvals(before.target))
+
+    # -- publication ----------------------------------------------------------
+
+    async def publish(self, issue: Issue, by: str, fire_at: int | None = None) -> int | None:
+        """Publish the draft as read at `issue.revision`, if approved: rows queued.
+
+        None when it is not approved or changed meanwhile. The text is frozen
+        now: every room gets the same, also when sent after a restart.
+        """
+        if not (await self.draft_approval(issue)).done:
+            return None
+        message = await self.render(issue)
+        queued = await self.store.publish(
+            issue,
+            body=message.body,
+            html=message.html,
+            broadcast=IssueKey(issue.number),
+            feed_entries=content.entry_keys(issue.content),
+            by=by,
+            now=self._ts(),
+            fire_at=fire_at,
+        )
+        if queued is not None:
+            log.info("gazette: issue %d published, %d room(s) to post to", issue.number, queued)
+        return queued
+
+    async def apply(self, issue: Issue, request: Request, by: str) -> int | None:
+        """Carry out an approved correction or retraction: rows queued (None: done already)."""
+        publication = str(IssueKey(issue.number))
+        if request.kind == store.CORRECT:
+            message = await self.corrected(issue, request)
+            queued = await self.store.correct(
+                issue,
+                request,
+                body=message.body,
+                html=message.html,
+                broadcast=IssueEditKey(issue.number, issue.revision + 1),
+                publication=publication,
+                by=by,
+                now=self._ts(),
+            )
+        else:
+            queued = await self.store.retract(
+                issue,
+                request,
+                broadcast=IssueRedactKey(issue.number),
+                publication=publication,
+                by=by,
+                now=self._ts(),
+            )
+        if queued is not None:
+            log.info(
+                "gazette: %s of issue %d approved, %d post(s) queued",
+                request.kind,
+                issue.number,
+                queued,
+            )
+        return queued
+
+
+def _start(fire_at: int | None, now: datetime) -> datetime:
+    """Where an issue's agenda starts: its publication, or now without one planned."""
+    if fire_at is None:
+        return now
+    return datetime.fromtimestamp(fire_at, now.tzinfo)
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """What an outbox row of the gazette sends: a message, an edit of `replaces`, a redaction."""
+
+    reply: Message | Redaction
+    replaces: str | None = None
+
+
+class Posts:
+    """The gazette's outbox rows, read back when sent (`bot.broadcast` sends them)."""
+
+    def __init__(self, desk: Desk, editors_room: str | None) -> None:
+        self.desk = desk
+        self.editors_room = editors_room
+
+    async def post(self, key: GazetteKeys, room_id: str) -> Post | None:
+        """The post of `key` to `room_id`, or None when it no longer makes sense."""
+        gazette = self.desk.store
+        if isinstance(key, DeskKey):
+            message = await self._notice(key)
+            return None if message is None else Post(message)
+        issue = await gazette.published(key.number)
+        if issue is None or issue.body is None or issue.html is None:
+            return None
+        if isinstance(key, IssueRedactKey):
+            copy = await gazette.copy(key.number, room_id)
+            reason = self.desk.renderer.gettext("Gazette withdrawn by the moderators")
+            return None if copy is None else Post(Redaction(copy, reason))
+        if issue.status != store.PUBLISHED:
+            return None  # retracted: neither posted nor edited any more
+        # Always the issue as it reads now: a copy sent late carries the
+        # corrections, and an older edit sent after a newer one cannot undo it.
+        message = Message(issue.body, issue.html)
+        if isinstance(key, IssueKey):
+            return Post(message)
+        copy = await gazette.copy(key.number, room_id)
+        return None if copy is None else Post(message, replaces=copy)
+
+    async def sent(self, key: GazetteKeys, room_id: str, event_id: str | None) -> None:
+        """A post went out: an issue's copy is recorded (corrections and retraction need it)."""
+        if not isinstance(key, IssueKey) or event_id is None:
+            return
+        gazette = self.desk.store
+        await gazette.copy_sent(key.number, room_id, event_id)
+        issue = await gazette.published(key.number)
+        if issue is not None and issue.status == store.RETRACTED:
+            # Retracted while this copy was on its way: it goes too.
+            await self.desk.storage.outbox.queue(IssueRedactKey(key.number), room_id)
+
+    async def _notice(self, key: DeskKey) -> Message | None:
+        desk = self.desk
+        renderer = desk.renderer
+        if key.what == "draft":
+            draft = await desk.store.draft()
+            if draft is None or str(draft.id) != key.ref:
+                return None  # published or replaced since
+            return renderer.render(
+                "gazette_desk",
+                what="draft",
+                number=draft.number,
+                fire=None if draft.fire_at is None else _utc(draft.fire_at),
+                approval=await desk.draft_approval(draft),
+                sections=desk.config.sections,
+                prefix=desk.prefix,
+            )
+        if key.what == "missed":
+            fire = _utc(int(key.ref))
+            draft = await desk.store.draft()
+            return renderer.render(
+                "gazette_desk",
+                what="missed",
+                number=None if draft is None else draft.number,
+                fire=fire,
+                approval=None if draft is None else await desk.draft_approval(draft),
+                sections=desk.config.sections,
+                prefix=desk.prefix,
+            )
+        log.error("gazette: unknown editors' notice %s", key)
+        return None
+
+
+GazetteKeys = IssueKey | IssueEditKey | IssueRedactKey | DeskKey
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
