@@ -28,6 +28,7 @@ from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.devserver import DevHomeserver, DevServerError
 from bot.gazette.desk import Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.matrix.client import MatrixChat
 from bot.render import Renderer
 
@@ -74,9 +75,9 @@ class GazetteFanOut:
 
         self.renderer = Renderer("fr", tz)
         self.agenda = AgendaService([], self.storage, self._http, tz, timedelta(days=30), now)
-        self.desk = Desk(
-            self.storage, self.renderer, self.agenda, GazetteConfig(), prefix="!", now=now
-        )
+        # An editors' room that is never written to: issues are published by hand here.
+        editors = GazetteConfig(editors_room="!editors:localhost")
+        self.desk = Desk(self.storage, self.renderer, self.agenda, editors, prefix="!", now=now)
         self.broadcaster = Broadcaster(
             self.storage,
             self.chat,
@@ -88,6 +89,7 @@ class GazetteFanOut:
             offsets=[],
             grace=timedelta(minutes=15),
             retry_delay=0.5,
+            gazette=GazetteSchedule(self.desk, "!editors:localhost"),
         )
         return self
 
