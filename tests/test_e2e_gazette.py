@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.dates import format_date
 
 from bot.devserver import DevHomeserver
 from tests.helpers import PARIS, BotProcess, User, bot_process
@@ -216,6 +217,7 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
     await a.sync(500)
     copies = [[e for e in a.events.get(r, []) if is_issue(e, bot_id, NUMBER)] for r in rooms]
     assert [len(c) for c in copies] == [1] * len(rooms)
+    posted = [(room, copy.event_id) for room, (copy,) in zip(rooms, copies, strict=True)]
     assert outbox(news.storage, f"issue:{NUMBER}") == [(f"issue:{NUMBER}", "sent", len(rooms))]
     for (copy,) in copies:
         # Exactly what the preview showed; the item's HTML arrived as text.
@@ -230,23 +232,20 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
 
     # A correction of item 1, approved by the other moderator: one edit per copy.
     fixed = await news.ask(a, "!gazette corriger 1 nouveau texte")
-    assert "nouveau texte" not in "".join(
-        body(e) for r in rooms for e in a.events.get(r, []) if e.sender == bot_id
-    )
     # (Draft n°N+1 waits too: plain "valider" would ask which.)
     own = await news.ask(a, "!gazette valider correction")
     assert "autre modérateur" in body(own), body(own)
+    await a.sync(500)
+    assert not any(edits_of(a, room, copy, bot_id) for room, copy in posted)
     approved = await news.ask(b, "!gazette valider correction")
     assert "validée" in body(approved), (body(fixed), body(approved))
     async with asyncio.timeout(60):
-        while not all(
-            edits_of(a, r, c[0].event_id, bot_id) for r, c in zip(rooms, copies, strict=True)
-        ):
+        while not all(edits_of(a, room, copy, bot_id) for room, copy in posted):
             await a.sync(500)
     await asyncio.sleep(2)
     await a.sync(500)
-    for room, (copy,) in zip(rooms, copies, strict=True):
-        (edit,) = edits_of(a, room, copy.event_id, bot_id)
+    for room, copy in posted:
+        (edit,) = edits_of(a, room, copy, bot_id)
         new = content(edit)["m.new_content"]
         assert str(new["body"]).startswith(f"{HEADER}{NUMBER}"), new
         assert "nouveau texte" in new["body"] and "alert(1)" not in new["body"]
@@ -259,15 +258,22 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
     assert "Retrait validé" in body(approved), (body(retract), body(approved))
     async with asyncio.timeout(60):
         while not all(
-            "redacted_because" in news.event(r, c[0].event_id).get("unsigned", {})
-            for r, c in zip(rooms, copies, strict=True)
+            "redacted_because" in news.event(room, copy).get("unsigned", {})
+            for room, copy in posted
         ):
             await a.sync(500)  # the redactions come through the sync too
-    for room, (copy,) in zip(rooms, copies, strict=True):
-        assert news.event(room, copy.event_id)["content"] == {}
+    for room, copy in posted:
+        assert news.event(room, copy)["content"] == {}
     assert outbox(news.storage, f"issue-redact:{NUMBER}") == [
         (f"issue-redact:{NUMBER}", "sent", len(rooms))
     ]
+    # Who did what, and the issue in the archives with its date.
+    journal = body(await news.ask(b, "!gazette journal"))
+    assert f"{b.user_id} · a demandé un retrait" in journal, journal
+    assert f"{a.user_id} · a retiré (validé)" in journal, journal
+    archives = body(await news.ask(b, "!gazette archives"))
+    day = format_date(fire.date(), "d MMMM", locale="fr")
+    assert f"n°{NUMBER}, " in archives and day in archives and "(retirée)" in archives, archives
     assert await news.bot.terminate() == 0
     assert "Traceback" not in news.bot.log.read_text()
 
