@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from bot.broadcast import Broadcaster
+from bot.broadcast_key import GazetteKey
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.feeds import FeedWatcher, entry_key, parse_feed
@@ -32,9 +33,7 @@ async def served() -> AsyncIterator[tuple[Server, str]]:
         yield server, f"{base}/feed.xml"
 
 
-def gazette_broadcaster(
-    storage: Storage, chat: FakeChat, clock: FakeClock, schedule: str | None = None
-) -> Broadcaster:
+def gazette_broadcaster(storage: Storage, chat: FakeChat, clock: FakeClock) -> Broadcaster:
     return Broadcaster(
         storage,
         chat,
@@ -45,7 +44,6 @@ def gazette_broadcaster(
         pace=timedelta(0),
         offsets=[],
         grace=timedelta(minutes=15),
-        gazette_schedule=schedule,
     )
 
 
@@ -107,19 +105,18 @@ async def test_first_poll_silent_then_one_post_per_room(
     )
 
 
-async def test_gazette_schedule_posts_once_per_date(tmp_path: Path) -> None:
+async def test_an_announcement_queued_before_the_editorial_gazette_still_goes_out(
+    tmp_path: Path,
+) -> None:
+    """A database upgraded with a scheduled announcement still pending sends it, once."""
     storage = await Storage.open(tmp_path / "db.sqlite")
     await storage.subscriptions.add(ROOMS[0], GAZETTE, "@mod:example.org")
+    await storage.outbox.queue_for_subscribers(GazetteKey("20270115T0900"), GAZETTE)
     chat = FakeChat()
-    # 15 January 2027, 10:00 in Paris = 09:00 UTC.
-    clock = FakeClock(datetime(2027, 1, 15, 8, 59, tzinfo=UTC))
-    broadcaster = gazette_broadcaster(storage, chat, clock, "0 10 15 */2 *")
-    assert broadcaster.seconds_to_next_due() == pytest.approx(60)
-    assert await broadcaster.deliver() == 0
-    clock.value = datetime(2027, 1, 15, 9, 5, tzinfo=UTC)
+    broadcaster = gazette_broadcaster(
+        storage, chat, FakeClock(datetime(2027, 1, 15, 9, tzinfo=UTC))
+    )
     assert await broadcaster.deliver() == 1
-    assert await broadcaster.deliver() == 0
-    clock.value = datetime(2027, 3, 15, 9, 30, tzinfo=UTC)  # down at 10:00, 30 min late
     assert await broadcaster.deliver() == 0
     await storage.close()
     (post,) = chat.sent
@@ -136,7 +133,11 @@ async def test_subscriptions_show_the_next_gazette(tmp_path: Path) -> None:
         tmp_path,
         [],
         clock,
-        gazette={"schedule": "0 10 15 */2 *", "feed": "https://code.gouv.fr/fr/feed.xml"},
+        gazette={
+            "schedule": "0 10 15 */2 *",
+            "editors_room": "!editors:example.org",
+            "feed": "https://code.gouv.fr/fr/feed.xml",
+        },
     )
     chat.levels[(ROOMS[0], "@mod:example.org")] = 50
     await dispatcher.answer(IncomingMessage(ROOMS[0], "$1", "@mod:example.org", "!abonner gazette"))

@@ -24,7 +24,8 @@ from bot.commands.core import Context, Problem, UsageError, command
 from bot.commands.runner import strip_reply_fallback
 from bot.db import gazette as store
 from bot.db.gazette import Issue
-from bot.gazette.desk import MAX_ITEM_CHARS, Approval, Desk
+from bot.gazette.desk import MAX_ITEM_CHARS, Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.i18n import N_
 from bot.permissions import Role
 from bot.render import Message
@@ -97,8 +98,6 @@ async def gazette_command(ctx: Context) -> Message:
 
 
 def _next_fire(ctx: Context, d: Desk) -> object:
-    from bot.gazette.schedule import GazetteSchedule
-
     assert d.config.editors_room is not None
     return GazetteSchedule(d, d.config.editors_room).next_fire(ctx.services.now())
 
@@ -374,6 +373,3 @@ async def _published(d: Desk) -> Issue:
 
 def _now(ctx: Context) -> int:
     return int(ctx.services.now().timestamp())
-
-
-__all__ = ["Approval", "gazette_command"]

@@ -128,6 +128,11 @@ _ISSUE = (
     "created_at, published_at, body, html FROM gazette_issues "
 )
 
+_PENDING_REQUEST = (
+    "SELECT id, issue_id, kind, n, text, requested_by, requested_at, status "
+    "FROM gazette_requests WHERE issue_id = $1 AND status = 'pending'"
+)
+
 
 class GazetteStore:
     def __init__(self, db: Database) -> None:
@@ -384,11 +389,7 @@ class GazetteStore:
     # -- corrections and retractions ------------------------------------------
 
     async def pending_request(self, issue_id: int) -> Request | None:
-        row = await self._db.fetchrow(
-            "SELECT id, issue_id, kind, n, text, requested_by, requested_at, status "
-            "FROM gazette_requests WHERE issue_id = $1 AND status = 'pending'",
-            issue_id,
-        )
+        row = await self._db.fetchrow(_PENDING_REQUEST, issue_id)
         return None if row is None else Request.from_row(row)
 
     async def request(
@@ -411,11 +412,7 @@ class GazetteStore:
                 by,
                 now,
             )
-            row = await tx.fetchrow(
-                "SELECT id, issue_id, kind, n, text, requested_by, requested_at, status "
-                "FROM gazette_requests WHERE issue_id = $1 AND status = 'pending'",
-                issue.id,
-            )
+            row = await tx.fetchrow(_PENDING_REQUEST, issue.id)
             action = "correct-request" if kind == CORRECT else "retract-request"
             await _log(tx, now, by, action, issue.number, "" if n is None else str(n))
         assert row is not None

@@ -23,6 +23,7 @@ from bot.db.gazette import Issue, Item, Request
 from bot.db.storage import Storage
 from bot.gazette import content
 from bot.render import Message, Renderer
+from bot.textnorm import fold
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ class Desk:
 
     def section(self, name: str) -> str | None:
         """The configured section `name` designates (accents and case aside)."""
-        from bot.textnorm import fold
-
         wanted = fold(name.rstrip(" :"))
         return next((s for s in self.config.sections if fold(s) == wanted), None)
 

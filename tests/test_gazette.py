@@ -1,0 +1,302 @@
+"""The editorial gazette with a fake chat and a fake clock: drafts on time, approvals by
+someone else, withdrawn by changes, publication once per room, corrections, retraction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.agenda.sources import AgendaService
+from bot.app import gazette_schedule
+from bot.broadcast import Broadcaster
+from bot.broadcast_key import FeedKey
+from bot.chat import IncomingMessage, IncomingReaction
+from bot.commands import build_registry
+from bot.commands.core import Services
+from bot.db.feeds import FeedEntry
+from bot.db.storage import Storage
+from bot.db.subscriptions import GAZETTE
+from bot.dispatch import Dispatcher
+from bot.render import Message, Renderer
+from tests.fakes import FakeChat, FakeClock, make_config
+
+PARIS_TZ = "Europe/Paris"
+EDITORS = "!editors:example.org"
+ROOMS = ["!a:example.org", "!b:example.org", "!c:example.org"]
+ALICE, BOB, CLAUDE = "@alice:example.org", "@bob:example.org", "@claude:example.org"
+# The 15th of every month at 10:00, Paris: the fire of 15 December 2026 is 09:00 UTC.
+SCHEDULE = "0 10 15 * *"
+FIRE = datetime(2026, 12, 15, 9, 0, tzinfo=UTC)
+CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\nUID:g@t\r\n"
+    b"DTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Paris:20261217T140000\r\n"
+    b"DURATION:PT1H\r\nSUMMARY:Webinaire Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@dataclass
+class Newsroom:
+    dispatcher: Dispatcher
+    broadcaster: Broadcaster
+    chat: FakeChat
+    storage: Storage
+    clock: FakeClock
+    woken: list[int]
+
+    async def say(self, text: str, sender: str = ALICE, room: str = EDITORS) -> Message:
+        event = f"$c{len(self.chat.sent)}-{text[:20]}-{sender}"
+        reply = await self.dispatcher.answer(IncomingMessage(room, event, sender, text))
+        assert isinstance(reply, Message)
+        return reply
+
+    async def preview(self, sender: str = ALICE) -> str:
+        """`!gazette apercu` answered through the real path: the preview's event id."""
+        before = len(self.chat.sent)
+        msg = IncomingMessage(EDITORS, f"$p{before}", sender, "!gazette apercu")
+        await self.dispatcher.accept(msg)
+        await self.dispatcher.settle(5)
+        (sent,) = self.chat.sent[before:]
+        return sent.event_id
+
+    async def react(self, target: str, sender: str) -> str:
+        """A ✅ on `target`: the bot's answer in the editors' room."""
+        before = len(self.chat.sent)
+        await self.dispatcher.accept_reaction(
+            IncomingReaction(EDITORS, f"$r{before}{sender}", sender, target, "✅\ufe0f")
+        )
+        await self.dispatcher.settle(5)
+        answers = self.chat.sent[before:]
+        assert len(answers) == 1
+        assert answers[0].reply_to is None  # not a reply to a reaction
+        message = answers[0].message
+        assert isinstance(message, Message)
+        return message.body
+
+    def posts(self, room: str) -> list[Message]:
+        return [
+            s.message
+            for s in self.chat.sent
+            if s.room_id == room and isinstance(s.message, Message) and s.replaces is None
+        ]
+
+    def editors(self) -> list[str]:
+        return [m.body for m in self.posts(EDITORS)]
+
+
+@pytest.fixture
+async def newsroom(tmp_path: Path) -> AsyncIterator[Newsroom]:
+    source = tmp_path / "agenda.ics"
+    source.write_bytes(CALENDAR)
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    for room in ROOMS:
+        await storage.subscriptions.add(room, GAZETTE, ALICE)
+    clock = FakeClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    levels = {(EDITORS, ALICE): 50, (EDITORS, BOB): 50, (EDITORS, CLAUDE): 0}
+    chat = FakeChat(levels=levels)
+    cfg = make_config(
+        tmp_path, gazette={"editors_room": EDITORS, "schedule": SCHEDULE, "number": 33}
+    )
+    renderer = Renderer("fr", cfg.bot.tz)
+    woken: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        agenda = AgendaService([str(source)], storage, http, cfg.bot.tz, timedelta(days=366), clock)
+        await agenda.start()
+        broadcaster = Broadcaster(
+            storage,
+            chat,
+            renderer,
+            agenda,
+            prefix="!",
+            now=clock,
+            pace=timedelta(0),
+            offsets=[],
+            grace=timedelta(minutes=15),
+            gazette=gazette_schedule(cfg, storage, renderer, agenda, clock),
+            retry_delay=0,
+        )
+        services = Services(
+            config=cfg,
+            renderer=renderer,
+            agenda=agenda,
+            now=clock,
+            wake=lambda: woken.append(1),
+        )
+        dispatcher = Dispatcher(build_registry(), services, chat, storage, retry_delay=0)
+        yield Newsroom(dispatcher, broadcaster, chat, storage, clock, woken)
+    await storage.close()
+
+
+async def test_the_draft_is_built_draft_ahead_before_the_publication_once(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.broadcaster.deliver()
+    assert newsroom.editors() == []  # 14 days ahead: too early
+    assert await newsroom.storage.gazette.draft() is None
+    newsroom.clock.value = FIRE - timedelta(days=3) + timedelta(seconds=1)
+    assert newsroom.broadcaster.seconds_to_next_due() <= 60
+    await newsroom.broadcaster.deliver()
+    await newsroom.broadcaster.deliver()
+    (notice,) = newsroom.editors()
+    assert notice.startswith("📝 Le brouillon de la gazette n°33 est prêt")
+    assert "mardi 15 décembre à 10h00" in notice
+    draft = await newsroom.storage.gazette.draft()
+    assert draft is not None and draft.number == 33
+    # The agenda of the 15 days from the publication: the webinar of the 17th.
+    preview = await newsroom.say("!gazette apercu")
+    assert preview.body.startswith("🧢 Gazette BlueHats n°33")
+    assert "Webinaire Grist" in preview.body and "Jeudi 17 décembre" in preview.body
+
+
+async def test_the_last_changer_cannot_approve_another_moderator_can(
+    newsroom: Newsroom,
+) -> None:
+    added = await newsroom.say("!gazette ajouter À la une Les BlueHats days reviennent")
+    assert added.body.startswith("✅ Élément n°1 ajouté")
+    refused = await newsroom.say("!gazette valider")
+    assert "autre modérateur" in refused.body
+    approved = await newsroom.say("!gazette valider", sender=BOB)
+    assert "est validée" in approved.body
+    # A change by anyone withdraws it, and says so.
+    changed = await newsroom.say("!gazette ajouter 2 Le SILL accueille Grist", sender=BOB)
+    assert "Validation retirée" in changed.body and BOB in changed.body
+    status = await newsroom.say("!gazette")
+    assert "Validations : 0/1" in status.body
+    # Bob changed it last: now Alice may approve, Bob may not.
+    assert "autre modérateur" in (await newsroom.say("!gazette valider", sender=BOB)).body
+    assert "est validée" in (await newsroom.say("!gazette valider")).body
+    removed = await newsroom.say("!gazette retirer 1", sender=BOB)
+    assert "Validation retirée" in removed.body
+
+
+async def test_a_check_mark_on_the_latest_preview_approves_an_older_one_does_not(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.say("!gazette ajouter à la une Premier élément")
+    old = await newsroom.preview()
+    await newsroom.say("!gazette ajouter Sur le SILL Deuxième élément")
+    assert "périmé" in await newsroom.react(old, BOB)
+    latest = await newsroom.preview(BOB)
+    assert "autre modérateur" in await newsroom.react(latest, ALICE)  # Alice changed it last
+    assert "est validée" in await newsroom.react(latest, BOB)
+    # A ✅ on anything else is a reaction like any other: no answer.
+    before = len(newsroom.chat.sent)
+    await newsroom.dispatcher.accept_reaction(
+        IncomingReaction(EDITORS, "$other", BOB, "$some-message", "✅")
+    )
+    await newsroom.dispatcher.settle(1)
+    assert len(newsroom.chat.sent) == before
+
+
+async def test_an_unapproved_issue_is_not_sent_and_the_editors_are_told_once(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.say("!gazette ajouter 1 Un élément")
+    newsroom.clock.value = FIRE + timedelta(seconds=5)
+    await newsroom.broadcaster.deliver()
+    await newsroom.broadcaster.deliver()
+    assert all(newsroom.posts(room) == [] for room in ROOMS)
+    missed = [b for b in newsroom.editors() if b.startswith("⏰")]
+    assert len(missed) == 1
+    assert "n°33 n'est pas partie" in missed[0] and "1 validation(s) manquante(s)" in missed[0]
+    # Approved later, it goes out when a moderator says so.
+    await newsroom.say("!gazette valider", sender=BOB)
+    published = await newsroom.say("!gazette publier", sender=BOB)
+    assert "n°33 publiée" in published.body and newsroom.woken
+    await newsroom.broadcaster.deliver()
+    assert [len(newsroom.posts(room)) for room in ROOMS] == [1, 1, 1]
+
+
+async def test_an_approved_issue_goes_out_at_its_time_once_per_room_as_previewed(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.say(
+        "!gazette ajouter À la une <script>alert(1)</script> **gras** [site](https://code.gouv.fr)"
+        " [piège](javascript:alert(1))"
+    )
+    preview = await newsroom.say("!gazette apercu")
+    await newsroom.say("!gazette valider", sender=BOB)
+    newsroom.clock.value = FIRE + timedelta(seconds=1)
+    await newsroom.broadcaster.deliver()
+    await newsroom.broadcaster.deliver()
+    for room in ROOMS:
+        (post,) = newsroom.posts(room)
+        assert (post.body, post.html) == (preview.body, preview.html)
+        assert "&lt;script&gt;" in post.html and "<script" not in post.html
+        assert "<strong>gras</strong>" in post.html
+        assert '<a href="https://code.gouv.fr">site</a>' in post.html
+        assert "javascript:" not in post.html.replace("(javascript:alert(1))", "")
+    # The next issue is number 34.
+    assert "n°34" in (await newsroom.say("!gazette brouillon")).body
+    archives = await newsroom.say("!gazette archives")
+    assert "n°33, mardi 15 décembre, 3 salon(s)" in archives.body
+
+
+async def test_a_correction_edits_every_copy_once_and_a_retraction_redacts_them(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.say("!gazette ajouter 1 Texte avec une fote")
+    await newsroom.say("!gazette valider", sender=BOB)
+    await newsroom.say("!gazette publier")
+    await newsroom.broadcaster.deliver()
+    copies = {room: newsroom.chat.sent[-3:][i].event_id for i, room in enumerate(ROOMS)}
+    asked = await newsroom.say("!gazette corriger 1 Texte sans faute", sender=BOB)
+    assert "attente" in asked.body
+    assert "autre modérateur" in (await newsroom.say("!gazette valider", sender=BOB)).body
+    preview = await newsroom.say("!gazette apercu correction")
+    assert "Texte sans faute" in preview.body
+    approved = await newsroom.say("!gazette valider")
+    assert "Correction validée" in approved.body and "3 salons" in approved.body
+    await newsroom.broadcaster.deliver()
+    await newsroom.broadcaster.deliver()
+    edits = [s for s in newsroom.chat.sent if s.replaces is not None]
+    assert sorted((e.room_id, e.replaces) for e in edits) == sorted(copies.items())
+    assert all("Texte sans faute" in e.message.body for e in edits)  # type: ignore[union-attr]
+    retract = await newsroom.say("!gazette retirer-tout")
+    assert "3 salons" in retract.body
+    await newsroom.say("!gazette valider", sender=BOB)
+    await newsroom.broadcaster.deliver()
+    await newsroom.broadcaster.deliver()
+    assert sorted((r, e) for r, e, _ in newsroom.chat.redactions) == sorted(copies.items())
+    journal = (await newsroom.say("!gazette journal")).body
+    for action in ("a publié", "a demandé une correction", "a demandé un retrait"):
+        assert action in journal
+
+
+async def test_members_and_other_rooms_change_nothing(newsroom: Newsroom) -> None:
+    for text in (
+        "!gazette ajouter 1 Je passe",
+        "!gazette valider",
+        "!gazette publier",
+        "!gazette brouillon",
+    ):
+        reply = await newsroom.say(text, sender=CLAUDE)
+        assert "réservé" in reply.body or "modérateurs" in reply.body
+    assert await newsroom.storage.gazette.draft() is None
+    newsroom.chat.levels[(ROOMS[0], ALICE)] = 100
+    elsewhere = await newsroom.say("!gazette brouillon", room=ROOMS[0])
+    assert "salon de rédaction" in elsewhere.body
+    assert await newsroom.storage.gazette.draft() is None
+
+
+async def test_a_feed_entry_listed_in_an_issue_is_not_relayed_again(newsroom: Newsroom) -> None:
+    key = FeedKey.of("https://code.gouv.fr/feed.xml", "x")
+    await newsroom.storage.feeds.record(
+        "https://code.gouv.fr/feed.xml",
+        [FeedEntry("x", "Webinaire Superset", "https://code.gouv.fr/w", key, True)],
+        GAZETTE,
+    )
+    await newsroom.say("!gazette brouillon")
+    await newsroom.say("!gazette valider", sender=BOB)
+    preview = await newsroom.say("!gazette apercu")
+    assert "Webinaire Superset" in preview.body
+    await newsroom.say("!gazette publier", sender=BOB)
+    await newsroom.broadcaster.deliver()
+    for room in ROOMS:
+        (post,) = newsroom.posts(room)  # the issue only, not the relay
+        assert post.body.startswith("🧢 Gazette BlueHats n°33")
+    assert set((await newsroom.storage.outbox.status(str(key))).values()) == {"skipped"}
