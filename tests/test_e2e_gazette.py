@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from babel.dates import format_date
+from nio import Api, RoomCreateResponse, RoomSendResponse
 
 from bot.devserver import DevHomeserver
-from tests.helpers import PARIS, BotProcess, User, bot_process
+from tests.helpers import PARIS, BotProcess, CryptoUser, User, bot_process, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -71,13 +73,31 @@ async def said_after(
             await user.sync(500)
 
 
-async def react(user: User, room: str, event_id: str, key: str = APPROVE) -> str:
-    """A reaction as Element sends it."""
+async def react(user: User | CryptoUser, room: str, event_id: str, key: str = APPROVE) -> str:
+    """A reaction as Element sends it (in an encrypted room, the first event a
+    client sends shares its room key: with every device, as Element does)."""
     resp = await user.client.room_send(
         room,
         "m.reaction",
         {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+        ignore_unverified_devices=True,
     )
+    return str(resp.event_id)
+
+
+async def encrypted_react(user: CryptoUser, room: str, event_id: str, key: str = APPROVE) -> str:
+    """A reaction encrypted, as Element sends it in an encrypted room (nio would not)."""
+    client = user.client
+    if not client.rooms[room].members_synced:
+        await client.joined_members(room)
+    if client.olm.should_share_group_session(room):
+        await client.share_group_session(room, ignore_unverified_devices=True)
+    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+    kind, encrypted = client.encrypt(room, "m.reaction", reaction)
+    assert kind == "m.room.encrypted"
+    method, path, data = Api.room_send(client.access_token, room, kind, encrypted, str(uuid4()))
+    resp = await client._send(RoomSendResponse, method, path, data, (room,))
+    assert isinstance(resp, RoomSendResponse), resp
     return str(resp.event_id)
 
 
@@ -323,3 +343,98 @@ async def test_member_can_neither_write_approve_nor_publish_nor_can_a_changed_dr
         assert not any(is_issue(e, bot_id, NUMBER) for e in a.events.get(room, []))
     assert await news.bot.terminate() == 0
     assert "Traceback" not in news.bot.log.read_text()
+
+
+async def crypto_said_after(user: CryptoUser, room: str, mark: int, bot_id: str, text: str) -> Any:
+    """As `said_after`, for a client whose own sync loop fills `events`."""
+
+    def found() -> Any:
+        return next(
+            (e for e in user.events.get(room, [])[mark:] if e.sender == bot_id and text in body(e)),
+            None,
+        )
+
+    await eventually(lambda: found() is not None)
+    return found()
+
+
+async def joined(user: CryptoUser, room: str, user_id: str) -> None:
+    """`user_id` has joined `room` (nio's room members include invited people)."""
+
+    async def members() -> set[str]:
+        return {m.user_id for m in getattr(await user.client.joined_members(room), "members", [])}
+
+    async with asyncio.timeout(30):
+        while user_id not in await members():  # noqa: ASYNC110 - polls the server
+            await asyncio.sleep(0.1)
+
+
+async def test_encrypted_editors_room_preview_approval_and_publication(
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
+) -> None:
+    # Tchap's private rooms are encrypted: the editors' room too, with two moderators.
+    a, b = await crypto_user(), await crypto_user()
+    created = await a.client.room_create(
+        invite=[b.user_id],
+        initial_state=[
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ],
+    )
+    assert isinstance(created, RoomCreateResponse), created
+    editors = created.room_id
+    await eventually(lambda: editors in b.invites)
+    await b.client.join(editors)
+    levels = await a.client.room_get_state_event(editors, "m.room.power_levels")
+    users = {**levels.content.get("users", {}), b.user_id: 50}
+    await a.client.room_put_state(
+        editors, "m.room.power_levels", {**levels.content, "users": users}
+    )
+    plain = await a.client.room_create()  # a subscribed room, not encrypted
+    assert isinstance(plain, RoomCreateResponse), plain
+    bot, bot_id, storage, _ = bot_process(
+        synapse, tmp_path, gazette={"editors_room": editors}, broadcasts={"pace": "0s"}
+    )
+    for room in (editors, plain.room_id):
+        await a.client.room_invite(room, bot_id)
+    await bot.start()
+    for room in (editors, plain.room_id):
+        await joined(a, room, bot_id)
+    # Both moderators must know the bot's device and each other's to share room keys.
+    for user, other in ((a, b), (b, a)):
+        for peer in (bot_id, other.user_id):
+            await eventually(
+                lambda u=user, p=peer: any(u.client.device_store.active_user_devices(p))
+            )
+    subscribed = await a.reply_to(
+        plain.room_id, await a.say(plain.room_id, "!abonner gazette"), bot_id
+    )
+    assert body(subscribed).startswith("✅"), body(subscribed)
+
+    added = await a.reply_to(
+        editors, await a.say(editors, "!gazette ajouter 1 Texte **chiffré**"), bot_id
+    )
+    assert added.decrypted and body(added).startswith("✅ Élément n°1"), body(added)
+    preview = await a.reply_to(editors, await a.say(editors, "!gazette apercu"), bot_id)
+    assert preview.decrypted and body(preview).startswith(f"{HEADER}1"), body(preview)
+
+    # A's ✅ in clear (as nio sends reactions), B's encrypted (as Element does).
+    mark = len(a.events[editors])
+    await react(a, editors, preview.event_id)
+    refused = await crypto_said_after(a, editors, mark, bot_id, "autre modérateur")
+    assert refused.decrypted
+    mark = len(a.events[editors])
+    await encrypted_react(b, editors, preview.event_id)
+    await crypto_said_after(a, editors, mark, bot_id, "validée")
+    published = await b.reply_to(editors, await b.say(editors, "!gazette publier"), bot_id)
+    assert published.decrypted and body(published).startswith("📣"), body(published)
+
+    issue = await crypto_said_after(a, plain.room_id, 0, bot_id, f"{HEADER}1")
+    assert "<strong>chiffré</strong>" in content(issue)["formatted_body"]
+    assert body(issue) == body(preview)
+    assert outbox(storage, "issue:1") == [("issue:1", "sent", 1)]
+    assert await bot.terminate() == 0
+    assert "Traceback" not in bot.log.read_text()
