@@ -1,4 +1,5 @@
-"""A gazette fan-out on a real Synapse, for the rate-limit test and bench/fanout.py.
+"""A gazette fan-out on a real Synapse, for the rate-limit test, bench/fanout.py and
+bench/gazette.py (a real issue: drafted, approved, published by the gazette desk).
 
 A test harness, kept out of the wheel; the benchmark imports it from here, as
 bench/agenda_core.py imports `tests.fakes`.
@@ -22,11 +23,17 @@ from bot import config as configuration
 from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import parse
+from bot.config import GazetteConfig
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.devserver import DevHomeserver, DevServerError
+from bot.gazette.desk import Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.matrix.client import MatrixChat
 from bot.render import Renderer
+
+# How a published issue's body begins (then its number).
+ISSUE_HEADER = "🧢 Gazette BlueHats n°"
 
 
 class GazetteFanOut:
@@ -66,17 +73,23 @@ class GazetteFanOut:
         def now() -> datetime:
             return datetime.now(UTC)
 
+        self.renderer = Renderer("fr", tz)
+        self.agenda = AgendaService([], self.storage, self._http, tz, timedelta(days=30), now)
+        # An editors' room that is never written to: issues are published by hand here.
+        editors = GazetteConfig(editors_room="!editors:localhost")
+        self.desk = Desk(self.storage, self.renderer, self.agenda, editors, prefix="!", now=now)
         self.broadcaster = Broadcaster(
             self.storage,
             self.chat,
-            Renderer("fr", tz),
-            AgendaService([], self.storage, self._http, tz, timedelta(days=30), now),
+            self.renderer,
+            self.agenda,
             prefix="!",
             now=now,
             pace=timedelta(seconds=self.pace),
             offsets=[],
             grace=timedelta(minutes=15),
             retry_delay=0.5,
+            gazette=GazetteSchedule(self.desk, "!editors:localhost"),
         )
         return self
 
@@ -112,6 +125,31 @@ class GazetteFanOut:
     async def post(self, broadcast: str = "gazette:test") -> tuple[int, dict[str, str]]:
         """Queue one gazette post to every room and deliver it: (sent, status by room)."""
         await self.storage.outbox.queue_for_subscribers(parse(broadcast), GAZETTE)
+        sent = await self.broadcaster.deliver()
+        return sent, await self.storage.outbox.status(broadcast)
+
+    async def publish_issue(
+        self, text: str = "Un **élément** de [la gazette](https://code.gouv.fr/)"
+    ) -> int:
+        """An issue drafted with one item by an editor, approved by another and
+        published (its rows queued, not sent): its number."""
+        draft, _ = await self.desk.build("@editor1:localhost")
+        stamp = int(datetime.now(UTC).timestamp())
+        assert await self.storage.gazette.add_item(
+            draft, self.desk.config.sections[0], text, "@editor1:localhost", stamp
+        )
+        draft = await self.storage.gazette.draft()
+        assert draft is not None
+        await self.storage.gazette.approve(draft.target, "@editor2:localhost", draft.number, stamp)
+        queued = await self.desk.publish(draft, "@editor2:localhost")
+        if queued != len(self.rooms):
+            raise DevServerError(
+                f"issue {draft.number} queued for {queued} of {len(self.rooms)} rooms"
+            )
+        return draft.number
+
+    async def deliver(self, broadcast: str) -> tuple[int, dict[str, str]]:
+        """Deliver what is queued: (sent, status by room of `broadcast`)."""
         sent = await self.broadcaster.deliver()
         return sent, await self.storage.outbox.status(broadcast)
 

@@ -1,0 +1,440 @@
+"""The editorial gazette on a real Synapse, with the bot as its own process.
+
+Two moderators of the editors' room (its creator, and a second one promoted to
+power level 50) write, preview and approve an issue; a member (level 0) tries
+the same and is refused. The issue goes out at its scheduled minute to three
+subscribed rooms, survives a SIGKILL in the middle of the fan-out (one copy per
+room), is then corrected (one m.replace per copy) and retracted (every copy
+redacted), each change approved by the moderator who did not make it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from babel.dates import format_date
+from nio import Api, RoomCreateResponse, RoomSendResponse
+
+from bot.devserver import DevHomeserver
+from tests.helpers import PARIS, BotProcess, CryptoUser, User, bot_process, eventually
+
+pytestmark = pytest.mark.e2e
+
+APPROVE = "✅"
+NUMBER = 7  # gazette.number: the first issue of these tests
+HEADER = "🧢 Gazette BlueHats n°"
+
+
+def content(event: Any) -> dict[str, Any]:
+    return dict(event.source.get("content", {}))
+
+
+def body(event: Any) -> str:
+    return str(content(event).get("body", ""))
+
+
+def is_issue(event: Any, bot_id: str, number: int) -> bool:
+    """A copy of issue `number` as posted (not an edit of it)."""
+    c = content(event)
+    return (
+        event.sender == bot_id
+        and str(c.get("body", "")).startswith(f"{HEADER}{number}")
+        and c.get("m.relates_to", {}).get("rel_type") != "m.replace"
+    )
+
+
+def edits_of(user: User, room: str, event_id: str, bot_id: str) -> list[Any]:
+    return [
+        e
+        for e in user.events.get(room, [])
+        if e.sender == bot_id
+        and content(e).get("m.relates_to", {}).get("rel_type") == "m.replace"
+        and content(e)["m.relates_to"].get("event_id") == event_id
+    ]
+
+
+async def said_after(
+    user: User, room: str, mark: int, bot_id: str, text: str, timeout: float = 30.0
+) -> Any:
+    """The bot's first message in `room` after the `mark`-th event whose body holds `text`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for event in user.events.get(room, [])[mark:]:
+                if event.sender == bot_id and text in body(event):
+                    return event
+            await user.sync(500)
+
+
+async def react(user: User | CryptoUser, room: str, event_id: str, key: str = APPROVE) -> str:
+    """A reaction as Element sends it (in an encrypted room, the first event a
+    client sends shares its room key: with every device, as Element does)."""
+    resp = await user.client.room_send(
+        room,
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+        ignore_unverified_devices=True,
+    )
+    return str(resp.event_id)
+
+
+async def encrypted_react(user: CryptoUser, room: str, event_id: str, key: str = APPROVE) -> str:
+    """A reaction encrypted, as Element sends it in an encrypted room (nio would not)."""
+    client = user.client
+    if not client.rooms[room].members_synced:
+        await client.joined_members(room)
+    if client.olm.should_share_group_session(room):
+        await client.share_group_session(room, ignore_unverified_devices=True)
+    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+    kind, encrypted = client.encrypt(room, "m.reaction", reaction)
+    assert kind == "m.room.encrypted"
+    method, path, data = Api.room_send(client.access_token, room, kind, encrypted, str(uuid4()))
+    resp = await client._send(RoomSendResponse, method, path, data, (room,))
+    assert isinstance(resp, RoomSendResponse), resp
+    return str(resp.event_id)
+
+
+def outbox(storage: Path, like: str) -> list[tuple[str, str, int]]:
+    """(broadcast, status, rows) of the outbox rows whose broadcast is LIKE `like`."""
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        return db.execute(
+            "SELECT broadcast, status, count(*) FROM outbox WHERE broadcast LIKE ? "
+            "GROUP BY broadcast, status ORDER BY broadcast, status",
+            (like,),
+        ).fetchall()
+
+
+def fire_minute(ahead: timedelta) -> datetime:
+    """The first whole minute in Paris at least `ahead` from now."""
+    at = datetime.now(PARIS) + ahead
+    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+@dataclass
+class Newsroom:
+    """The bot (not started), its editors' room and three rooms subscribed to the gazette."""
+
+    hs: DevHomeserver
+    bot: BotProcess
+    bot_id: str
+    storage: Path
+    a: User  # moderator: the editors' room's creator (v12: above every level)
+    b: User  # moderator: power level 50
+    member: User  # power level 0
+    editors: str
+    rooms: list[str]
+
+    async def start(self) -> None:
+        await self.bot.start()
+        for room in (self.editors, *self.rooms):
+            await self.a.wait_joined(room, self.bot_id)
+        for room in self.rooms:
+            answer = await self.a.ask(room, "!abonner gazette", self.bot_id)
+            assert body(answer).startswith("✅"), body(answer)
+
+    async def ask(self, who: User, text: str) -> Any:
+        """`who` says `text` in the editors' room; the bot's answer."""
+        return await who.ask(self.editors, text, self.bot_id)
+
+    def mark(self, who: User, room: str | None = None) -> int:
+        return len(who.events.get(room or self.editors, []))
+
+    def event(self, room: str, event_id: str) -> dict[str, Any]:
+        """The event as the server returns it now (redacted or not), read by A."""
+        path = (
+            f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}"
+            f"/event/{urllib.parse.quote(event_id)}"
+        )
+        return dict(self.hs.call("GET", path, token=str(self.a.client.access_token)))
+
+
+@pytest.fixture
+async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
+    """Build a `Newsroom`; keyword arguments are the `gazette:` and `broadcasts:` sections."""
+
+    async def make(*, gazette: dict[str, Any], pace: str = "0s") -> Newsroom:
+        a, b, member = await make_user("alice"), await make_user("bruno"), await make_user("mona")
+        editors = await a.create_room(invite=[b.user_id, member.user_id])
+        rooms = [await a.create_room() for _ in range(3)]
+        for user in (b, member):
+            await user.client.join(editors)
+            await a.wait_joined(editors, user.user_id)
+        levels = await a.client.room_get_state_event(editors, "m.room.power_levels")
+        users = {**levels.content.get("users", {}), b.user_id: 50}
+        await a.client.room_put_state(
+            editors, "m.room.power_levels", {**levels.content, "users": users}
+        )
+        bot, bot_id, storage, _ = bot_process(
+            synapse,
+            tmp_path,
+            gazette={"editors_room": editors, "number": NUMBER, **gazette},
+            broadcasts={"pace": pace},
+            reminders={"offsets": []},  # only the gazette in these rooms
+        )
+        for room in (editors, *rooms):
+            await a.client.room_invite(room, bot_id)
+        return Newsroom(synapse, bot, bot_id, storage, a, b, member, editors, rooms)
+
+    return make
+
+
+async def test_issue_approved_published_once_through_sigkill_corrected_and_retracted(
+    newsroom: Any,
+) -> None:
+    fire = fire_minute(timedelta(seconds=50))
+    news: Newsroom = await newsroom(
+        gazette={"schedule": f"{fire.minute} {fire.hour} {fire.day} {fire.month} *"},
+        # Slow enough to kill the bot between the first copy and the last.
+        pace="2s",
+    )
+    a, b, bot_id, editors, rooms = news.a, news.b, news.bot_id, news.editors, news.rooms
+    await news.start()
+
+    # The fire time is within draft_ahead (3 days): the draft is ready at once.
+    ready = await said_after(a, editors, 0, bot_id, f"n°{NUMBER}")
+    assert body(ready).startswith("📝"), body(ready)
+
+    added = await news.ask(a, "!gazette ajouter 1 Voir <script>alert(1)</script> et **gras**")
+    assert body(added).startswith("✅ Élément n°1"), body(added)
+    preview = await news.ask(a, "!gazette apercu")
+    assert body(preview).startswith(f"{HEADER}{NUMBER}"), body(preview)
+    assert "&lt;script&gt;" in content(preview)["formatted_body"]
+
+    # A changed the draft last: their own ✅ does not approve it; B's does.
+    # (The answer to a reaction is a notice in the room, not a reply.)
+    mark = news.mark(a)
+    await react(a, editors, preview.event_id)
+    await said_after(a, editors, mark, bot_id, "autre modérateur")
+    mark = news.mark(a)
+    await react(b, editors, preview.event_id)
+    await said_after(a, editors, mark, bot_id, "validée")
+    status = await news.ask(a, "!gazette")
+    assert "1/1" in body(status) and b.user_id in body(status), body(status)
+    assert datetime.now(PARIS) < fire - timedelta(seconds=5), "set-up too slow for the schedule"
+    assert outbox(news.storage, "issue:%") == []  # nothing goes out before its time
+
+    # At the fire time: killed after the first copy, before the last.
+    async with asyncio.timeout((fire - datetime.now(PARIS)).total_seconds() + 30):
+        while not any(is_issue(e, bot_id, NUMBER) for r in rooms for e in a.events.get(r, [])):
+            await a.sync(200)
+    await news.bot.kill()
+    assert datetime.now(PARIS) >= fire
+    pending = dict(((s, n) for _, s, n in outbox(news.storage, f"issue:{NUMBER}")))
+    assert 0 < pending.get("pending", 0) < len(rooms), pending
+
+    await news.bot.start()
+    async with asyncio.timeout(60):
+        while not all(any(is_issue(e, bot_id, NUMBER) for e in a.events.get(r, [])) for r in rooms):
+            await a.sync(500)
+    await asyncio.sleep(2)
+    await a.sync(500)
+    copies = [[e for e in a.events.get(r, []) if is_issue(e, bot_id, NUMBER)] for r in rooms]
+    assert [len(c) for c in copies] == [1] * len(rooms)
+    posted = [(room, copy.event_id) for room, (copy,) in zip(rooms, copies, strict=True)]
+    assert outbox(news.storage, f"issue:{NUMBER}") == [(f"issue:{NUMBER}", "sent", len(rooms))]
+    for (copy,) in copies:
+        # Exactly what the preview showed; the item's HTML arrived as text.
+        assert body(copy) == body(preview)
+        html = content(copy)["formatted_body"]
+        assert html == content(preview)["formatted_body"]
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<script" not in html
+        assert "<strong>gras</strong>" in html
+    draft = await news.ask(a, "!gazette brouillon")
+    assert body(draft).startswith("📝") and f"n°{NUMBER + 1}" in body(draft), body(draft)
+
+    # A correction of item 1, approved by the other moderator: one edit per copy.
+    fixed = await news.ask(a, "!gazette corriger 1 nouveau texte")
+    # (Draft n°N+1 waits too: plain "valider" would ask which.)
+    own = await news.ask(a, "!gazette valider correction")
+    assert "autre modérateur" in body(own), body(own)
+    await a.sync(500)
+    assert not any(edits_of(a, room, copy, bot_id) for room, copy in posted)
+    approved = await news.ask(b, "!gazette valider correction")
+    assert "validée" in body(approved), (body(fixed), body(approved))
+    async with asyncio.timeout(60):
+        while not all(edits_of(a, room, copy, bot_id) for room, copy in posted):
+            await a.sync(500)
+    await asyncio.sleep(2)
+    await a.sync(500)
+    for room, copy in posted:
+        (edit,) = edits_of(a, room, copy, bot_id)
+        new = content(edit)["m.new_content"]
+        assert str(new["body"]).startswith(f"{HEADER}{NUMBER}"), new
+        assert "nouveau texte" in new["body"] and "alert(1)" not in new["body"]
+    edits = outbox(news.storage, f"issue-edit:{NUMBER}:%")
+    assert [(s, n) for _, s, n in edits] == [("sent", len(rooms))], edits
+
+    # The retraction, asked by B and approved by A: every copy redacted.
+    retract = await news.ask(b, "!gazette retirer-tout")
+    approved = await news.ask(a, "!gazette valider retrait")
+    assert "Retrait validé" in body(approved), (body(retract), body(approved))
+    async with asyncio.timeout(60):
+        while not all(
+            "redacted_because" in news.event(room, copy).get("unsigned", {})
+            for room, copy in posted
+        ):
+            await a.sync(500)  # the redactions come through the sync too
+    for room, copy in posted:
+        assert news.event(room, copy)["content"] == {}
+    assert outbox(news.storage, f"issue-redact:{NUMBER}") == [
+        (f"issue-redact:{NUMBER}", "sent", len(rooms))
+    ]
+    # Who did what, and the issue in the archives with its date.
+    journal = body(await news.ask(b, "!gazette journal"))
+    assert f"{b.user_id} · a demandé un retrait" in journal, journal
+    assert f"{a.user_id} · a retiré (validé)" in journal, journal
+    archives = body(await news.ask(b, "!gazette archives"))
+    day = format_date(fire.date(), "d MMMM", locale="fr")
+    assert f"n°{NUMBER}, " in archives and day in archives and "(retirée)" in archives, archives
+    assert await news.bot.terminate() == 0
+    assert "Traceback" not in news.bot.log.read_text()
+
+
+async def test_member_can_neither_write_approve_nor_publish_nor_can_a_changed_draft(
+    newsroom: Any,
+) -> None:
+    news: Newsroom = await newsroom(gazette={})  # no schedule: published by hand only
+    a, member, bot_id, editors = news.a, news.member, news.bot_id, news.editors
+    await news.start()
+    draft = await news.ask(a, "!gazette brouillon")
+    assert body(draft).startswith("📝"), body(draft)
+    await news.ask(a, "!gazette ajouter sur le sill Premier élément")
+    preview = await news.ask(a, "!gazette apercu")
+    before = body(await news.ask(a, "!gazette"))
+
+    for attempt in (
+        "!gazette ajouter 1 Intrus",
+        "!gazette retirer 1",
+        "!gazette valider",
+        "!gazette publier",
+    ):
+        answer = await news.ask(member, attempt)
+        assert "modérateurs" in body(answer), (attempt, body(answer))
+    mark = news.mark(a)
+    await react(member, editors, preview.event_id)
+    await said_after(a, editors, mark, bot_id, "modérateurs")
+    # A moderator of a subscribed room is no editor: refused there too.
+    elsewhere = await a.ask(news.rooms[0], "!gazette ajouter 1 Ailleurs", bot_id)
+    assert not body(elsewhere).startswith("✅"), body(elsewhere)
+    assert body(await news.ask(a, "!gazette")) == before
+
+    # Still unapproved: A, who wrote it, cannot publish it.
+    published = await news.ask(a, "!gazette publier")
+    assert "pas encore validée" in body(published), body(published)
+    assert "Intrus" not in body(await news.ask(a, "!gazette apercu"))
+    # Approved by B, then changed by A: the approval is gone, publishing refused.
+    assert "validée" in body(await news.ask(news.b, "!gazette valider"))
+    changed = await news.ask(a, "!gazette ajouter 3 Deuxième élément")
+    assert "⚠️ Validation retirée" in body(changed), body(changed)
+    published = await news.ask(a, "!gazette publier")
+    assert "pas encore validée" in body(published), body(published)
+    assert outbox(news.storage, "issue:%") == []
+    await asyncio.sleep(1)
+    for room in news.rooms:
+        await a.sync(200)
+        assert not any(is_issue(e, bot_id, NUMBER) for e in a.events.get(room, []))
+    assert await news.bot.terminate() == 0
+    assert "Traceback" not in news.bot.log.read_text()
+
+
+async def crypto_said_after(user: CryptoUser, room: str, mark: int, bot_id: str, text: str) -> Any:
+    """As `said_after`, for a client whose own sync loop fills `events`."""
+
+    def found() -> Any:
+        return next(
+            (e for e in user.events.get(room, [])[mark:] if e.sender == bot_id and text in body(e)),
+            None,
+        )
+
+    await eventually(lambda: found() is not None)
+    return found()
+
+
+async def joined(user: CryptoUser, room: str, user_id: str) -> None:
+    """`user_id` has joined `room` (nio's room members include invited people)."""
+
+    async def members() -> set[str]:
+        return {m.user_id for m in getattr(await user.client.joined_members(room), "members", [])}
+
+    async with asyncio.timeout(30):
+        while user_id not in await members():  # noqa: ASYNC110 - polls the server
+            await asyncio.sleep(0.1)
+
+
+async def test_encrypted_editors_room_preview_approval_and_publication(
+    synapse: DevHomeserver, tmp_path: Path, crypto_user
+) -> None:
+    # Tchap's private rooms are encrypted: the editors' room too, with two moderators.
+    a, b = await crypto_user(), await crypto_user()
+    created = await a.client.room_create(
+        invite=[b.user_id],
+        initial_state=[
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ],
+    )
+    assert isinstance(created, RoomCreateResponse), created
+    editors = created.room_id
+    await eventually(lambda: editors in b.invites)
+    await b.client.join(editors)
+    levels = await a.client.room_get_state_event(editors, "m.room.power_levels")
+    users = {**levels.content.get("users", {}), b.user_id: 50}
+    await a.client.room_put_state(
+        editors, "m.room.power_levels", {**levels.content, "users": users}
+    )
+    plain = await a.client.room_create()  # a subscribed room, not encrypted
+    assert isinstance(plain, RoomCreateResponse), plain
+    bot, bot_id, storage, _ = bot_process(
+        synapse, tmp_path, gazette={"editors_room": editors}, broadcasts={"pace": "0s"}
+    )
+    for room in (editors, plain.room_id):
+        await a.client.room_invite(room, bot_id)
+    await bot.start()
+    for room in (editors, plain.room_id):
+        await joined(a, room, bot_id)
+    # Both moderators must know the bot's device and each other's to share room keys.
+    for user, other in ((a, b), (b, a)):
+        for peer in (bot_id, other.user_id):
+            await eventually(
+                lambda u=user, p=peer: any(u.client.device_store.active_user_devices(p))
+            )
+    subscribed = await a.reply_to(
+        plain.room_id, await a.say(plain.room_id, "!abonner gazette"), bot_id
+    )
+    assert body(subscribed).startswith("✅"), body(subscribed)
+
+    added = await a.reply_to(
+        editors, await a.say(editors, "!gazette ajouter 1 Texte **chiffré**"), bot_id
+    )
+    assert added.decrypted and body(added).startswith("✅ Élément n°1"), body(added)
+    preview = await a.reply_to(editors, await a.say(editors, "!gazette apercu"), bot_id)
+    assert preview.decrypted and body(preview).startswith(f"{HEADER}1"), body(preview)
+
+    # A's ✅ in clear (as nio sends reactions), B's encrypted (as Element does).
+    mark = len(a.events[editors])
+    await react(a, editors, preview.event_id)
+    refused = await crypto_said_after(a, editors, mark, bot_id, "autre modérateur")
+    assert refused.decrypted
+    mark = len(a.events[editors])
+    await encrypted_react(b, editors, preview.event_id)
+    await crypto_said_after(a, editors, mark, bot_id, "validée")
+    published = await b.reply_to(editors, await b.say(editors, "!gazette publier"), bot_id)
+    assert published.decrypted and body(published).startswith("📣"), body(published)
+
+    issue = await crypto_said_after(a, plain.room_id, 0, bot_id, f"{HEADER}1")
+    assert "<strong>chiffré</strong>" in content(issue)["formatted_body"]
+    assert body(issue) == body(preview)
+    assert outbox(storage, "issue:1") == [("issue:1", "sent", 1)]
+    assert await bot.terminate() == 0
+    assert "Traceback" not in bot.log.read_text()
