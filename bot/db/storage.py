@@ -8,7 +8,7 @@ storage.mentors        the mentor directory and its audit log
 storage.subscriptions  which rooms receive which posts
 storage.outbox         broadcasts per room, with their transaction ids
 storage.feeds          feed entries already seen
-storage.gazette        the editorial gazette: issues, items, approvals, copies, log
+storage.gazette        the editorial gazette: issues, items, approvals, copies, log (gazette*.py)
 storage.personal       personal reminders and direct rooms
 storage.posts          the bot's posts presenting sessions (for 🔔)
 storage.published      what the public calendars have published of each session
