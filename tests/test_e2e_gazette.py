@@ -111,10 +111,13 @@ def outbox(storage: Path, like: str) -> list[tuple[str, str, int]]:
         ).fetchall()
 
 
-def fire_minute(ahead: timedelta) -> datetime:
-    """The first whole minute in Paris at least `ahead` from now."""
+def fire_minutes(ahead: timedelta) -> tuple[datetime, datetime]:
+    """Two consecutive whole minutes in Paris (in one hour), at least `ahead` from now."""
     at = datetime.now(PARIS) + ahead
-    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    fire = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if fire.minute == 59:  # both in one hour: one cron expression
+        fire += timedelta(minutes=1)
+    return fire, fire + timedelta(minutes=1)
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Newsroom:
     member: User  # power level 0
     editors: str
     rooms: list[str]
+    fires: tuple[datetime, datetime] | None  # the schedule's two times, if scheduled
 
     async def start(self) -> None:
         await self.bot.start()
@@ -157,9 +161,12 @@ class Newsroom:
 
 @pytest.fixture
 async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
-    """Build a `Newsroom`; keyword arguments are the `gazette:` and `broadcasts:` sections."""
+    """Build a `Newsroom`: `gazette:` keys, `broadcasts.pace`, and `scheduled` for a
+    `gazette.schedule` of two consecutive minutes from ~30 s after the rooms exist."""
 
-    async def make(*, gazette: dict[str, Any], pace: str = "0s") -> Newsroom:
+    async def make(
+        *, gazette: dict[str, Any], pace: str = "0s", scheduled: bool = False
+    ) -> Newsroom:
         a, b, member = await make_user("alice"), await make_user("bruno"), await make_user("mona")
         editors = await a.create_room(invite=[b.user_id, member.user_id])
         rooms = [await a.create_room() for _ in range(3)]
@@ -171,6 +178,13 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
         await a.client.room_put_state(
             editors, "m.room.power_levels", {**levels.content, "users": users}
         )
+        fires = None
+        if scheduled:
+            # Chosen once the rooms exist: what remains before the first time takes ~10 s.
+            fires = fire_minutes(timedelta(seconds=30))
+            fire, again = fires
+            cron = f"{fire.minute},{again.minute} {fire.hour} {fire.day} {fire.month} *"
+            gazette = {**gazette, "schedule": cron}
         bot, bot_id, storage, _ = bot_process(
             synapse,
             tmp_path,
@@ -180,7 +194,7 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
         )
         for room in (editors, *rooms):
             await a.client.room_invite(room, bot_id)
-        return Newsroom(synapse, bot, bot_id, storage, a, b, member, editors, rooms)
+        return Newsroom(synapse, bot, bot_id, storage, a, b, member, editors, rooms, fires)
 
     return make
 
@@ -188,12 +202,16 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
 async def test_issue_approved_published_once_through_sigkill_corrected_and_retracted(
     newsroom: Any,
 ) -> None:
-    fire = fire_minute(timedelta(seconds=50))
+    # Issue N at the first time, N+1 a minute later (its draft is built as soon
+    # as N is out: draft_ahead is 3 days).
     news: Newsroom = await newsroom(
-        gazette={"schedule": f"{fire.minute} {fire.hour} {fire.day} {fire.month} *"},
+        gazette={},
         # Slow enough to kill the bot between the first copy and the last.
         pace="2s",
+        scheduled=True,
     )
+    assert news.fires is not None
+    fire, again = news.fires
     a, b, bot_id, editors, rooms = news.a, news.b, news.bot_id, news.editors, news.rooms
     await news.start()
 
@@ -294,6 +312,14 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
     archives = body(await news.ask(b, "!gazette archives"))
     day = format_date(fire.date(), "d MMMM", locale="fr")
     assert f"n°{NUMBER}, " in archives and day in archives and "(retirée)" in archives, archives
+
+    # Issue N+1 is not approved: at its time nothing goes out, the editors are told.
+    mark = news.mark(a)
+    timeout = (again - datetime.now(PARIS)).total_seconds() + 30
+    missed = await said_after(a, editors, mark, bot_id, "n'est pas partie", timeout=timeout)
+    assert f"n°{NUMBER + 1}" in body(missed), body(missed)
+    assert datetime.now(PARIS) >= again
+    assert outbox(news.storage, f"issue:{NUMBER + 1}") == []
     assert await news.bot.terminate() == 0
     assert "Traceback" not in news.bot.log.read_text()
 
