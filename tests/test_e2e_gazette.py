@@ -290,10 +290,12 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
     edits = outbox(news.storage, f"issue-edit:{NUMBER}:%")
     assert [(s, n) for _, s, n in edits] == [("sent", len(rooms))], edits
 
-    # The retraction, asked by B and approved by A: every copy redacted.
+    # The retraction, asked by B, approved by A's ✅ on B's request, as its answer says.
     retract = await news.ask(b, "!gazette retirer-tout")
-    approved = await news.ask(a, "!gazette valider retrait")
-    assert "Retrait validé" in body(approved), (body(retract), body(approved))
+    assert "✅ sur ce message" in body(retract), body(retract)
+    mark = news.mark(a)
+    await react(a, editors, retract.event_id)
+    await said_after(a, editors, mark, bot_id, "Retrait validé")
     async with asyncio.timeout(60):
         while not all(
             "redacted_because" in news.event(room, copy).get("unsigned", {})
@@ -301,10 +303,13 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
         ):
             await a.sync(500)  # the redactions come through the sync too
     for room, copy in posted:
-        assert news.event(room, copy)["content"] == {}
+        redacted = news.event(room, copy)
+        assert redacted["content"] == {}
+        assert redacted["unsigned"]["redacted_because"]["sender"] == bot_id
     assert outbox(news.storage, f"issue-redact:{NUMBER}") == [
         (f"issue-redact:{NUMBER}", "sent", len(rooms))
     ]
+
     # Who did what, and the issue in the archives with its date.
     journal = body(await news.ask(b, "!gazette journal"))
     assert f"{b.user_id} · a demandé un retrait" in journal, journal
