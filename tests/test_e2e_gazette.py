@@ -4,8 +4,10 @@ Two moderators of the editors' room (its creator, and a second one promoted to
 power level 50) write, preview and approve an issue; a member (level 0) tries
 the same and is refused. The issue goes out at its scheduled minute to three
 subscribed rooms, survives a SIGKILL in the middle of the fan-out (one copy per
-room), is then corrected (one m.replace per copy) and retracted (every copy
-redacted), each change approved by the moderator who did not make it.
+room), is then corrected (one m.replace per copy, through another SIGKILL) and
+retracted (every copy redacted), each change approved by the moderator who did
+not make it; the next issue, unapproved, does not go out at its minute. The
+last test runs the editors' room encrypted, as Tchap's private rooms are.
 """
 
 from __future__ import annotations
