@@ -170,7 +170,9 @@ async def preview_command(ctx: Context) -> Message:
     return await d.preview(draft)
 
 
-@gazette_command.sub(N_("approve"), "valider", role=Role.MODERATOR, usage=N_("[draft|correction]"))
+@gazette_command.sub(
+    N_("approve"), "valider", role=Role.MODERATOR, usage=N_("[draft|correction|retraction]")
+)
 async def approve_command(ctx: Context) -> Message:
     d = desk(ctx)
     arg = ctx.args.strip()
