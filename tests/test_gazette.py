@@ -300,3 +300,21 @@ async def test_a_feed_entry_listed_in_an_issue_is_not_relayed_again(newsroom: Ne
         (post,) = newsroom.posts(room)  # the issue only, not the relay
         assert post.body.startswith("🧢 Gazette BlueHats n°33")
     assert set((await newsroom.storage.outbox.status(str(key))).values()) == {"skipped"}
+
+
+async def test_an_issue_published_ahead_of_its_time_is_not_missed_then(newsroom: Newsroom) -> None:
+    newsroom.clock.value = FIRE - timedelta(days=2)
+    await newsroom.broadcaster.deliver()  # the draft of n°33, for the 15th
+    await newsroom.say("!gazette ajouter 1 En avance")
+    await newsroom.say("!gazette valider", sender=BOB)
+    await newsroom.say("!gazette publier", sender=BOB)
+    await newsroom.broadcaster.deliver()
+    newsroom.clock.value = FIRE + timedelta(seconds=5)
+    await newsroom.broadcaster.deliver()
+    assert [len(newsroom.posts(room)) for room in ROOMS] == [1, 1, 1]
+    assert not [b for b in newsroom.editors() if b.startswith("⏰")]
+    # The next draft (n°34) is for the next publication, built 3 days before it.
+    newsroom.clock.value = datetime(2027, 1, 12, 9, 0, 1, tzinfo=UTC)
+    await newsroom.broadcaster.deliver()
+    ready = [b for b in newsroom.editors() if "n°34 est prêt" in b]
+    assert len(ready) == 1 and "vendredi 15 janvier" in ready[0]

@@ -248,7 +248,9 @@ async def publish_command(ctx: Context) -> Message:
     approval = await d.draft_approval(draft)
     if not approval.done:
         return answer(ctx, "not_approved", issue=draft, approval=approval)
-    queued = await d.publish(draft, ctx.msg.sender)
+    # Published ahead of its planned time: that time is decided (nothing
+    # more goes out then, and the editors are not told it was missed).
+    queued = await d.publish(draft, ctx.msg.sender, fire_at=draft.fire_at)
     if queued is None:
         raise Problem("gazette_busy")
     ctx.services.wake()

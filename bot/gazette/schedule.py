@@ -68,7 +68,13 @@ class GazetteSchedule:
                 break
             queued |= await self._fire(fire)
             after = fire + timedelta(seconds=1)
-        upcoming = self.next_fire(now + timedelta(seconds=1))
+        # The next publication not decided yet: one published ahead of its
+        # time (`!gazette publier`) is decided, its draft's successor is for the next.
+        after = now + timedelta(seconds=1)
+        last = await store.last_fire()
+        if last is not None:
+            after = max(after, datetime.fromtimestamp(last + 1, now.tzinfo))
+        upcoming = self.next_fire(after)
         if upcoming is not None and now >= upcoming - self.desk.config.draft_ahead:
             queued |= await self._prepare(upcoming)
         return queued
