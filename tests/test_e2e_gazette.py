@@ -164,7 +164,7 @@ class Newsroom:
 @pytest.fixture
 async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
     """Build a `Newsroom`: `gazette:` keys, `broadcasts.pace`, and `scheduled` for a
-    `gazette.schedule` of two consecutive minutes from ~30 s after the rooms exist."""
+    `gazette.schedule` of two consecutive minutes from ~75 s after the rooms exist."""
 
     async def make(
         *, gazette: dict[str, Any], pace: str = "0s", scheduled: bool = False
@@ -183,7 +183,8 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
         fires = None
         if scheduled:
             # Chosen once the rooms exist: what remains before the first time takes ~10 s.
-            fires = fire_minutes(timedelta(seconds=30))
+            # Room for a slow set-up on a loaded machine (CI: 2 shared CPUs).
+            fires = fire_minutes(timedelta(seconds=75))
             fire, again = fires
             cron = f"{fire.minute},{again.minute} {fire.hour} {fire.day} {fire.month} *"
             gazette = {**gazette, "schedule": cron}
