@@ -247,8 +247,11 @@ async def test_issue_approved_published_once_through_sigkill_corrected_and_retra
             await a.sync(200)
     await news.bot.kill()
     assert datetime.now(PARIS) >= fire
+    # A copy is out and rows are still pending. All three may be: on a loaded
+    # machine the kill can land between the first send and its row's mark,
+    # and that row is then resent after the restart with the same txn id.
     pending = {s: n for _, s, n in outbox(news.storage, f"issue:{NUMBER}")}
-    assert 0 < pending.get("pending", 0) < len(rooms), pending
+    assert pending.get("pending", 0) >= 1, pending
 
     await news.bot.start()
     async with asyncio.timeout(60):
