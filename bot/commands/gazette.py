@@ -63,12 +63,6 @@ def desk(ctx: Context) -> Desk:
     )
 
 
-def answer(ctx: Context, what: str, **values: object) -> Message:
-    return ctx.render(
-        "gazette_desk", what=what, sections=ctx.services.config.gazette.sections, **values
-    )
-
-
 @command(
     "gazette",
     role=Role.MODERATOR,
@@ -81,8 +75,7 @@ async def gazette_command(ctx: Context) -> Message:
     draft = await d.store.draft()
     latest = await d.store.latest()
     request = None if latest is None else await d.store.pending_request(latest.id)
-    return answer(
-        ctx,
+    return d.notice(
         "status",
         draft=draft,
         items=[] if draft is None else await d.items(draft),
@@ -108,7 +101,7 @@ async def draft_command(ctx: Context) -> Message:
     before = await d.store.draft()
     issue, how = await d.build(ctx.msg.sender)
     withdrawn = await d.withdrawn(before) if before is not None and how == "refreshed" else ()
-    return answer(ctx, "built", how=how, issue=issue, withdrawn=withdrawn)
+    return d.notice("built", how=how, issue=issue, withdrawn=withdrawn)
 
 
 @gazette_command.sub(
@@ -134,7 +127,7 @@ async def add_command(ctx: Context) -> Message:
     n = await d.store.add_item(draft, section, text, ctx.msg.sender, _now(ctx))
     if n is None:
         raise Problem("gazette_busy")
-    return answer(ctx, "added", n=n, section=section, issue=draft, withdrawn=withdrawn)
+    return d.notice("added", n=n, section=section, issue=draft, withdrawn=withdrawn)
 
 
 @gazette_command.sub(N_("remove"), "retirer", role=Role.MODERATOR, usage=N_("<n>"))
@@ -148,7 +141,7 @@ async def remove_command(ctx: Context) -> Message:
     removed = await d.store.remove_item(draft, n, ctx.msg.sender, _now(ctx))
     if removed is None:
         raise Problem("gazette_no_item", str(n))
-    return answer(ctx, "removed", item=removed, issue=draft, withdrawn=withdrawn)
+    return d.notice("removed", item=removed, issue=draft, withdrawn=withdrawn)
 
 
 @gazette_command.sub(
@@ -186,11 +179,11 @@ async def approve_command(ctx: Context) -> Message:
     if shown is not None:  # a ✅ on a preview: what it showed, if still current
         current = {t for t in (draft and draft.target, request and request.target) if t}
         if shown not in current:
-            return answer(ctx, "stale")
+            return d.notice("stale")
         wanted = "draft" if shown.startswith("draft:") else "request"
     if wanted is None:
         if draft is not None and request is not None:
-            return answer(ctx, "which")
+            return d.notice("which")
         wanted = "request" if request is not None else "draft"
     if wanted == "request":
         if request is None or latest is None:
@@ -204,11 +197,10 @@ async def approve_command(ctx: Context) -> Message:
 async def _approve_draft(ctx: Context, d: Desk, draft: Issue) -> Message:
     sender = ctx.msg.sender
     if sender == draft.changed_by:
-        return answer(ctx, "own", changed_by=sender, issue=draft)
+        return d.notice("own", changed_by=sender, issue=draft)
     added = await d.store.approve(draft.target, sender, draft.number, _now(ctx))
     approval = await d.draft_approval(draft)
-    return answer(
-        ctx,
+    return d.notice(
         "approved",
         issue=draft,
         approval=approval,
@@ -220,7 +212,7 @@ async def _approve_draft(ctx: Context, d: Desk, draft: Issue) -> Message:
 async def _approve_request(ctx: Context, d: Desk, latest: Issue, request: store.Request) -> Message:
     sender = ctx.msg.sender
     if sender == request.requested_by:
-        return answer(ctx, "own", changed_by=sender, issue=latest)
+        return d.notice("own", changed_by=sender, issue=latest)
     added = await d.store.approve(request.target, sender, latest.number, _now(ctx))
     approval = await d.approval(request.target, request.requested_by)
     queued = None
@@ -228,8 +220,7 @@ async def _approve_request(ctx: Context, d: Desk, latest: Issue, request: store.
         queued = await d.apply(latest, request, sender)
         if queued:
             ctx.services.wake()
-    return answer(
-        ctx,
+    return d.notice(
         "request_approved",
         issue=latest,
         request=request,
@@ -247,14 +238,14 @@ async def publish_command(ctx: Context) -> Message:
         raise Problem("gazette_no_draft")
     approval = await d.draft_approval(draft)
     if not approval.done:
-        return answer(ctx, "not_approved", issue=draft, approval=approval)
+        return d.notice("not_approved", issue=draft, approval=approval)
     # Published ahead of its planned time: that time is decided (nothing
     # more goes out then, and the editors are not told it was missed).
     queued = await d.publish(draft, ctx.msg.sender, fire_at=draft.fire_at)
     if queued is None:
         raise Problem("gazette_busy")
     ctx.services.wake()
-    return answer(ctx, "published", issue=draft, rooms=queued)
+    return d.notice("published", issue=draft, rooms=queued)
 
 
 @gazette_command.sub(
@@ -278,8 +269,7 @@ async def correct_command(ctx: Context) -> Message:
     request, replaced = await d.store.request(
         latest, store.CORRECT, n, text, ctx.msg.sender, _now(ctx)
     )
-    return answer(
-        ctx,
+    return d.notice(
         "correction",
         issue=latest,
         request=request,
@@ -295,8 +285,7 @@ async def retract_command(ctx: Context) -> Message:
     request, replaced = await d.store.request(
         latest, store.RETRACT, None, None, ctx.msg.sender, _now(ctx)
     )
-    message = answer(
-        ctx,
+    message = d.notice(
         "retraction",
         issue=latest,
         request=request,
@@ -310,13 +299,13 @@ async def retract_command(ctx: Context) -> Message:
 @gazette_command.sub(N_("archives"), "archives", role=Role.MODERATOR)
 async def archives_command(ctx: Context) -> Message:
     d = desk(ctx)
-    return answer(ctx, "archives", issues=await d.store.archives())
+    return d.notice("archives", issues=await d.store.archives())
 
 
 @gazette_command.sub(N_("log"), "journal", role=Role.MODERATOR)
 async def log_command(ctx: Context) -> Message:
     d = desk(ctx)
-    return answer(ctx, "journal", entries=await d.store.journal())
+    return d.notice("journal", entries=await d.store.journal())
 
 
 # -- parsing ---------------------------------------------------------------------

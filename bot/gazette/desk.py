@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from bot.agenda.sources import AgendaService
 from bot.broadcast_key import DeskKey, IssueEditKey, IssueKey, IssueRedactKey
@@ -137,6 +137,16 @@ class Desk:
         """The draft exactly as members will read it; a ✅ on it approves this revision."""
         return replace(await self.render(issue), approves=issue.target)
 
+    def notice(self, what: str, **values: object) -> Message:
+        """An answer or notice in the editors' room (`gazette_desk`, `what` says which)."""
+        return self.renderer.render(
+            "gazette_desk",
+            what=what,
+            sections=self.config.sections,
+            prefix=self.prefix,
+            **values,
+        )
+
     async def corrected(self, issue: Issue, request: Request) -> Message:
         """The issue as a correction would make it read."""
         items = [
@@ -235,9 +245,8 @@ class Post:
 class Posts:
     """The gazette's outbox rows, read back when sent (`bot.broadcast` sends them)."""
 
-    def __init__(self, desk: Desk, editors_room: str | None) -> None:
+    def __init__(self, desk: Desk) -> None:
         self.desk = desk
-        self.editors_room = editors_room
 
     async def post(self, key: GazetteKeys, room_id: str) -> Post | None:
         """The post of `key` to `room_id`, or None when it no longer makes sense."""
@@ -275,38 +284,17 @@ class Posts:
 
     async def _notice(self, key: DeskKey) -> Message | None:
         desk = self.desk
-        renderer = desk.renderer
+        draft = await desk.store.draft()
+        approval = None if draft is None else await desk.draft_approval(draft)
         if key.what == "draft":
-            draft = await desk.store.draft()
             if draft is None or str(draft.id) != key.ref:
                 return None  # published or replaced since
-            return renderer.render(
-                "gazette_desk",
-                what="draft",
-                number=draft.number,
-                fire=None if draft.fire_at is None else _utc(draft.fire_at),
-                approval=await desk.draft_approval(draft),
-                sections=desk.config.sections,
-                prefix=desk.prefix,
-            )
+            return desk.notice("draft", number=draft.number, fire=draft.fire_at, approval=approval)
         if key.what == "missed":
-            fire = _utc(int(key.ref))
-            draft = await desk.store.draft()
-            return renderer.render(
-                "gazette_desk",
-                what="missed",
-                number=None if draft is None else draft.number,
-                fire=fire,
-                approval=None if draft is None else await desk.draft_approval(draft),
-                sections=desk.config.sections,
-                prefix=desk.prefix,
-            )
+            number = None if draft is None else draft.number
+            return desk.notice("missed", number=number, fire=int(key.ref), approval=approval)
         log.error("gazette: unknown editors' notice %s", key)
         return None
 
 
 GazetteKeys = IssueKey | IssueEditKey | IssueRedactKey | DeskKey
-
-
-def _utc(timestamp: int) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)

@@ -30,7 +30,7 @@ class GazetteSchedule:
     def __init__(self, desk: Desk, editors_room: str) -> None:
         self.desk = desk
         self.editors_room = editors_room
-        self.posts = Posts(desk, editors_room)
+        self.posts = Posts(desk)
         schedule = desk.config.schedule
         self._trigger = (
             CronTrigger.from_crontab(schedule, timezone=desk.renderer.tz) if schedule else None
