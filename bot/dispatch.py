@@ -38,7 +38,7 @@ from bot.chat import (
     Reply,
 )
 from bot.commands.core import Registry, Services
-from bot.commands.gazette import PREVIEW_MARK, gazette_command
+from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK, gazette_command
 from bot.commands.personal import forget_command, remind_me_command
 from bot.commands.runner import Invocation, Runner, parsed
 from bot.db.inbox import InboxItem
@@ -219,12 +219,62 @@ class Dispatcher:
         self._hold(msg, invocation)
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
-        """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private."""
+        """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private.
+        A ✅ taken back: its approval withdrawn (`_accept_withdrawal`)."""
+        if await self._accept_withdrawal(redaction):
+            return
         # [] when not one of the reactions that asked for reminders.
         sids = await self.storage.personal.via(redaction.sender, redaction.redacts)
         await self._accept_private(
             redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
         )
+
+    async def _accept_withdrawal(self, redaction: IncomingRedaction) -> bool:
+        """Its sender redacted a ✅ that approved a gazette preview (or is still
+        waiting for its answer): `!gazette valider` withdraws that approval,
+        recorded and answered in the room like the ✅ itself. False: not one.
+
+        Only the ✅'s own sender withdraws it: a moderator removing someone
+        else's reaction leaves their approval in place.
+        """
+        if redaction.sender == self.chat.user_id:
+            return False
+        target, room_id = redaction.redacts, redaction.room_id
+        approver = await self.storage.gazette.approved_by_reaction(target, room_id)
+        if approver is None:
+            # Taken back before its answer (both in one sync batch): it waits
+            # for that answer (`_answers_after`), then withdraws what it gave.
+            approver = await self._pending_approval(target, room_id)
+        if approver != redaction.sender:
+            return False
+        invocation = Invocation(APPROVE_COMMAND, f"valider {WITHDRAW_MARK}{target}")
+        if not await self.storage.inbox.add(
+            redaction.event_id,
+            room_id,
+            redaction.sender,
+            invocation.args,
+            None,
+            command=invocation.name,
+        ):
+            log.debug("redaction %s already recorded, not answering again", redaction.event_id)
+            return True
+        msg = IncomingMessage(room_id, redaction.event_id, redaction.sender, "", reaction=True)
+        self._hold(msg, invocation)
+        return True
+
+    async def _pending_approval(self, event_id: str, room_id: str) -> str | None:
+        """The sender of `event_id` if it is a ✅ on a preview not answered yet."""
+        item = await self.storage.inbox.get(event_id)
+        if (
+            item is None
+            or item.room_id != room_id
+            or item.command != APPROVE_COMMAND
+            or item.direct
+            or not item.body.startswith(f"valider {PREVIEW_MARK}")
+            or await self.storage.inbox.status(event_id) != "pending"
+        ):
+            return None
+        return item.sender
 
     async def _accept_private(
         self, room_id: str, event_id: str, sender: str, command: str, sids: list[str]
@@ -357,7 +407,7 @@ class Dispatcher:
         attempts: int,
         first_counted: bool,
     ) -> None:
-        async with self._one_at_a_time(msg.replaces or msg.event_id):
+        async with self._one_at_a_time(msg.replaces or _answers_after(invocation) or msg.event_id):
             if msg.replaces is not None:
                 await self._process_edit(msg, attempts, first_counted)
             elif invocation is not None:
@@ -513,6 +563,15 @@ class Dispatcher:
 
     async def role_of(self, room_id: str, user_id: str) -> Role:
         return await self.runner.role_of(room_id, user_id)
+
+
+def _answers_after(invocation: Invocation | None) -> str | None:
+    """The ✅ whose withdrawal this is (answered after it, one at a time, so
+    that a ✅ taken back at once is recorded before it is withdrawn)."""
+    if invocation is None or invocation.name != APPROVE_COMMAND:
+        return None
+    mark = f"valider {WITHDRAW_MARK}"
+    return invocation.args[len(mark) :] if invocation.args.startswith(mark) else None
 
 
 def _message(item: InboxItem) -> IncomingMessage:

@@ -11,8 +11,10 @@
     !gazette retirer-tout                     remove the last issue from every room
     !gazette archives | journal               past issues; who did what, when
 
-Changing and approving follow one rule (`bot.gazette.desk`): another
-moderator than the last person who changed something approves it.
+Changing and approving follow one rule (`bot.gazette.desk`): an approval
+counts from a moderator who had no part in what it approves (wrote no item
+of the issue, did not change the draft, did not ask for the correction or
+retraction). Redacting the ✅ that approved withdraws the approval.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bot.commands.core import Context, Problem, UsageError, command
 from bot.commands.runner import strip_reply_fallback
 from bot.db import gazette as store
 from bot.db.gazette import Issue
-from bot.gazette.desk import MAX_ITEM_CHARS, Desk
+from bot.gazette.desk import ASKED, MAX_ITEM_CHARS, Desk
 from bot.gazette.schedule import GazetteSchedule
 from bot.i18n import N_
 from bot.permissions import Role
@@ -43,6 +45,9 @@ WHAT = {
 }
 # Arguments of a `valider` run by a ✅ on a preview: "@<what the preview showed>".
 PREVIEW_MARK = "@"
+# Arguments of a `valider` run by the redaction of a ✅: "-<the ✅'s event id>"
+# (its approval withdrawn).
+WITHDRAW_MARK = "-"
 
 
 def desk(ctx: Context) -> Desk:
@@ -83,9 +88,7 @@ async def gazette_command(ctx: Context) -> Message:
         latest=latest,
         latest_items=[] if latest is None else await d.items(latest),
         request=request,
-        request_approval=None
-        if request is None
-        else await d.approval(request.target, request.requested_by),
+        request_approval=None if request is None else await d.request_approval(request),
         fire=d.config.schedule and _next_fire(ctx, d),
     )
 
@@ -169,6 +172,8 @@ async def preview_command(ctx: Context) -> Message:
 async def approve_command(ctx: Context) -> Message:
     d = desk(ctx)
     arg = ctx.args.strip()
+    if arg.startswith(WITHDRAW_MARK) and ctx.msg.reaction:  # not typed: a ✅ redacted
+        return await _withdraw(ctx, d, arg[len(WITHDRAW_MARK) :])
     shown = arg[len(PREVIEW_MARK) :] if arg.startswith(PREVIEW_MARK) else None
     wanted = None if shown is not None or not arg else WHAT.get(fold(arg))
     if arg and shown is None and wanted is None:
@@ -194,11 +199,19 @@ async def approve_command(ctx: Context) -> Message:
     return await _approve_draft(ctx, d, draft)
 
 
+def _reaction(ctx: Context) -> tuple[str, str] | None:
+    """The ✅ that runs this `valider`, if one does: recorded with the approval."""
+    return (ctx.msg.event_id, ctx.msg.room_id) if ctx.msg.reaction else None
+
+
 async def _approve_draft(ctx: Context, d: Desk, draft: Issue) -> Message:
     sender = ctx.msg.sender
-    if sender == draft.changed_by:
-        return d.notice("own", changed_by=sender, issue=draft)
-    added = await d.store.approve(draft.target, sender, draft.number, _now(ctx))
+    why = await d.refusal(draft, sender)
+    if why is not None:
+        return d.notice("own", why=why, issue=draft)
+    added = await d.store.approve(
+        draft.target, sender, draft.number, _now(ctx), reaction=_reaction(ctx)
+    )
     approval = await d.draft_approval(draft)
     return d.notice(
         "approved",
@@ -211,10 +224,12 @@ async def _approve_draft(ctx: Context, d: Desk, draft: Issue) -> Message:
 
 async def _approve_request(ctx: Context, d: Desk, latest: Issue, request: store.Request) -> Message:
     sender = ctx.msg.sender
-    if sender == request.requested_by:
-        return d.notice("own", changed_by=sender, issue=latest)
-    added = await d.store.approve(request.target, sender, latest.number, _now(ctx))
-    approval = await d.approval(request.target, request.requested_by)
+    if sender == request.requested_by:  # who also wrote a correction's text
+        return d.notice("own", why=ASKED, issue=latest)
+    added = await d.store.approve(
+        request.target, sender, latest.number, _now(ctx), reaction=_reaction(ctx)
+    )
+    approval = await d.request_approval(request)
     queued = None
     if approval.done:
         queued = await d.apply(latest, request, sender)
@@ -228,6 +243,33 @@ async def _approve_request(ctx: Context, d: Desk, latest: Issue, request: store.
         again=not added,
         queued=queued,
     )
+
+
+async def _withdraw(ctx: Context, d: Desk, reaction: str) -> Message:
+    """The sender redacted their ✅ `reaction`: the approval it gave is withdrawn,
+    unless what it approved is done (published, applied)."""
+    withdrawal = await d.store.withdraw(reaction, ctx.msg.sender, _now(ctx))
+    if withdrawal is None:  # the ✅ approved nothing (refused, out of date)
+        return d.notice("unapproved", withdrawal=None, by=ctx.msg.sender, approval=None)
+    approval = None
+    if withdrawal.kind == "draft":
+        draft = await d.store.draft()
+        if draft is not None and draft.target == withdrawal.target:
+            approval = await d.draft_approval(draft)
+    else:
+        latest = await d.store.latest()
+        request = None if latest is None else await d.store.pending_request(latest.id)
+        if request is not None and request.target == withdrawal.target:
+            approval = await d.request_approval(request)
+    log.info(
+        "gazette: ✅ %s taken back by %s (%s of issue %d): %s",
+        reaction,
+        ctx.msg.sender,
+        withdrawal.kind,
+        withdrawal.number,
+        withdrawal.state,
+    )
+    return d.notice("unapproved", withdrawal=withdrawal, by=ctx.msg.sender, approval=approval)
 
 
 @gazette_command.sub(N_("publish"), "publier", role=Role.MODERATOR)

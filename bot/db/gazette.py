@@ -1,8 +1,11 @@
 """The editorial gazette: issues, moderators' items, approvals, previews, copies, audit log.
 
 Only SQL. A change bumps the draft's revision, which is what approvals are
-for; the publication's transactions are in `gazette_publication`, whose
-queries `GazetteStore` inherits. The row types are in `gazette_model`.
+for, and records who made it (`gazette_changers`: none of them approves the
+draft); a ✅ that approved is recorded with its approval, so that redacting it
+withdraws that approval. The publication's transactions are in
+`gazette_publication`, whose queries `GazetteStore` inherits. The row types
+are in `gazette_model`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import Any
 from bot.db.database import Database, Queries
 from bot.db.gazette_model import (
     CORRECT,
+    CURRENT,
+    DONE,
     DRAFT,
     ISSUE_QUERY,
+    OUTDATED,
     PUBLISHED,
     RETRACT,
     RETRACTED,
@@ -24,13 +30,17 @@ from bot.db.gazette_model import (
     Item,
     LogEntry,
     Request,
+    Withdrawal,
     log_action,
 )
 from bot.db.gazette_publication import Publication
 
 __all__ = [
     "CORRECT",
+    "CURRENT",
+    "DONE",
     "DRAFT",
+    "OUTDATED",
     "PUBLISHED",
     "RETRACT",
     "RETRACTED",
@@ -40,6 +50,7 @@ __all__ = [
     "Item",
     "LogEntry",
     "Request",
+    "Withdrawal",
 ]
 
 
@@ -105,7 +116,8 @@ class GazetteStore(Publication):
                 return None
             await log_action(tx, now, by, "draft", number, "")
             row = await tx.fetchrow(ISSUE_QUERY + "WHERE status = 'draft'")
-        assert row is not None
+            assert row is not None
+            await _changer(tx, int(row["id"]), by)
         return Issue.from_row(row)
 
     async def refresh(self, issue: Issue, content: dict[str, Any], by: str, now: int) -> bool:
@@ -192,8 +204,26 @@ class GazetteStore(Publication):
         )
         return [str(r["user_id"]) for r in rows]
 
-    async def approve(self, target: str, user_id: str, number: int, now: int) -> bool:
-        """False if this person had approved it already."""
+    async def changers(self, issue_id: int) -> set[str]:
+        """Everyone who changed this draft (built it, gathered it again, added or removed)."""
+        rows = await self._db.fetch(
+            "SELECT user_id FROM gazette_changers WHERE issue_id = $1", issue_id
+        )
+        return {str(r["user_id"]) for r in rows}
+
+    async def approve(
+        self,
+        target: str,
+        user_id: str,
+        number: int,
+        now: int,
+        reaction: tuple[str, str] | None = None,
+    ) -> bool:
+        """False if this person had approved it already.
+
+        `reaction`: the ✅ (event id, room) that approves (or approves again):
+        recorded with the approval, its redaction withdraws it.
+        """
         async with self._db.transaction() as tx:
             result = await tx.execute(
                 "INSERT OR IGNORE INTO gazette_approvals (target, user_id, at) VALUES ($1, $2, $3)",
@@ -203,7 +233,65 @@ class GazetteStore(Publication):
             )
             if result.rowcount == 1:
                 await log_action(tx, now, user_id, "approve", number, target.partition(":")[0])
+            if reaction is not None:
+                await tx.execute(
+                    "INSERT OR IGNORE INTO gazette_approval_reactions "
+                    "(event_id, room_id, target, user_id, at) VALUES ($1, $2, $3, $4, $5)",
+                    reaction[0],
+                    reaction[1],
+                    target,
+                    user_id,
+                    now,
+                )
         return result.rowcount == 1
+
+    async def approved_by_reaction(self, event_id: str, room_id: str) -> str | None:
+        """Who approved something with the ✅ `event_id` (None: it approved nothing)."""
+        value = await self._db.fetchval(
+            "SELECT user_id FROM gazette_approval_reactions WHERE event_id = $1 AND room_id = $2",
+            event_id,
+            room_id,
+        )
+        return None if value is None else str(value)
+
+    async def withdraw(self, reaction: str, user_id: str, now: int) -> Withdrawal | None:
+        """The approval the ✅ `reaction` of `user_id` gave, withdrawn; None: it gave none.
+
+        Not once what it approved is done (the issue published, the
+        correction or retraction applied): that is not undone. An approval of
+        a version changed since counted no more; it goes without a log line.
+        """
+        async with self._db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT target FROM gazette_approval_reactions "
+                "WHERE event_id = $1 AND user_id = $2",
+                reaction,
+                user_id,
+            )
+            if row is None:
+                return None
+            target = str(row["target"])
+            found = await _target_state(tx, target)
+            if found is None:
+                return None
+            kind, number, state = found
+            if state == DONE:
+                return Withdrawal(DONE, kind, number, target)
+            await tx.execute(
+                "DELETE FROM gazette_approval_reactions WHERE target = $1 AND user_id = $2",
+                target,
+                user_id,
+            )
+            result = await tx.execute(
+                "DELETE FROM gazette_approvals WHERE target = $1 AND user_id = $2",
+                target,
+                user_id,
+            )
+            if result.rowcount != 1:
+                return None  # withdrawn already (a second ✅ of the same person)
+            if state == CURRENT:
+                await log_action(tx, now, user_id, "unapprove", number, kind)
+        return Withdrawal(state, kind, number, target)
 
     async def previewed(self, event_id: str, room_id: str, target: str) -> None:
         await self._db.execute(
@@ -254,7 +342,8 @@ class GazetteStore(Publication):
 
 
 async def _change(q: Queries, issue: Issue, by: str, now: int) -> bool:
-    """The draft's next revision, if it is still the draft read as `issue`."""
+    """The draft's next revision, if it is still the draft read as `issue`;
+    `by` is one of its changers from now on."""
     result = await q.execute(
         "UPDATE gazette_issues SET revision = revision + 1, changed_by = $1, changed_at = $2 "
         "WHERE id = $3 AND status = 'draft' AND revision = $4",
@@ -263,4 +352,43 @@ async def _change(q: Queries, issue: Issue, by: str, now: int) -> bool:
         issue.id,
         issue.revision,
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    await _changer(q, issue.id, by)
+    return True
+
+
+async def _changer(q: Queries, issue_id: int, by: str) -> None:
+    await q.execute(
+        "INSERT OR IGNORE INTO gazette_changers (issue_id, user_id) VALUES ($1, $2)",
+        issue_id,
+        by,
+    )
+
+
+async def _target_state(q: Queries, target: str) -> tuple[str, int, str] | None:
+    """(kind, issue number, state) of an approval's target: "draft", "correct" or
+    "retract"; CURRENT (waiting for approvals), OUTDATED (changed or replaced
+    since), DONE (published, applied). None: no such target."""
+    kind, _, ref = target.partition(":")
+    if kind == "draft":
+        issue_id, _, revision = ref.partition(":")
+        row = await q.fetchrow(
+            "SELECT number, status, revision FROM gazette_issues WHERE id = $1", int(issue_id)
+        )
+        if row is None:
+            return None
+        if row["status"] != DRAFT:
+            state = DONE
+        else:
+            state = CURRENT if int(row["revision"]) == int(revision) else OUTDATED
+        return kind, int(row["number"]), state
+    row = await q.fetchrow(
+        "SELECT r.kind, r.status, i.number FROM gazette_requests r "
+        "JOIN gazette_issues i ON i.id = r.issue_id WHERE r.id = $1",
+        int(ref),
+    )
+    if row is None:
+        return None
+    states = {"pending": CURRENT, "applied": DONE}
+    return str(row["kind"]), int(row["number"]), states.get(str(row["status"]), OUTDATED)

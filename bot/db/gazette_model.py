@@ -10,6 +10,9 @@ from bot.db.database import Queries, Row
 
 DRAFT, PUBLISHED, RETRACTED = "draft", "published", "retracted"
 CORRECT, RETRACT = "correct", "retract"
+# What became of an approval's target: still waiting for approvals; changed
+# or replaced since (the approval no longer counts); published or applied.
+CURRENT, OUTDATED, DONE = "current", "outdated", "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,20 @@ class Request:
     @property
     def target(self) -> str:
         return f"request:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """A ✅ taken back: what its approval was for, and what became of it.
+
+    `state`: CURRENT, the approval is withdrawn; OUTDATED, it no longer
+    counted anyway; DONE, what it approved is done and stays so.
+    """
+
+    state: str
+    kind: str  # "draft", CORRECT or RETRACT
+    number: int
+    target: str
 
 
 @dataclass(frozen=True, slots=True)

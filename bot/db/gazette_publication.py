@@ -38,14 +38,18 @@ class Publication:
         feed_entries: Sequence[str],
         by: str,
         now: int,
+        approved_by: Sequence[str],
         fire_at: int | None = None,
     ) -> int | None:
-        """Publish the draft as it reads at `issue.revision`: rows queued, None if it changed.
+        """Publish the draft as it reads at `issue.revision`: rows queued, None if it
+        changed, or if one of the approvals `approved_by` was withdrawn meanwhile.
 
         One transaction: the issue fixed, a row per subscribed room, its feed
         entries marked, the scheduled time (if any) decided, the log.
         """
         async with self._db.transaction() as tx:
+            if not await _still_approved(tx, issue.target, approved_by):
+                return None
             result = await tx.execute(
                 "UPDATE gazette_issues SET status = 'published', published_at = $1, body = $2, "
                 "html = $3 WHERE id = $4 AND status = 'draft' AND revision = $5",
@@ -144,14 +148,17 @@ class Publication:
         publication: str,
         by: str,
         now: int,
+        approved_by: Sequence[str],
     ) -> int | None:
         """Apply an approved correction: the item and the issue's text, an edit per copy.
 
         Rows queued (rooms with a copy, or whose copy is still to send); None
-        if the request was no longer pending.
+        if the request was no longer pending, or an approval was withdrawn.
         """
         assert request.n is not None and request.text is not None
         async with self._db.transaction() as tx:
+            if not await _still_approved(tx, request.target, approved_by):
+                return None
             if not await _close(tx, request):
                 return None
             await tx.execute(
@@ -184,10 +191,14 @@ class Publication:
         publication: str,
         by: str,
         now: int,
+        approved_by: Sequence[str],
     ) -> int | None:
         """Apply an approved retraction: copies not sent yet never will be, the
-        others get a redaction each. Rows queued; None if no longer pending."""
+        others get a redaction each. Rows queued; None if no longer pending
+        (or an approval was withdrawn)."""
         async with self._db.transaction() as tx:
+            if not await _still_approved(tx, request.target, approved_by):
+                return None
             if not await _close(tx, request):
                 return None
             await tx.execute(
@@ -211,6 +222,13 @@ class Publication:
                 queued += await outbox.insert(tx, broadcast, str(row["room_id"]))
             await log_action(tx, now, by, "retract", issue.number, str(len(rows)))
         return queued
+
+
+async def _still_approved(q: Queries, target: str, approved_by: Sequence[str]) -> bool:
+    """Every approval counted when it was decided is still there (a ✅ taken
+    back in the meantime withdraws one: then nothing is done)."""
+    rows = await q.fetch("SELECT user_id FROM gazette_approvals WHERE target = $1", target)
+    return set(approved_by) <= {str(r["user_id"]) for r in rows}
 
 
 async def _close(q: Queries, request: Request) -> bool:

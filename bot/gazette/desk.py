@@ -1,10 +1,16 @@
 """The editors' desk: the draft, its items, approvals, publication, corrections, retraction.
 
 Everything is in the database (`bot.db.gazette`); a `Desk` is cheap and
-stateless, built by each command and by the broadcaster. Approval rule, for
-an issue as for a correction or a retraction: `gazette.approvals`
-moderators other than the last person who changed it (or asked for it). An
-approval is for one revision of the draft: any change withdraws it.
+stateless, built by each command and by the broadcaster.
+
+Four eyes: an issue goes out once approved by `gazette.approvals`
+moderators who had no part in its text: none wrote one of its items, none
+changed the draft (built it on request, gathered its content again, added
+or removed an item). A correction or a retraction, by moderators other than
+the person who asked for it (who also wrote the correction's text). An
+approval is for one revision of the draft: any change withdraws it, and so
+does the approver redacting the ✅ that gave it (until what it approved is
+published or applied).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ FIRST_ISSUE_LOOKBACK = timedelta(days=61)
 MAX_ITEM_CHARS = 1500
 
 
+# Why someone may not approve (`Desk.refusal`): they wrote an item of the
+# issue, changed the draft otherwise, or asked for the correction or retraction.
+WROTE, CHANGED, ASKED = "wrote", "changed", "asked"
+
+
 @dataclass(frozen=True, slots=True)
 class Approval:
     """Who approved the current version of something, and how many are needed."""
@@ -40,7 +51,7 @@ class Approval:
     target: str
     by: tuple[str, ...]
     needed: int
-    changed_by: str  # who cannot approve it
+    excluded: tuple[str, ...]  # who cannot approve it ('' is the bot)
 
     @property
     def done(self) -> bool:
@@ -157,12 +168,30 @@ class Desk:
 
     # -- approvals ------------------------------------------------------------
 
-    async def approval(self, target: str, changed_by: str) -> Approval:
-        by = tuple(u for u in await self.store.approvals(target) if u != changed_by)
-        return Approval(target, by, self.config.approvals, changed_by)
+    async def approval(self, target: str, excluded: set[str]) -> Approval:
+        """The approvals of `target` that count: none by the people `excluded`."""
+        by = tuple(u for u in await self.store.approvals(target) if u not in excluded)
+        names = tuple(sorted(u for u in excluded if u))  # not '', the bot
+        return Approval(target, by, self.config.approvals, names)
 
     async def draft_approval(self, issue: Issue) -> Approval:
-        return await self.approval(issue.target, issue.changed_by)
+        return await self.approval(issue.target, await self.excluded(issue))
+
+    async def request_approval(self, request: Request) -> Approval:
+        return await self.approval(request.target, {request.requested_by})
+
+    async def excluded(self, issue: Issue) -> set[str]:
+        """Who may not approve the draft: its items' authors and everyone who changed it."""
+        authors = {i.author for i in await self.store.items(issue.id)}
+        return authors | await self.store.changers(issue.id) | {issue.changed_by}
+
+    async def refusal(self, issue: Issue, user_id: str) -> str | None:
+        """Why `user_id` may not approve the draft (WROTE, CHANGED), or None."""
+        if user_id in {i.author for i in await self.store.items(issue.id)}:
+            return WROTE
+        if user_id in await self.excluded(issue):
+            return CHANGED
+        return None
 
     async def withdrawn(self, before: Issue) -> tuple[str, ...]:
         """Who had approved `before`, a version now changed (their approval is void)."""
@@ -176,7 +205,8 @@ class Desk:
         None when it is not approved or changed meanwhile. The text is frozen
         now: every room gets the same, also when sent after a restart.
         """
-        if not (await self.draft_approval(issue)).done:
+        approval = await self.draft_approval(issue)
+        if not approval.done:
             return None
         message = await self.render(issue)
         queued = await self.store.publish(
@@ -187,6 +217,7 @@ class Desk:
             feed_entries=content.entry_keys(issue.content),
             by=by,
             now=self._ts(),
+            approved_by=approval.by,
             fire_at=fire_at,
         )
         if queued is not None:
@@ -194,7 +225,11 @@ class Desk:
         return queued
 
     async def apply(self, issue: Issue, request: Request, by: str) -> int | None:
-        """Carry out an approved correction or retraction: rows queued (None: done already)."""
+        """Carry out an approved correction or retraction: rows queued (None: done
+        already, or not approved any more)."""
+        approval = await self.request_approval(request)
+        if not approval.done:
+            return None
         publication = str(IssueKey(issue.number))
         if request.kind == store.CORRECT:
             message = await self.corrected(issue, request)
@@ -207,6 +242,7 @@ class Desk:
                 publication=publication,
                 by=by,
                 now=self._ts(),
+                approved_by=approval.by,
             )
         else:
             queued = await self.store.retract(
@@ -216,6 +252,7 @@ class Desk:
                 publication=publication,
                 by=by,
                 now=self._ts(),
+                approved_by=approval.by,
             )
         if queued is not None:
             log.info(
