@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.chat import IncomingMessage, SendError
-from bot.commands.mentors import Problem, matrix_id, parse_topics, suggest
+from bot.commands.mentors import Problem, matrix_id, parse_topics, suggest, topic_ok
 from bot.db.mentors import ERASED
 from bot.db.storage import Storage
 from bot.dispatch import Dispatcher, txn_id_for
@@ -64,6 +64,97 @@ def test_topics_normalised_and_suggested() -> None:
         matrix_id("camille")
     with pytest.raises(Problem):
         parse_topics(",".join(f"t{i}" for i in range(11)))
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "C++",
+        "C#",
+        ".NET",
+        "Node.js",
+        "Python 3",
+        "Données ouvertes",
+        "Système d'information",
+        "Logiciels d’État",
+        "Ελληνικά",
+        "日本語",
+        "हिन्दी",  # vowel signs are marks
+        "x" * 40,
+    ],
+)
+def test_topics_allowed(topic: str) -> None:
+    assert topic_ok(topic)
+    ((_, label),) = parse_topics(topic)
+    assert label == topic
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "../../etc/passwd <script>",
+        "<b>Grist</b>",
+        "Grist!",
+        "CI/CD",
+        "🐍 Python",
+        "---",
+        "#",
+        ". + ' #",
+        "x" * 41,
+        "\u202egrist",  # right-to-left override
+        "gr\u200bist",  # zero-width space
+    ],
+)
+def test_topics_refused(topic: str) -> None:
+    assert not topic_ok(topic)
+    with pytest.raises(Problem) as refused:
+        parse_topics(f"Grist, {topic}")
+    assert refused.value.code == "bad_topic"
+
+
+def test_decomposed_accents_are_stored_composed() -> None:
+    assert parse_topics("Donne\u0301es") == [("donnees", "Données")]
+
+
+async def test_a_refused_topic_is_named_and_nothing_is_stored(room: Room) -> None:
+    for sender, command in ((MEMBER, "!mentor proposer"), (MOD, f"!mentor ajouter {CAMILLE}")):
+        refused = await room.say(f"{command} Grist, ../../etc/passwd <script>", sender=sender)
+        lines = refused.body.splitlines()
+        assert lines[0] == (
+            "Sujet refusé : « ../../etc/passwd <script> ». Un sujet compte de 1 à 40 "
+            "caractères : lettres, chiffres, espaces, apostrophes et - + . # (C++, C#, "
+            ".NET, Node.js), dont au moins une lettre ou un chiffre."
+        )
+        assert lines[1].startswith("Syntaxe : !mentor ")
+        assert "&lt;script&gt;" in refused.html and "<script" not in refused.html
+    assert await room.storage.mentors.topics() == []
+    assert await room.storage.mentors.requests() == []
+    # Echoed shortened, and without characters that would turn the answer around.
+    long = await room.say("!mentor proposer Une très longue phrase qui ne fait pas un sujet")
+    assert "« Une très longue phrase qui ne fait pas …" in long.body
+    hidden = await room.say("!mentor proposer \u202eGrist")
+    assert "« \ufffdGrist »" in hidden.body and "\u202e" not in hidden.body
+
+
+async def test_searching_with_garbage_gets_a_clear_answer(room: Room) -> None:
+    await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=MOD)
+    garbage = await room.say("!mentors ../../etc/passwd <script>")
+    assert garbage.body.startswith("Aucun mentor pour « ../../etc/passwd <script> »")
+    assert "&lt;script&gt;" in garbage.html and "<script" not in garbage.html
+    nothing = await room.say("!mentors ?!?")
+    assert nothing.body.startswith("« ?!? » n'est pas un nom de sujet")
+    # Punctuation around a topic does not hide it.
+    assert (await room.say("!mentors grist ?")).body.startswith("🤝 Mentors pour « Grist »")
+
+
+async def test_topics_stored_before_the_rule_stay_listed_found_and_removable(room: Room) -> None:
+    # Written by an earlier version, which took any text.
+    await room.storage.mentors.add(CAMILLE, None, [("ci/cd", "CI/CD")], MOD)
+    assert "• CI/CD : 1 mentor" in (await room.say("!mentors")).body
+    assert CAMILLE in (await room.say("!mentors ci/cd")).body
+    removed = await room.say(f"!mentor retirer {CAMILLE} CI/CD", sender=MOD)
+    assert removed.body.startswith("✅")
+    assert await room.storage.mentors.topics() == []
 
 
 async def test_moderator_registers_anyone_finds_with_pills(room: Room) -> None:

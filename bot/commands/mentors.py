@@ -9,12 +9,17 @@
     !mentor demandes | valider @user | journal   moderators
 
 Topics are compared by `bot.textnorm.fold` (case, accents, spaces): the one
-normalisation used everywhere.
+normalisation used everywhere. A new topic is checked (`topic_ok`): 1 to
+MAX_TOPIC characters, letters of any script (with their accents), digits,
+spaces, apostrophes and - + . # (C++, C#, .NET, Node.js), at least one
+letter or digit. Topics stored before that rule stay as they are: listed,
+found, removable.
 """
 
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,7 +35,14 @@ from bot.render import Message
 from bot.textnorm import fold
 
 MAX_TOPICS = 10
+# The longest search (topics stored before MAX_TOPIC held up to 60 characters).
 MAX_LABEL = 60
+# The longest new topic: "Accessibilité numérique" is 23, "Intelligence
+# artificielle" 25; a longer one reads as a sentence. Also in
+# templates/_problems.j2 (code "bad_topic").
+MAX_TOPIC = 40
+# Besides letters, digits and spaces: C++, C#, .NET, Node.js, "Système d'information".
+TOPIC_PUNCTUATION = frozenset("-+.#'’")
 SUGGESTIONS = 3
 
 
@@ -51,17 +63,55 @@ class Topic:
     mentors: list[Person]
 
 
+def _allowed(char: str) -> bool:
+    # Marks: accents typed decomposed, vowel signs of other scripts.
+    return (
+        char.isalnum()
+        or char == " "
+        or char in TOPIC_PUNCTUATION
+        or unicodedata.category(char).startswith("M")
+    )
+
+
+def topic_ok(label: str) -> bool:
+    """Whether `label` (spaces squeezed) may be a new topic."""
+    return (
+        0 < len(label) <= MAX_TOPIC
+        and any(c.isalnum() for c in label)
+        and all(_allowed(c) for c in label)
+    )
+
+
+def shown(text: str) -> str:
+    """`text` as an answer may quote it: no control or invisible formatting
+    character (a right-to-left override would turn the answer around)."""
+    return "".join("\ufffd" if unicodedata.category(c).startswith("C") else c for c in text)
+
+
 def parse_topics(text: str) -> list[tuple[str, str]]:
-    """'Superset, données ouvertes' → [(key, label)…], deduplicated by key."""
+    """'Superset, données ouvertes' → [(key, label)…], deduplicated by key.
+
+    `Problem("bad_topic")` names the first topic `topic_ok` refuses.
+    """
     seen: dict[str, str] = {}
     for part in text.replace(";", ",").split(","):
-        label = " ".join(part.split())[:MAX_LABEL]
+        label = unicodedata.normalize("NFC", " ".join(part.split()))
+        if not label:
+            continue
+        if not topic_ok(label):
+            raise Problem("bad_topic", shown(label))
         key = fold(label)
-        if key and key not in seen:
+        if key not in seen:
             seen[key] = label
     if len(seen) > MAX_TOPICS:
         raise Problem("too_many", str(MAX_TOPICS))
     return list(seen.items())
+
+
+def searchable(query: str) -> str:
+    """A search as a topic could be written: other characters become spaces
+    ("grist ?" looks for "grist")."""
+    return " ".join("".join(c if _allowed(c) else " " for c in query).split())
 
 
 def matrix_id(text: str) -> str:
@@ -112,12 +162,18 @@ async def mentors_command(ctx: Context) -> Message:
     if not query:
         return ctx.render("mentors", topics=topics, topic=None, query="", suggestions=[])
     key = fold(query)
-    found = next((t for t in topics if t.key == key), None)
+    found = next((t for t in topics if t.key == key), None)  # also one stored before the rule
+    if found is None:
+        cleaned = searchable(query)
+        if not any(c.isalnum() for c in cleaned):
+            raise Problem("bad_query", shown(query))
+        key = fold(cleaned)
+        found = next((t for t in topics if t.key == key), None)
     if found is None:
         labels = {t.key: t.label for t in topics}
         suggestions = [labels[k] for k in suggest(key, list(labels))]
         return ctx.render(
-            "mentors", topics=topics, topic=None, query=echo(query), suggestions=suggestions
+            "mentors", topics=topics, topic=None, query=echo(shown(query)), suggestions=suggestions
         )
     message = ctx.render("mentors", topics=topics, topic=found, query=query, suggestions=[])
     return replace(message, mentions=tuple(p.user_id for p in found.mentors))
