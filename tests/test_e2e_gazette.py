@@ -1,8 +1,11 @@
 """The editorial gazette on a real Synapse, with the bot as its own process.
 
 Two moderators of the editors' room (its creator, and a second one promoted to
-power level 50) write, preview and approve an issue; a member (level 0) tries
-the same and is refused. The issue goes out at its scheduled minute to three
+power level 50; both also named in `bot.moderators`) write, preview and approve
+an issue; a member (level 0) tries the same and is refused. With a third
+moderator: four eyes (an author does not approve once the other wrote an item
+too; the third one does, by ✅) and a ✅ taken back (redacted) withdraws the
+approval. The issue goes out at its scheduled minute to three
 subscribed rooms, survives a SIGKILL in the middle of the fan-out (one copy per
 room), is then corrected (one m.replace per copy, through another SIGKILL) and
 retracted (every copy redacted), each change approved by the moderator who did
@@ -133,6 +136,7 @@ class Newsroom:
     a: User  # moderator: the editors' room's creator (v12: above every level)
     b: User  # moderator: power level 50
     member: User  # power level 0
+    c: User | None  # a third moderator (power level 50), when asked for
     editors: str
     rooms: list[str]
     fires: tuple[datetime, datetime] | None  # the schedule's two times, if scheduled
@@ -167,16 +171,19 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
     `gazette.schedule` of two consecutive minutes from ~75 s after the rooms exist."""
 
     async def make(
-        *, gazette: dict[str, Any], pace: str = "0s", scheduled: bool = False
+        *, gazette: dict[str, Any], pace: str = "0s", scheduled: bool = False, third: bool = False
     ) -> Newsroom:
         a, b, member = await make_user("alice"), await make_user("bruno"), await make_user("mona")
-        editors = await a.create_room(invite=[b.user_id, member.user_id])
+        c = await make_user("claire") if third else None
+        others = [u for u in (b, member, c) if u is not None]
+        editors = await a.create_room(invite=[u.user_id for u in others])
         rooms = [await a.create_room() for _ in range(3)]
-        for user in (b, member):
+        for user in others:
             await user.client.join(editors)
             await a.wait_joined(editors, user.user_id)
+        moderators = [u.user_id for u in (a, b, c) if u is not None]
         levels = await a.client.room_get_state_event(editors, "m.room.power_levels")
-        users = {**levels.content.get("users", {}), b.user_id: 50}
+        users = {**levels.content.get("users", {}), **{m: 50 for m in moderators[1:]}}
         await a.client.room_put_state(
             editors, "m.room.power_levels", {**levels.content, "users": users}
         )
@@ -194,10 +201,12 @@ async def newsroom(synapse: DevHomeserver, tmp_path: Path, make_user) -> Any:
             gazette={"editors_room": editors, "number": NUMBER, **gazette},
             broadcasts={"pace": pace},
             reminders={"offsets": []},  # only the gazette in these rooms
+            # Moderators by the configuration as well as by their power level.
+            bot={"moderators": moderators},
         )
         for room in (editors, *rooms):
             await a.client.room_invite(room, bot_id)
-        return Newsroom(synapse, bot, bot_id, storage, a, b, member, editors, rooms, fires)
+        return Newsroom(synapse, bot, bot_id, storage, a, b, member, c, editors, rooms, fires)
 
     return make
 
@@ -389,6 +398,47 @@ async def test_member_can_neither_write_approve_nor_publish_nor_can_a_changed_dr
     assert "Traceback" not in news.bot.log.read_text()
 
 
+async def test_no_approval_by_an_author_and_a_check_mark_taken_back_withdraws_it(
+    newsroom: Any,
+) -> None:
+    news: Newsroom = await newsroom(gazette={}, third=True)  # published by hand only
+    a, b, c, bot_id, editors = news.a, news.b, news.c, news.bot_id, news.editors
+    assert c is not None
+    await news.start()
+    added = await news.ask(a, "!gazette ajouter 1 L'élément de A")
+    assert body(added).startswith("✅ Élément n°1"), body(added)
+    added = await news.ask(b, "!gazette ajouter 2 L'élément de B")
+    assert body(added).startswith("✅ Élément n°2"), body(added)
+
+    # A changed the draft before B: B's change no longer lets A approve A's own item.
+    refused = await news.ask(a, "!gazette valider")
+    assert "Vous avez écrit un élément de ce numéro" in body(refused), body(refused)
+    preview = await news.ask(a, "!gazette apercu")
+    mark = news.mark(a)
+    await react(b, editors, preview.event_id)
+    refused = await said_after(a, editors, mark, bot_id, "⛔")
+    assert "Vous avez écrit un élément de ce numéro" in body(refused), body(refused)
+
+    # C wrote nothing: C's ✅ approves; C redacting it withdraws the approval.
+    mark = news.mark(a)
+    check = await react(c, editors, preview.event_id)
+    await said_after(a, editors, mark, bot_id, "est validée")
+    assert "1/1" in body(await news.ask(a, "!gazette"))
+    mark = news.mark(a)
+    await c.client.room_redact(editors, check)
+    notice = await said_after(a, editors, mark, bot_id, "↩️")
+    assert f"{c.user_id} a retiré son ✅" in body(notice), body(notice)
+    assert "ne sera pas publiée avant d'être validée à nouveau" in body(notice), body(notice)
+    published = await news.ask(a, "!gazette publier")
+    assert "pas encore validée" in body(published), body(published)
+    assert "0/1" in body(await news.ask(a, "!gazette"))
+    journal = body(await news.ask(c, "!gazette journal"))
+    assert f"{c.user_id} · a retiré sa validation (✅ effacé)" in journal, journal
+    assert outbox(news.storage, "issue:%") == []
+    assert await news.bot.terminate() == 0
+    assert "Traceback" not in news.bot.log.read_text()
+
+
 async def crypto_said_after(user: CryptoUser, room: str, mark: int, bot_id: str, text: str) -> Any:
     """As `said_after`, for a client whose own sync loop fills `events`."""
 
@@ -440,7 +490,11 @@ async def test_encrypted_editors_room_preview_approval_and_publication(
     plain = await a.client.room_create()  # a subscribed room, not encrypted
     assert isinstance(plain, RoomCreateResponse), plain
     bot, bot_id, storage, _ = bot_process(
-        synapse, tmp_path, gazette={"editors_room": editors}, broadcasts={"pace": "0s"}
+        synapse,
+        tmp_path,
+        gazette={"editors_room": editors},
+        broadcasts={"pace": "0s"},
+        bot={"moderators": [a.user_id, b.user_id]},
     )
     for room in (editors, plain.room_id):
         await a.client.room_invite(room, bot_id)

@@ -475,6 +475,26 @@ async def test_a_check_mark_taken_back_at_once_is_withdrawn_after_its_answer(
     assert "Validations : 0/1" in (await newsroom.say("!gazette")).body
 
 
+async def test_a_check_mark_taken_back_just_before_a_crash_is_answered_at_restart_once(
+    newsroom: Newsroom,
+) -> None:
+    await newsroom.say("!gazette ajouter 1 Un élément")
+    preview = await newsroom.preview()
+    await newsroom.react(preview, DENISE, event_id="$ok")
+    # Recorded as the sync callback records it, then the bot dies before answering.
+    await newsroom.storage.inbox.add(
+        "$undo", EDITORS, DENISE, "valider -$ok", None, command="gazette"
+    )
+    before = len(newsroom.chat.sent)
+    assert await newsroom.dispatcher.resume_pending() == 1
+    await newsroom.dispatcher.drain()
+    (notice,) = newsroom.chat.sent[before:]
+    assert (notice.room_id, notice.reply_to) == (EDITORS, None)
+    assert "sa validation de la gazette n°33 est retirée" in notice.message.body  # type: ignore[union-attr]
+    assert await newsroom.dispatcher.resume_pending() == 0
+    assert "Validations : 0/1" in (await newsroom.say("!gazette")).body
+
+
 async def test_a_publication_decided_before_a_withdrawal_is_not_made_after_it(
     newsroom: Newsroom,
 ) -> None:

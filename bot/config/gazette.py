@@ -30,8 +30,9 @@ class GazetteConfig(_Model):
     agenda_days: int = Field(default=15, ge=1, le=90)
     # The sections moderators write in (`!gazette ajouter <section> <texte>`).
     sections: list[str] = Field(default_factory=lambda: list(DEFAULT_SECTIONS))
-    # Moderators, other than the last one who changed it, who must approve
-    # an issue (and a correction or a retraction) before it goes out.
+    # Moderators who must approve an issue before it goes out, none of whom
+    # wrote one of its items or changed its draft (and a correction or a
+    # retraction, none of whom asked for it).
     approvals: int = Field(default=1, ge=1, le=5)
     # RSS/Atom feed whose new entries are posted to `gazette` rooms.
     feed: str | None = None
