@@ -256,7 +256,7 @@ async def test_erased_people_show_as_the_label_in_the_journal(
         [],
         FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
         chat,
-        bot={"language": language},
+        bot={"language": language, "moderator_rooms": [ROOM_A]},
     )
     try:
         reply = await dispatcher.answer(IncomingMessage(ROOM_A, "$j", MOD, "!mentor journal"))

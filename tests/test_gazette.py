@@ -99,7 +99,10 @@ async def newsroom(tmp_path: Path) -> AsyncIterator[Newsroom]:
     levels = {(EDITORS, ALICE): 50, (EDITORS, BOB): 50, (EDITORS, CLAUDE): 0}
     chat = FakeChat(levels=levels)
     cfg = make_config(
-        tmp_path, gazette={"editors_room": EDITORS, "schedule": SCHEDULE, "number": 33}
+        tmp_path,
+        gazette={"editors_room": EDITORS, "schedule": SCHEDULE, "number": 33},
+        # The editors' room is the community's moderators' room here.
+        bot={"moderator_rooms": [EDITORS]},
     )
     renderer = Renderer("fr", cfg.bot.tz)
     woken: list[int] = []

@@ -80,7 +80,8 @@ class Bot:
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     source = tmp_path / "agenda.ics"
     source.write_bytes(CALENDAR)
-    cfg = make_config(tmp_path, agenda={"sources": [str(source)]})
+    # MOD moderates ROOM, the community's moderators' room.
+    cfg = make_config(tmp_path, agenda={"sources": [str(source)]}, bot={"moderator_rooms": [ROOM]})
     storage = await Storage.open(tmp_path / "db.sqlite")
     clock = FakeClock(NOW)
     chat = FakeChat(levels={(ROOM, MOD): 50})
@@ -190,9 +191,12 @@ async def test_member_refused_nothing_changes(bot: Bot) -> None:
     ):
         text = await bot.text(command, sender=MEMBER)
         verb = command.split()[1]
-        assert text == f"Désolé, « !session {verb} » est réservée aux modérateurs de ce salon."
+        assert text == (
+            f"Désolé, « !session {verb} » est réservée aux modérateurs de la communauté."
+        )
     assert list(bot.agenda.agenda) == before
     assert await bot.storage.agenda.edits() == []
+    assert await bot.storage.agenda.audit() == []
 
 
 async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None:
