@@ -19,6 +19,7 @@ from bot.agenda.published import PublishedLedger
 from bot.agenda.sources import AgendaService
 from bot.agenda.worker import ProcessParser
 from bot.broadcast import Broadcaster
+from bot.chat import RoomUpgraded
 from bot.commands import build_registry
 from bot.commands.core import Services
 from bot.config import Config
@@ -32,6 +33,7 @@ from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.ops import ErrorRoom, Metrics, OpsServer
+from bot.permissions import ModeratorRooms
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import new_scheduler
@@ -115,12 +117,18 @@ class BotApp:
                 personal=cfg.reminders.personal,
                 metrics=metrics,
             )
+            moderator_rooms = ModeratorRooms(cfg.bot.moderator_rooms)
+
+            async def refresh_moderator_rooms() -> None:
+                await moderator_rooms.refresh(chat, await storage.rooms.moved_upgrades())
+
             services = Services(
                 config=cfg,
                 renderer=renderer,
                 agenda=agenda,
                 now=self.now,
                 wake=broadcaster.wake.set,
+                moderator_rooms=moderator_rooms,
             )
             dispatcher = Dispatcher(build_registry(), services, chat, storage, metrics=metrics)
             agenda.on_recorded = broadcaster.wake.set
@@ -140,7 +148,14 @@ class BotApp:
             )
             chat.handlers.on_left = rooms.on_left
             chat.handlers.on_members = rooms.on_members
-            chat.handlers.on_upgrade = rooms.on_upgrade
+
+            async def on_upgrade(upgraded: RoomUpgraded) -> None:
+                await rooms.on_upgrade(upgraded)
+                # A moderators' room upgraded: its replacement counts from now on.
+                if upgraded.old_room in moderator_rooms.room_ids:
+                    await refresh_moderator_rooms()
+
+            chat.handlers.on_upgrade = on_upgrade
             stack.push_async_callback(dispatcher.drain)
 
             # Every job: coalesced, one run at a time, run however late (bot.scheduling).
@@ -206,6 +221,13 @@ class BotApp:
                 id="check-rooms",
                 next_run_time=datetime.now(UTC),
             )
+            # Aliases may be moved to another room: looked up again regularly.
+            scheduler.add_job(
+                refresh_moderator_rooms,
+                "interval",
+                minutes=5,
+                id="moderator-rooms",
+            )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
 
@@ -241,6 +263,8 @@ class BotApp:
             if self.identity.problem:
                 log.error("%s", self.identity.problem)
 
+            # Before any command is answered (those left pending included).
+            await refresh_moderator_rooms()
             await dispatcher.resume_pending()
             # What start-up built lives as long as the bot: full garbage
             # collections stop walking it (one took ~45 ms of the event loop

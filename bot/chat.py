@@ -155,6 +155,12 @@ class ChatClient(Protocol):
     async def power_level(self, room_id: str, user_id: str) -> float:
         """The user's power level in the room (creators of v12 rooms: infinity)."""
 
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        """Whether the user is joined to the room now (False when it cannot be read)."""
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        """The room ID an alias points to; None (logged) when it cannot be resolved."""
+
     async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
         """Join (through the servers `via`); False, logged, if refused or failed."""
 

@@ -79,33 +79,38 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
     demo_id = await asyncio.to_thread(hs.register, DEMO_USER, DEMO_PASSWORD)
     web_port = DEMO_WEB_PORT if port_free(DEMO_WEB_PORT) else free_port()
     web_url = f"http://127.0.0.1:{web_port}"
-    cfg = configuration.from_dict(
-        {
-            "matrix": {"homeserver": hs.url, "user_id": bot_id, "password": bot_password},
-            "storage": {"path": str(work / "bot")},
-            "agenda": {"sources": [str(sample_agenda())]},
-            # The public agenda too: the printed address opens it in a browser.
-            "web": {"http": f"127.0.0.1:{web_port}", "public_url": web_url},
-        },
-        env={},
-    )
-    app = BotApp(cfg)
-    bot_task = asyncio.create_task(app.run(handle_signals=False), name="bot")
     user = AsyncClient(hs.url, demo_id, store_path=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    app: BotApp | None = None
+    bot_task: asyncio.Task[None] | None = None
     try:
         login = await user.login(DEMO_PASSWORD, device_name="demo")
         if not isinstance(login, LoginResponse):
             print(f"demo: login failed: {login}", file=sys.stderr)
             return 1
-        await _wait_or_fail(app.ready.wait(), bot_task, "the bot did not start")
+        # Created first: the demo room is also the community moderators' room
+        # (`bot.moderator_rooms`), where @demo, its creator, is a moderator.
         room = await user.room_create(name=_("BlueHats demo"), invite=[bot_id])
         if not isinstance(room, RoomCreateResponse):
             print(f"demo: cannot create the room: {room}", file=sys.stderr)
             return 1
+        cfg = configuration.from_dict(
+            {
+                "matrix": {"homeserver": hs.url, "user_id": bot_id, "password": bot_password},
+                "storage": {"path": str(work / "bot")},
+                "bot": {"moderator_rooms": [room.room_id]},
+                "agenda": {"sources": [str(sample_agenda())]},
+                # The public agenda too: the printed address opens it in a browser.
+                "web": {"http": f"127.0.0.1:{web_port}", "public_url": web_url},
+            },
+            env={},
+        )
+        app = BotApp(cfg)
+        bot_task = asyncio.create_task(app.run(handle_signals=False), name="bot")
+        await _wait_or_fail(app.ready.wait(), bot_task, "the bot did not start")
         answer = await _wait_or_fail(
             _ask(user, room.room_id, bot_id), bot_task, "the bot did not answer"
         )
@@ -134,9 +139,10 @@ async def _with_server(hs: DevHomeserver, work: Path, once: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await user.close()
-        app.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot_task, 20)
+        if app is not None and bot_task is not None:
+            app.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bot_task, 20)
         print(_("Stopping the bot and the local server."), flush=True)
 
 

@@ -46,7 +46,7 @@ from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.direct_rooms import ensure_direct_room
 from bot.ops import Metrics
-from bot.permissions import Role
+from bot.permissions import Rights
 from bot.render import Message
 
 log = logging.getLogger(__name__)
@@ -561,8 +561,8 @@ class Dispatcher:
         """The reply to a message (see `Runner.answer`); nothing is sent."""
         return await self.runner.answer(msg, invocation)
 
-    async def role_of(self, room_id: str, user_id: str) -> Role:
-        return await self.runner.role_of(room_id, user_id)
+    async def rights_of(self, room_id: str, user_id: str) -> Rights:
+        return await self.runner.rights_of(room_id, user_id)
 
 
 def _answers_after(invocation: Invocation | None) -> str | None:

@@ -1,4 +1,19 @@
-"""Who may do what: config admins, room moderators (power level), everyone else.
+"""Who may do what: two kinds of rights, and what a room's power levels mean.
+
+- *Community moderators* change the data every room shares (the agenda's
+  sessions, the mentor directory and their audit trails; the gazette, which
+  adds its editors' room rule): the Matrix IDs of `bot.moderators` (config
+  admins), and the members whose power level is >= 50, or who are creators
+  (room v12), in one of the rooms of `bot.moderator_rooms`. Those rights come
+  from those rooms wherever the person types (their direct room with the bot
+  included) and end when they are demoted or leave.
+- *Room moderators* (power level >= 50 in that very room) change only what
+  belongs to that room: its subscriptions.
+
+Nothing else grants anything: whoever creates a room (or a direct room with
+the bot) is its admin, so a room's power levels never give community rights.
+The power levels and memberships read come from the homeserver's room state
+only, never from events that arrived encrypted (`bot.matrix.authority`).
 
 Room version 12 (MSC4289) changed the rules: the room creators (the sender of
 `m.room.create` and its `additional_creators`) have no entry in
@@ -9,11 +24,15 @@ levels would see a creator at level 0 and refuse them.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 MODERATOR_LEVEL = 50
 
@@ -23,9 +42,33 @@ _PRIVILEGED_CREATOR_VERSIONS = frozenset({"org.matrix.hydra.11"})
 
 
 class Role(IntEnum):
+    """What a command asks of the person who runs it."""
+
     ANYONE = 0
-    MODERATOR = 50
-    ADMIN = 100
+    # A moderator of the room the command is typed in: that room's settings.
+    ROOM = 1
+    # A community moderator: data every room shares.
+    COMMUNITY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """What one person may do in one room."""
+
+    room: bool = False  # this room's settings
+    community: bool = False  # shared data
+
+    def allows(self, role: Role) -> bool:
+        if role is Role.COMMUNITY:
+            return self.community
+        if role is Role.ROOM:
+            return self.room
+        return True
+
+
+NO_RIGHTS = Rights()
+# Config admins (`bot.moderators`): the operators' people, trusted everywhere.
+ALL_RIGHTS = Rights(room=True, community=True)
 
 
 def creators_are_privileged(room_version: str) -> bool:
@@ -56,16 +99,106 @@ def power_level(
         return 0
 
 
-def role_for(
-    user_id: str,
-    admins: Iterable[str],
-    level: float,
-) -> Role:
-    if user_id in set(admins):
-        return Role.ADMIN
-    if level >= MODERATOR_LEVEL:
-        return Role.MODERATOR
-    return Role.ANYONE
+class RoomState(Protocol):
+    """What the rights are read from: the homeserver's room state (`ChatClient`)."""
+
+    async def power_level(self, room_id: str, user_id: str) -> float: ...
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool: ...
+
+    async def resolve_alias(self, alias: str) -> str | None: ...
+
+    async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool: ...
+
+    async def joined_rooms(self) -> set[str] | None: ...
+
+
+class ModeratorRooms:
+    """`bot.moderator_rooms` as room IDs.
+
+    Room IDs count as written; aliases once resolved (`refresh`: at start,
+    then regularly, so that an alias moved to another room is followed). A
+    room the bot left for its upgrade is replaced by the new one.
+    """
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.entries = list(entries)
+        self._resolved: dict[str, str] = {e: e for e in self.entries if e.startswith("!")}
+        # Old room → new room, for the upgrades the bot followed.
+        self._replaced: dict[str, str] = {}
+
+    @property
+    def room_ids(self) -> frozenset[str]:
+        return frozenset(self._follow(r) for r in self._resolved.values())
+
+    def _follow(self, room_id: str) -> str:
+        seen = {room_id}
+        while (new := self._replaced.get(room_id)) is not None and new not in seen:
+            seen.add(new)
+            room_id = new
+        return room_id
+
+    async def refresh(self, chat: RoomState, upgrades: Mapping[str, str]) -> None:
+        """Resolve the aliases; follow the `upgrades` (old room → new room) the
+        bot followed; join the rooms the bot is not in yet."""
+        before = self.room_ids
+        self._replaced = dict(upgrades)
+        for entry in self.entries:
+            if not entry.startswith("#"):
+                continue
+            room_id = await chat.resolve_alias(entry)
+            if room_id is None:
+                if entry not in self._resolved:
+                    log.warning("bot.moderator_rooms: cannot resolve %s (kept unresolved)", entry)
+                continue  # a failed look-up keeps the last answer
+            if self._resolved.get(entry) != room_id:
+                log.info("bot.moderator_rooms: %s is %s", entry, room_id)
+                self._resolved[entry] = room_id
+        if self.room_ids != before:
+            log.info("moderators' rooms: %s", ", ".join(sorted(self.room_ids)) or "none")
+        joined = await chat.joined_rooms()
+        if joined is None:
+            return
+        for entry, room_id in self._resolved.items():
+            room_id = self._follow(room_id)
+            if room_id in joined:
+                continue
+            via = [entry.split(":", 1)[1]] if ":" in entry else []
+            if not await chat.join_room(room_id, via=via):
+                log.warning(
+                    "bot.moderator_rooms: the bot is not in %s (%s) and cannot join it: "
+                    "invite it there, or its moderators have no rights",
+                    entry,
+                    room_id,
+                )
+
+
+class Permissions:
+    """The rights of a person in a room, read from the homeserver's room state."""
+
+    def __init__(
+        self, admins: Iterable[str], moderator_rooms: ModeratorRooms, state: RoomState
+    ) -> None:
+        self._admins = frozenset(admins)
+        self._rooms = moderator_rooms
+        self._state = state
+
+    async def rights(self, room_id: str, user_id: str) -> Rights:
+        if user_id in self._admins:
+            return ALL_RIGHTS
+        room = await self._state.power_level(room_id, user_id) >= MODERATOR_LEVEL
+        return Rights(room=room, community=await self.community(user_id))
+
+    async def community(self, user_id: str) -> bool:
+        """Whether `user_id` is a community moderator now."""
+        if user_id in self._admins:
+            return True
+        for room_id in sorted(self._rooms.room_ids):
+            if await self._state.power_level(
+                room_id, user_id
+            ) >= MODERATOR_LEVEL and await self._state.is_joined(room_id, user_id):
+                return True
+        return False
 
 
 # Tchap: one homeserver per ministry, `agent.<ministry>.tchap.gouv.fr`, and

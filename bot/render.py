@@ -193,6 +193,11 @@ class Renderer:
         pattern = self.pgettext("time of day", "HH:mm")
         return str(format_time(self.local(moment).time(), pattern, locale=self.language))
 
+    def moment_label(self, timestamp: float) -> str:
+        """A Unix time as its day and time of day: "mardi 1er décembre 14h05"."""
+        moment = datetime.fromtimestamp(timestamp, UTC)
+        return f"{self.day_label(self.local(moment).date())} {self.time_label(moment)}"
+
 
 @lru_cache(maxsize=1024)
 def _day_label(day: date, pattern: str, language: str) -> str:

@@ -63,6 +63,10 @@ class FakeChat:
     leaves: list[str] = field(default_factory=list)
     # (room, event redacted, transaction id) of each redaction made.
     redactions: list[tuple[str, str, str]] = field(default_factory=list)
+    # (room, user) pairs not joined; everyone else is.
+    not_joined: set[tuple[str, str]] = field(default_factory=set)
+    # Room aliases the directory resolves.
+    aliases: dict[str, str] = field(default_factory=dict)
 
     async def send_notice(
         self,
@@ -116,6 +120,12 @@ class FakeChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        return (room_id, user_id) not in self.not_joined
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        return self.aliases.get(alias)
 
     async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
         self.joins.append((room_id, tuple(via)))
@@ -235,7 +245,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with aiohttp.ClientSession() as http:
         agenda = AgendaService([str(source)], storage, http, PARIS, timedelta(days=366), clock)
         await agenda.start()
-        cfg = make_config(tmp_path)
+        # MOD moderates the first room, the community's moderators' room.
+        cfg = make_config(tmp_path, bot={"moderator_rooms": [ROOMS[0]]})
         services = Services(config=cfg, renderer=Renderer("fr", PARIS), agenda=agenda, now=clock)
         dispatcher = Dispatcher(build_registry(), services, chat, storage, retry_delay=0)
         yield World(dispatcher, chat, storage, agenda, clock, tmp_path)

@@ -301,6 +301,12 @@ def bot_config(
     return configuration.from_dict(raw, env={}), user_id
 
 
+def with_moderators(cfg: configuration.Config, *user_ids: str) -> configuration.Config:
+    """`cfg` with these people as community moderators by configuration (`bot.moderators`)."""
+    bot = cfg.bot.model_copy(update={"moderators": [*cfg.bot.moderators, *user_ids]})
+    return cfg.model_copy(update={"bot": bot})
+
+
 def paris(day: date, hour: int, minute: int = 0) -> datetime:
     """A Paris wall time on `day`."""
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Europe/Paris"))

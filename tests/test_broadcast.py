@@ -144,7 +144,11 @@ async def test_subscriptions_show_the_next_reminders(world: World) -> None:
     await world.say("!abonner rappels")
     world.dispatcher.services = replace(
         world.dispatcher.services,
-        config=make_config(world.storage_path, reminders={"offsets": ["1d", "1h"]}),
+        config=make_config(
+            world.storage_path,
+            reminders={"offsets": ["1d", "1h"]},
+            bot={"moderator_rooms": [ROOMS[0]]},
+        ),
     )
     text = await world.say("!abonnements")
     assert text.startswith("Ce salon reçoit : les rappels (avant chaque séance)")

@@ -57,6 +57,24 @@ def test_check_config_warns_about_the_example_placeholder_password(tmp_path: Pat
     assert "s3cret" not in result.stdout + result.stderr
 
 
+def test_check_config_warns_when_nobody_may_change_shared_data(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    raw["bot"]["moderator_rooms"] = []
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEHATS_")}
+    env[configuration.ENV_PASSWORD] = "s3cret-from-the-vault"
+    result = cli("check-config", "--config", str(path), env=env)
+    assert result.returncode == 0
+    assert "warning: bot: neither moderators nor moderator_rooms is set" in result.stderr
+    raw["bot"]["moderator_rooms"] = ["not a room", "#ok:agent.dinum.tchap.gouv.fr", "!id:x"]
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("check-config", "--config", str(path), env=env)
+    assert result.returncode != 0
+    assert "bot.moderator_rooms.0: expected a room ID (!abc:server) or alias" in result.stderr
+    assert "moderator_rooms.1" not in result.stderr and "moderator_rooms.2" not in result.stderr
+
+
 def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(

@@ -6,6 +6,7 @@ through the schema-9 code: every row is read back through today's API.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -110,7 +111,7 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 19
+    assert await storage.schema_version() == upgrades.latest == 20
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)
@@ -156,6 +157,14 @@ async def test_every_row_is_read_back_intact(storage: Storage) -> None:
         ),
         Edit(2, "modify", "lmh3jk", {"location": "Salle Émile"}, MOD, T0 + 6),
     ]
+    # The agenda's audit trail starts with the edits made before it existed
+    # (from an unknown room), the most recent first.
+    trail = await storage.agenda.audit()
+    assert [(e.actor, e.room_id, e.action, e.target, e.at) for e in trail] == [
+        (MOD, "", "modify", "lmh3jk", T0 + 6),
+        (MOD, "", "add", "mlstot", T0 + 5),
+    ]
+    assert json.loads(trail[0].detail) == {"location": "Salle Émile"}
     changes = await storage.agenda.changes_since(0)
     assert [(c.key, c.kind, c.sid, c.created_at) for c in changes] == [
         (MOVED, "moved", "lmh3jk", T0 + 3),
@@ -256,7 +265,7 @@ async def test_erased_people_show_as_the_label_in_the_journal(
         [],
         FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
         chat,
-        bot={"language": language},
+        bot={"language": language, "moderator_rooms": [ROOM_A]},
     )
     try:
         reply = await dispatcher.answer(IncomingMessage(ROOM_A, "$j", MOD, "!mentor journal"))

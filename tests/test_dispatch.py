@@ -88,7 +88,7 @@ async def test_crash_in_a_command_answers_a_reference_not_the_exception(
 
 
 async def _moderator_registry() -> Registry:
-    @command("purger", role=Role.MODERATOR)
+    @command("purger", role=Role.ROOM)
     async def purge(ctx: Context) -> Message:
         return Message("purgé", "purgé")
 
@@ -128,7 +128,7 @@ async def test_a_declared_command_routes_checks_and_words_its_usage_once(tmp_pat
     @notebook.sub(
         "ecrire",
         "write",
-        role=Role.MODERATOR,
+        role=Role.COMMUNITY,
         usage="<texte>",
         example="%(prefix)scarnet ecrire bonjour",
     )
@@ -141,8 +141,12 @@ async def test_a_declared_command_routes_checks_and_words_its_usage_once(tmp_pat
     async def read(ctx: Context) -> Message:
         return Message(f"page {ctx.args or 1}", "")
 
-    chat = FakeChat(levels={(ROOM, "@mod:example.org"): 50})
-    dispatcher, _, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW), chat)
+    chat = FakeChat(levels={(ROOM, "@mod:example.org"): 50, (ROOM, "@own:example.org"): 100})
+    # @mod moderates the community's moderators' room; @own, a room of theirs.
+    dispatcher, _, storage = await make_dispatcher(
+        tmp_path, [], FakeClock(NOW), chat, bot={"moderator_rooms": ["!mods:example.org"]}
+    )
+    chat.levels[("!mods:example.org", "@mod:example.org")] = 50
     dispatcher.registry = build_registry().collect(types.SimpleNamespace(notebook=notebook))  # type: ignore[arg-type]
 
     async def say(text: str, sender: str = "@alice:example.org") -> str:
@@ -152,9 +156,10 @@ async def test_a_declared_command_routes_checks_and_words_its_usage_once(tmp_pat
 
     try:
         assert await say("!notebook LIRE 3") == "page 3"  # alias, any case
-        assert await say("!carnet ecrire x") == (
-            "Désolé, « !carnet ecrire » est réservée aux modérateurs de ce salon."
-        )
+        refused = "Désolé, « !carnet ecrire » est réservée aux modérateurs de la communauté."
+        assert await say("!carnet ecrire x") == refused
+        # Admin of the room it is typed in, not a community moderator.
+        assert await say("!carnet ecrire x", "@own:example.org") == refused
         assert await say("!carnet write x", "@mod:example.org") == "écrit : x"
         # The usage lists what the sender may run, with its arguments.
         assert await say("!carnet") == "Utilisation : !carnet lire [page]"
@@ -166,8 +171,11 @@ async def test_a_declared_command_routes_checks_and_words_its_usage_once(tmp_pat
         assert problem.splitlines()[1] == (
             "Syntaxe : !carnet ecrire <texte> — ex. !carnet ecrire bonjour"
         )
-        assert "!carnet ecrire <texte>" in await say("!aide", "@mod:example.org")
+        mod_help = await say("!aide", "@mod:example.org")
+        community = mod_help.split("Pour les modérateurs de la communauté :\n", 1)[1]
+        assert "• !carnet ecrire <texte>\n" in community
         assert "!carnet ecrire" not in await say("!aide")
+        assert "!carnet ecrire" not in await say("!aide", "@own:example.org")
     finally:
         await storage.close()
 

@@ -15,7 +15,7 @@ from nio import MemoryDownloadResponse
 from bot.app import DB_FILE, BotApp
 from bot.db.storage import Storage
 from bot.devserver import DevHomeserver
-from tests.helpers import User, bot_config, running
+from tests.helpers import User, bot_config, running, with_moderators
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +58,7 @@ async def test_moderator_edits_member_refused_and_ics_export(
     cfg, bot_id = bot_config(synapse, storage_dir)
     alice = await make_user("alice")  # creates the room: a creator of a v12 room
     bob = await make_user("bob")  # a member (power level 0)
+    cfg = with_moderators(cfg, alice.user_id)  # a community moderator
     day = datetime.now(PARIS).date() + timedelta(days=3)
     typed_day = f"{day:%d/%m/%Y}"
 

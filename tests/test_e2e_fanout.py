@@ -32,14 +32,15 @@ def notices(user: Any, room: str, bot_id: str) -> list[Any]:
 async def test_sigkill_during_fan_out_no_duplicate_no_loss(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
+    alice = await make_user("alice")
     bot, bot_id, storage, _ = bot_process(
         synapse,
         tmp_path,
+        bot={"moderators": [alice.user_id]},
         # Slow enough to be killed in the middle of the 20 posts.
         broadcasts={"pace": 0.3},  # seconds
         reminders={"offsets": []},  # only the change notice in this test
     )
-    alice = await make_user("alice")
     rooms = [await alice.create_room(invite=[bot_id]) for _ in range(ROOMS)]
     await bot.start()
     for room in rooms:

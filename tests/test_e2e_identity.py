@@ -28,7 +28,7 @@ from bot.app import BotApp
 from bot.config import Config, OpsConfig
 from bot.devserver import DevHomeserver, free_port
 from bot.matrix.secret_storage import encode_recovery_key
-from tests.helpers import bot_config, get, running
+from tests.helpers import bot_config, get, running, with_moderators
 from tests.js_client import JsClient
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +92,8 @@ async def test_element_excluding_insecure_devices_reads_the_bot_in_a_room_and_a_
 ) -> None:
     cfg, bot_id = bot_config(synapse, tmp_path / "bot", broadcasts={"pace": "0s"})
     js = await js_user("element")
+    assert js.user_id is not None
+    cfg = with_moderators(cfg, js.user_id)
     async with running(BotApp(cfg)) as app:
         assert app.chat is not None
         room = await encrypted_room_with(js, bot_id)

@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.helpers import bot_config, eventually, running
+from tests.helpers import bot_config, eventually, running, with_moderators
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +48,7 @@ async def test_change_notice_reaches_subscribed_rooms_once(
 ) -> None:
     cfg, bot_id = bot_config(synapse, tmp_path / "bot", broadcasts={"pace": "0s"})
     alice = await make_user("alice")
+    cfg = with_moderators(cfg, alice.user_id)
     day = datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=5)
     async with running(BotApp(cfg)):
         subscribed = await alice.create_room(invite=[bot_id])

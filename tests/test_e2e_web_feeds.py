@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, free_port
-from tests.helpers import User, bot_config, paris, running, unique
+from tests.helpers import User, bot_config, paris, running, unique, with_moderators
 from tests.js_client import JSCLIENT_DIR, jsclient_problem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -133,6 +133,7 @@ async def world(
     )
     alice = await User(synapse, unique("alice")).login()
     bob = await User(synapse, unique("bob")).login()
+    cfg = with_moderators(cfg, alice.user_id)  # bob, a member, is refused
     try:
         async with running(BotApp(cfg)), aiohttp.ClientSession() as http:
             room = await alice.create_room(invite=[bot_id, bob.user_id], name="BlueHats")

@@ -119,8 +119,9 @@ async def newsroom(tmp_path: Path) -> AsyncIterator[Newsroom]:
     cfg = make_config(
         tmp_path,
         gazette={"editors_room": EDITORS, "schedule": SCHEDULE, "number": 33},
-        # Moderators by the configuration too, not only by their power level.
-        bot={"moderators": MODERATORS},
+        # The editors' room is the community's moderators' room here, and the
+        # moderators are named in the configuration too.
+        bot={"moderator_rooms": [EDITORS], "moderators": MODERATORS},
     )
     renderer = Renderer("fr", cfg.bot.tz)
     woken: list[int] = []
@@ -521,7 +522,7 @@ async def test_a_publication_decided_before_a_withdrawal_is_not_made_after_it(
 
 async def test_a_draft_of_the_previous_schema_keeps_who_changed_it(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    old = await Storage.open(path, migrations=UpgradeTable(s for s in upgrades if s.version < 19))
+    old = await Storage.open(path, migrations=UpgradeTable(s for s in upgrades if s.version < 20))
     db = old.db
     await db.execute(
         "INSERT INTO gazette_issues (id, number, status, since, content, revision, changed_by, "

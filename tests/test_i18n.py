@@ -90,7 +90,9 @@ def session(title: str, **kw: object) -> Session:
 
 
 def entry(actor: str, action: str, target: str, detail: str = "Grist") -> tuple[object, str]:
-    audit = SimpleNamespace(actor=actor, action=action, target=target, detail=detail, at=0)
+    audit = SimpleNamespace(
+        actor=actor, action=action, target=target, detail=detail, at=0, room_id=""
+    )
     return audit, "lundi 30 novembre 10h00"
 
 
@@ -166,7 +168,9 @@ def test_operators_override_templates_file_by_file(tmp_path: Path) -> None:
     (tmp_path / "error.txt.j2").write_text("{% trans %}Incomplete command.{% endtrans %} {{ ref }}")
     renderer = Renderer("fr", PARIS, tmp_path)
     assert renderer.render("unknown", command="x", prefix="!").body == "Commande x ? Voir !aide."
-    assert renderer.render("refused", command="x", prefix="!").body == "Réservé : x"
+    assert renderer.render("refused", command="x", prefix="!", community=False).body == (
+        "Réservé : x"
+    )
     assert renderer.render("error", ref="r1").body == "Commande incomplète. r1"
     # Not overridden: the packaged file, HTML half included.
     unknown = renderer.render("unknown", command="<x>", prefix="!")
@@ -175,13 +179,17 @@ def test_operators_override_templates_file_by_file(tmp_path: Path) -> None:
         == "Je ne connais pas la commande « !&lt;x&gt; ». Tapez !aide pour la liste des commandes."
     )
     english = Renderer("en", PARIS, tmp_path)
-    assert english.render("refused", command="x", prefix="!").body == "not this one"
+    assert english.render("refused", command="x", prefix="!", community=False).body == (
+        "not this one"
+    )
 
 
 def test_translations_keep_html_escaping() -> None:
     renderer = Renderer("fr", PARIS)
-    message = renderer.render("refused", command='<b>"x"</b>', prefix="!")
-    assert message.body == 'Désolé, « !<b>"x"</b> » est réservée aux modérateurs de ce salon.'
+    message = renderer.render("refused", command='<b>"x"</b>', prefix="!", community=True)
+    assert message.body == (
+        'Désolé, « !<b>"x"</b> » est réservée aux modérateurs de la communauté.'
+    )
     assert message.html == (
-        "Désolé, « !&lt;b&gt;&#34;x&#34;&lt;/b&gt; » est réservée aux modérateurs de ce salon."
+        "Désolé, « !&lt;b&gt;&#34;x&#34;&lt;/b&gt; » est réservée aux modérateurs de la communauté."
     )

@@ -48,7 +48,7 @@ async def room(tmp_path: Path) -> AsyncIterator[Room]:
         [],
         FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
         chat,
-        bot={"moderators": [ADMIN]},
+        bot={"moderators": [ADMIN], "moderator_rooms": [ROOM]},
     )
     yield Room(dispatcher, chat, storage)
     await storage.close()
@@ -181,7 +181,9 @@ async def test_moderator_registers_anyone_finds_with_pills(room: Room) -> None:
 
 async def test_member_refused_config_moderator_accepted(room: Room) -> None:
     refused = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=MEMBER)
-    assert refused.body == "Désolé, « !mentor ajouter » est réservée aux modérateurs de ce salon."
+    assert refused.body == (
+        "Désolé, « !mentor ajouter » est réservée aux modérateurs de la communauté."
+    )
     assert await room.storage.mentors.topics() == []
     # Power level 0 in this room, but listed in bot.moderators.
     accepted = await room.say(f"!mentor ajouter {CAMILLE} Grist", sender=ADMIN)
@@ -230,8 +232,8 @@ async def test_propose_validate_remove_and_journal(room: Room) -> None:
 
     journal = (await room.say("!mentor journal", sender=MOD)).body.splitlines()
     assert journal[0].startswith("Journal de l'annuaire")
-    assert journal[1].endswith(f"{MOD} : retire {CAMILLE} (matomo)")
-    assert journal[2].endswith(f"{MOD} : valide {CAMILLE} (Matomo, Grist)")
+    assert journal[1].endswith(f"{MOD} : retire {CAMILLE} (matomo) (depuis {ROOM})")
+    assert journal[2].endswith(f"{MOD} : valide {CAMILLE} (Matomo, Grist) (depuis {ROOM})")
     assert "réservée aux modérateurs" in (await room.say("!mentor journal")).body
 
 

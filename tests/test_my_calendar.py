@@ -29,7 +29,7 @@ ADDRESS = re.compile(re.escape(PUBLIC) + r"/moi/([A-Za-z0-9_-]+)\.ics")
 def web(world: World) -> World:
     """The world with the web agenda on."""
     services = world.dispatcher.services
-    config = make_config(world.storage_path, web=WEB)
+    config = make_config(world.storage_path, web=WEB, bot={"moderator_rooms": [ROOMS[0]]})
     world.dispatcher.services = replace(services, config=config)
     return world
 

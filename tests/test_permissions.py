@@ -1,16 +1,19 @@
-"""Power levels, room v12 creators, invite policy."""
+"""Power levels, room v12 creators, community and room rights, invite policy."""
 
 from __future__ import annotations
 
 import math
 
 from bot.permissions import (
+    ModeratorRooms,
+    Permissions,
+    Rights,
     Role,
     default_allowed_servers,
     invite_allowed,
     power_level,
-    role_for,
 )
+from tests.fakes import FakeChat
 
 PL = {"users": {"@mod:x": 50, "@admin:x": 100}, "users_default": 0}
 
@@ -30,11 +33,61 @@ def test_older_rooms_use_power_levels_only() -> None:
     assert power_level("@other:x", "@creator:x", create, {"users_default": 60}) == 60
 
 
-def test_roles() -> None:
-    assert role_for("@a:x", ["@a:x"], 0) is Role.ADMIN
-    assert role_for("@b:x", [], 50) is Role.MODERATOR
-    assert role_for("@b:x", [], math.inf) is Role.MODERATOR
-    assert role_for("@b:x", [], 49) is Role.ANYONE
+MODS = "!mods:x"  # listed in bot.moderator_rooms
+OWN = "!own:x"  # a room an agent created: they are its admin
+
+
+def test_rights_allow_what_they_name() -> None:
+    assert Rights().allows(Role.ANYONE)
+    assert not Rights().allows(Role.ROOM) and not Rights().allows(Role.COMMUNITY)
+    assert Rights(room=True).allows(Role.ROOM) and not Rights(room=True).allows(Role.COMMUNITY)
+    assert Rights(community=True).allows(Role.COMMUNITY)
+    assert not Rights(community=True).allows(Role.ROOM)
+
+
+async def test_a_rooms_own_power_levels_give_rights_over_that_room_only() -> None:
+    chat = FakeChat(levels={(OWN, "@agent:x"): 100, (OWN, "@creator:x"): math.inf})
+    perms = Permissions([], ModeratorRooms([MODS]), chat)
+    assert await perms.rights(OWN, "@agent:x") == Rights(room=True, community=False)
+    assert await perms.rights(OWN, "@creator:x") == Rights(room=True, community=False)
+    assert await perms.rights(OWN, "@member:x") == Rights()
+
+
+async def test_community_rights_come_from_the_moderators_rooms_wherever_one_types() -> None:
+    chat = FakeChat(levels={(MODS, "@mod:x"): 50, (MODS, "@creator:x"): math.inf})
+    perms = Permissions([], ModeratorRooms([MODS]), chat)
+    for room in (OWN, MODS, "!dm-of-mod:x"):
+        assert (await perms.rights(room, "@mod:x")).community
+    assert (await perms.rights(OWN, "@creator:x")).community
+    chat.levels[(MODS, "@mod:x")] = 49  # demoted
+    assert not (await perms.rights(OWN, "@mod:x")).community
+    chat.levels[(MODS, "@mod:x")] = 50
+    chat.not_joined.add((MODS, "@mod:x"))  # left the room
+    assert not (await perms.rights(OWN, "@mod:x")).community
+
+
+async def test_config_admins_have_every_right_and_nobody_else_without_moderator_rooms() -> None:
+    chat = FakeChat(levels={(OWN, "@agent:x"): 100})
+    perms = Permissions(["@admin:x"], ModeratorRooms([]), chat)
+    assert await perms.rights(OWN, "@admin:x") == Rights(room=True, community=True)
+    assert not (await perms.rights(OWN, "@agent:x")).community
+
+
+async def test_aliases_resolve_and_follow_upgrades_and_unjoined_rooms_are_joined() -> None:
+    chat = FakeChat(aliases={"#mods:x": "!old:x"}, rooms={})
+    rooms = ModeratorRooms(["#mods:x", "!other:x"])
+    assert rooms.room_ids == {"!other:x"}  # the alias is not known before a refresh
+    await rooms.refresh(chat, {})
+    assert rooms.room_ids == {"!old:x", "!other:x"}
+    assert {room for room, _ in chat.joins} == {"!old:x", "!other:x"}
+    await rooms.refresh(chat, {"!old:x": "!new:x"})  # the bot followed an upgrade
+    assert rooms.room_ids == {"!new:x", "!other:x"}
+    chat.aliases.clear()  # a failed look-up keeps the last answer
+    await rooms.refresh(chat, {})
+    assert rooms.room_ids == {"!old:x", "!other:x"}
+    chat.aliases["#mods:x"] = "!moved:x"  # the alias now points elsewhere
+    await rooms.refresh(chat, {})
+    assert rooms.room_ids == {"!moved:x", "!other:x"}
 
 
 def test_invites_only_from_allowed_servers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class Bot:
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     source = tmp_path / "agenda.ics"
     source.write_bytes(CALENDAR)
-    cfg = make_config(tmp_path, agenda={"sources": [str(source)]})
+    # MOD moderates ROOM, the community's moderators' room.
+    cfg = make_config(tmp_path, agenda={"sources": [str(source)]}, bot={"moderator_rooms": [ROOM]})
     storage = await Storage.open(tmp_path / "db.sqlite")
     clock = FakeClock(NOW)
     chat = FakeChat(levels={(ROOM, MOD): 50})
@@ -190,9 +192,12 @@ async def test_member_refused_nothing_changes(bot: Bot) -> None:
     ):
         text = await bot.text(command, sender=MEMBER)
         verb = command.split()[1]
-        assert text == f"Désolé, « !session {verb} » est réservée aux modérateurs de ce salon."
+        assert text == (
+            f"Désolé, « !session {verb} » est réservée aux modérateurs de la communauté."
+        )
     assert list(bot.agenda.agenda) == before
     assert await bot.storage.agenda.edits() == []
+    assert await bot.storage.agenda.audit() == []
 
 
 async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None:
@@ -244,6 +249,22 @@ async def test_add_modify_cancel_restore_with_changes_recorded(bot: Bot) -> None
     assert "✅ Séance rétablie" in text
     assert "Atelier Matomo" in await bot.text("!agenda")
     assert "rien à rétablir" in await bot.text(f"!session rétablir {sid}", sender=MOD)
+
+    # Every change stays in the trail, the restoration included (its cancel
+    # edit is gone from the edits): who, what, from which room.
+    trail = await bot.storage.agenda.audit()
+    assert [(e.action, e.target, e.actor, e.room_id) for e in trail] == [
+        ("restore", sid, MOD, ROOM),
+        ("cancel", sid, MOD, ROOM),
+        ("modify", sid_grist, MOD, ROOM),
+        ("modify", sid, MOD, ROOM),
+        ("add", sid, MOD, ROOM),
+    ]
+    assert json.loads(trail[2].detail) == {"location": "Salle C"}
+    journal = (await bot.text("!session journal", sender=MOD)).splitlines()
+    assert journal[0] == "Journal de l'agenda (le plus récent d'abord) :"
+    assert journal[1].endswith(f"{MOD} : rétablit {sid} « Atelier Matomo » (depuis {ROOM})")
+    assert "réservée aux modérateurs de la communauté" in await bot.text("!session journal")
 
 
 async def test_edits_survive_a_restart_and_a_source_refresh(bot: Bot, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -48,7 +49,7 @@ from bot.agenda.worker import (
     ThreadParser,
     relog,
 )
-from bot.db.agenda import ChangeRecord, Edit, SourceBody, StoredSessions
+from bot.db.agenda import AuditEntry, ChangeRecord, Edit, SourceBody, StoredSessions
 from bot.db.storage import Storage
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
 from bot.ops import Metrics
@@ -325,28 +326,37 @@ class AgendaService:
 
     # -- moderators' edits ----------------------------------------------------
 
-    async def add(self, session: Session, author: str) -> Session:
+    # Each edit is audited (`agenda_audit`: who, what, when, from which room)
+    # in the transaction that saves it; `room` is where the command was typed.
+
+    async def add(self, session: Session, author: str, room: str = "") -> Session:
         """Add a session; it keeps the id computed from its start and title."""
         fields = session_to_fields(session)
-        await self._edit("add", session.sid, fields, author)
+        await self._edit("add", session.sid, fields, author, room)
         return self._require(session.sid)
 
-    async def modify(self, sid: str, fields: dict[str, Any], author: str) -> Session:
+    async def modify(
+        self, sid: str, fields: dict[str, Any], author: str, room: str = ""
+    ) -> Session:
         """Change some fields of a session; it keeps its id."""
-        await self._edit("modify", sid, fields, author)
+        await self._edit("modify", sid, fields, author, room)
         return self._require(sid)
 
-    async def cancel(self, sid: str, author: str) -> Session:
-        await self._edit("cancel", sid, {}, author)
+    async def cancel(self, sid: str, author: str, room: str = "") -> Session:
+        await self._edit("cancel", sid, {}, author, room)
         return self._require(sid)
 
-    async def restore(self, sid: str, author: str) -> Session:
+    async def restore(self, sid: str, author: str, room: str = "") -> Session:
         """Undo moderators' cancellations of a session (not a source's)."""
         async with self._lock:
             drop = [e.id for e in self._edits if e.action == "cancel" and e.target == sid]
             if not drop:
                 raise EditError(f"no cancellation of {sid} by a moderator")
-            await self._commit_edit([e for e in self._edits if e.id not in drop], drop_edits=drop)
+            await self._commit_edit(
+                [e for e in self._edits if e.id not in drop],
+                drop_edits=drop,
+                audit=AuditEntry(author, room, "restore", sid, ""),
+            )
             log.info("agenda: %s restored %s", author, sid)
         return self._require(sid)
 
@@ -356,6 +366,7 @@ class AgendaService:
         *,
         edit: tuple[str, str, dict[str, Any], str] | None = None,
         drop_edits: Sequence[int] = (),
+        audit: AuditEntry | None = None,
     ) -> int | None:
         """Diff against the agenda served, save the edit and its changes, then switch.
 
@@ -367,7 +378,7 @@ class AgendaService:
         found = diff(self.agenda, new, now=self._now())
         self._warn_suppressed(len(found.suppressed))
         records = [change_record(c) for c in found.changes]
-        edit_id = await self._storage.agenda.commit([], records, edit, drop_edits)
+        edit_id = await self._storage.agenda.commit([], records, edit, drop_edits, audit=audit)
         self._edits = edits
         self.agenda = new
         self._recorded(records)
@@ -379,14 +390,19 @@ class AgendaService:
             raise EditError(f"session {sid} not found after the edit")
         return session
 
-    async def _edit(self, action: str, target: str, fields: dict[str, Any], author: str) -> None:
+    async def _edit(
+        self, action: str, target: str, fields: dict[str, Any], author: str, room: str
+    ) -> None:
         async with self._lock:
             if action != "add" and self.agenda.get(target) is None:
                 raise EditError(f"unknown session {target}")
             pending = Edit(-1, action, target, fields, author, 0)
             kept = self._edits
+            detail = json.dumps(fields, ensure_ascii=False) if fields else ""
             edit_id = await self._commit_edit(
-                [*kept, pending], edit=(action, target, fields, author)
+                [*kept, pending],
+                edit=(action, target, fields, author),
+                audit=AuditEntry(author, room, action, target, detail),
             )
             self._edits = [*kept, replace(pending, id=edit_id or -1)]
             log.info("agenda: %s: %s %s", author, action, target)

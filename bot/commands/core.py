@@ -5,11 +5,13 @@ A command is declared where its handler is written:
     @command("session", "seance", usage=N_("<id> [ics]"), about=N_("one session…"))
     async def session_command(ctx): ...
 
-    @session_command.sub(N_("add"), "ajouter", role=Role.MODERATOR, usage=N_("<date> …"))
+    @session_command.sub(N_("add"), "ajouter", role=Role.COMMUNITY, usage=N_("<date> …"))
     async def add(ctx): ...
 
 The dispatcher routes `!session ajouter …` to `add` after checking the role
-declared (a refusal names what was refused: "session ajouter"); `!aide`,
+declared (`bot.permissions`: community moderators for shared data, the
+room's moderators for its own settings; a refusal names what was refused,
+"session ajouter", and who may run it); `!aide`,
 "Utilisation : …" and "Syntaxe : …" are generated from the declarations
 (the texts are message ids, translated by the catalogs: see `bot.i18n`).
 """
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.chat import ChatClient, IncomingMessage, Reply
 from bot.db.storage import Storage
-from bot.permissions import Role
+from bot.permissions import ModeratorRooms, Rights, Role
 from bot.render import Message, Renderer
 from bot.textnorm import fold
 
@@ -45,7 +47,11 @@ class UsageError(Exception):
 
 
 class PermissionDenied(Exception):
-    """The sender's role is below the one the command declares."""
+    """The sender lacks the rights the command declares (`role`)."""
+
+    def __init__(self, what: str, role: Role) -> None:
+        super().__init__(what)
+        self.role = role
 
 
 class Problem(Exception):
@@ -69,6 +75,9 @@ class Services:
     now: Callable[[], datetime]
     # Wakes the broadcaster: posts were queued (a gazette published, corrected…).
     wake: Callable[[], None] = lambda: None
+    # `bot.moderator_rooms` resolved (aliases included); None: the room IDs as
+    # written in the config (unit tests).
+    moderator_rooms: ModeratorRooms | None = None
 
 
 @dataclass
@@ -77,16 +86,16 @@ class Context:
     args: str  # after the command (and its sub-command) name
     services: Services
     registry: Registry
-    lookup_role: Callable[[], Awaitable[Role]]
+    lookup_rights: Callable[[], Awaitable[Rights]]
     storage: Storage
     chat: ChatClient
-    _role: Role | None = None
+    _rights: Rights | None = None
 
-    async def role(self) -> Role:
-        """The sender's role here; power levels are fetched only when asked."""
-        if self._role is None:
-            self._role = await self.lookup_role()
-        return self._role
+    async def rights(self) -> Rights:
+        """The sender's rights here; power levels are read only when asked."""
+        if self._rights is None:
+            self._rights = await self.lookup_rights()
+        return self._rights
 
     @property
     def prefix(self) -> str:
@@ -152,8 +161,8 @@ class Command:
                 return sub, first, rest
         return self, "", args
 
-    def visible_to(self, role: Role) -> list[Command]:
-        return [s for s in self.subcommands if s.role <= role]
+    def visible_to(self, rights: Rights) -> list[Command]:
+        return [s for s in self.subcommands if rights.allows(s.role)]
 
 
 def command(
@@ -198,5 +207,5 @@ class Registry:
     def find(self, name: str) -> Command | None:
         return self._by_name.get(fold(name))
 
-    def visible_to(self, role: Role) -> list[Command]:
-        return [c for c in self.commands if c.role <= role]
+    def visible_to(self, rights: Rights) -> list[Command]:
+        return [c for c in self.commands if rights.allows(c.role)]

@@ -70,7 +70,7 @@ def desk(ctx: Context) -> Desk:
 
 @command(
     "gazette",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     about=N_("the gazette: write, preview and approve the next issue (editors' room)"),
 )
 async def gazette_command(ctx: Context) -> Message:
@@ -98,7 +98,7 @@ def _next_fire(ctx: Context, d: Desk) -> object:
     return GazetteSchedule(d, d.config.editors_room).next_fire(ctx.services.now())
 
 
-@gazette_command.sub(N_("draft"), "brouillon", role=Role.MODERATOR)
+@gazette_command.sub(N_("draft"), "brouillon", role=Role.COMMUNITY)
 async def draft_command(ctx: Context) -> Message:
     d = desk(ctx)
     before = await d.store.draft()
@@ -110,7 +110,7 @@ async def draft_command(ctx: Context) -> Message:
 @gazette_command.sub(
     N_("add"),
     "ajouter",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     usage=N_("<section> <text>"),
     example=N_("%(prefix)sgazette add À la une Les **BlueHats days** reviennent !"),
 )
@@ -133,7 +133,7 @@ async def add_command(ctx: Context) -> Message:
     return d.notice("added", n=n, section=section, issue=draft, withdrawn=withdrawn)
 
 
-@gazette_command.sub(N_("remove"), "retirer", role=Role.MODERATOR, usage=N_("<n>"))
+@gazette_command.sub(N_("remove"), "retirer", role=Role.COMMUNITY, usage=N_("<n>"))
 async def remove_command(ctx: Context) -> Message:
     d = desk(ctx)
     n = _number(ctx.args)
@@ -148,7 +148,7 @@ async def remove_command(ctx: Context) -> Message:
 
 
 @gazette_command.sub(
-    N_("preview"), "apercu", "aperçu", role=Role.MODERATOR, usage=N_("[correction]")
+    N_("preview"), "apercu", "aperçu", role=Role.COMMUNITY, usage=N_("[correction]")
 )
 async def preview_command(ctx: Context) -> Message:
     d = desk(ctx)
@@ -167,7 +167,7 @@ async def preview_command(ctx: Context) -> Message:
 
 
 @gazette_command.sub(
-    N_("approve"), "valider", role=Role.MODERATOR, usage=N_("[draft|correction|retraction]")
+    N_("approve"), "valider", role=Role.COMMUNITY, usage=N_("[draft|correction|retraction]")
 )
 async def approve_command(ctx: Context) -> Message:
     d = desk(ctx)
@@ -272,7 +272,7 @@ async def _withdraw(ctx: Context, d: Desk, reaction: str) -> Message:
     return d.notice("unapproved", withdrawal=withdrawal, by=ctx.msg.sender, approval=approval)
 
 
-@gazette_command.sub(N_("publish"), "publier", role=Role.MODERATOR)
+@gazette_command.sub(N_("publish"), "publier", role=Role.COMMUNITY)
 async def publish_command(ctx: Context) -> Message:
     d = desk(ctx)
     draft = await d.store.draft()
@@ -293,7 +293,7 @@ async def publish_command(ctx: Context) -> Message:
 @gazette_command.sub(
     N_("correct"),
     "corriger",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     usage=N_("<n> <text>"),
 )
 async def correct_command(ctx: Context) -> Message:
@@ -320,7 +320,7 @@ async def correct_command(ctx: Context) -> Message:
     )
 
 
-@gazette_command.sub(N_("retract"), "retirer-tout", role=Role.MODERATOR)
+@gazette_command.sub(N_("retract"), "retirer-tout", role=Role.COMMUNITY)
 async def retract_command(ctx: Context) -> Message:
     d = desk(ctx)
     latest = await _published(d)
@@ -338,13 +338,13 @@ async def retract_command(ctx: Context) -> Message:
     return replace(message, approves=request.target)  # a ✅ on it approves
 
 
-@gazette_command.sub(N_("archives"), "archives", role=Role.MODERATOR)
+@gazette_command.sub(N_("archives"), "archives", role=Role.COMMUNITY)
 async def archives_command(ctx: Context) -> Message:
     d = desk(ctx)
     return d.notice("archives", issues=await d.store.archives())
 
 
-@gazette_command.sub(N_("log"), "journal", role=Role.MODERATOR)
+@gazette_command.sub(N_("log"), "journal", role=Role.COMMUNITY)
 async def log_command(ctx: Context) -> Message:
     d = desk(ctx)
     return d.notice("journal", entries=await d.store.journal())

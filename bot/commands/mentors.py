@@ -22,7 +22,6 @@ import difflib
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 from bot.chat import UnknownUser
@@ -143,9 +142,7 @@ def group(rows: list[MentorTopic]) -> list[Topic]:
 
 
 def _when(ctx: Context, timestamp: int) -> str:
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    renderer = ctx.services.renderer
-    return f"{renderer.day_label(renderer.local(moment).date())} {renderer.time_label(moment)}"
+    return ctx.services.renderer.moment_label(timestamp)
 
 
 @command(
@@ -211,7 +208,7 @@ async def erase_command(ctx: Context) -> Message:
 @mentor_command.sub(
     N_("add"),
     "ajouter",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     usage=N_("@name:server topic1, topic2"),
     example=N_("%(prefix)smentor add @camille.dupont:agent.tchap.gouv.fr Superset, Grist"),
 )
@@ -219,22 +216,22 @@ async def add_command(ctx: Context) -> Message:
     return await _add(ctx, ctx.args)
 
 
-@mentor_command.sub(N_("remove"), "retirer", role=Role.MODERATOR, usage=N_("@name:server [topic]"))
+@mentor_command.sub(N_("remove"), "retirer", role=Role.COMMUNITY, usage=N_("@name:server [topic]"))
 async def remove_command(ctx: Context) -> Message:
     return await _remove(ctx, ctx.args)
 
 
-@mentor_command.sub(N_("requests"), "demandes", role=Role.MODERATOR)
+@mentor_command.sub(N_("requests"), "demandes", role=Role.COMMUNITY)
 async def requests_command(ctx: Context) -> Message:
     return await _requests(ctx)
 
 
-@mentor_command.sub(N_("approve"), "valider", role=Role.MODERATOR, usage=N_("@name:server"))
+@mentor_command.sub(N_("approve"), "valider", role=Role.COMMUNITY, usage=N_("@name:server"))
 async def approve_command(ctx: Context) -> Message:
     return await _approve(ctx, ctx.args)
 
 
-@mentor_command.sub(N_("log"), "journal", role=Role.MODERATOR)
+@mentor_command.sub(N_("log"), "journal", role=Role.COMMUNITY)
 async def log_command(ctx: Context) -> Message:
     return await _log(ctx)
 
@@ -273,7 +270,7 @@ async def _register(
     """Give topics to a mentor (audited as `action`); the reply mentions them."""
     display = None if person.name == person.user_id else person.name
     added = await ctx.storage.mentors.add(
-        person.user_id, display, topics, ctx.msg.sender, action=action
+        person.user_id, display, topics, ctx.msg.sender, action=action, room=ctx.msg.room_id
     )
     message = ctx.render(
         "mentor_done",
@@ -303,7 +300,9 @@ async def _remove(ctx: Context, rest: str) -> Message:
             raise Problem("no_user")
         user_id = matrix_id(who)
     topic_key = fold(topic_text) or None
-    removed = await ctx.storage.mentors.remove(user_id, topic_key, ctx.msg.sender)
+    removed = await ctx.storage.mentors.remove(
+        user_id, topic_key, ctx.msg.sender, room=ctx.msg.room_id
+    )
     if not removed:
         raise Problem("not_mentor" if topic_key is None else "not_mentor_topic", user_id)
     return ctx.render(

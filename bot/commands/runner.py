@@ -25,7 +25,7 @@ from bot.commands.core import (
 )
 from bot.db.storage import Storage
 from bot.ops import Metrics
-from bot.permissions import Role, role_for
+from bot.permissions import ModeratorRooms, Permissions, Rights, Role
 from bot.textnorm import fold
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class Runner:
             args=args,
             services=services,
             registry=self.registry,
-            lookup_role=lambda: self.role_of(msg.room_id, msg.sender),
+            lookup_rights=lambda: self.rights_of(msg.room_id, msg.sender),
             storage=self.storage,
             chat=self.chat,
         )
@@ -132,7 +132,7 @@ class Runner:
                 return ctx.services.renderer.internal_error(ref)
 
     async def _run(self, ctx: Context, name: str, args: str) -> Reply:
-        """Route to the command declared, check its role, word what went wrong."""
+        """Route to the command declared, check the rights it asks, word what went wrong."""
         cmd = self.registry.find(name)
         # Label by registered name only: typed names would grow without bound.
         self.metrics.commands.labels(cmd.name if cmd else "(unknown)").inc()
@@ -140,27 +140,29 @@ class Runner:
             return ctx.render("unknown", command=echo(name))
         target, typed, ctx.args = cmd.route(args)
         try:
-            if target.role > Role.ANYONE and await ctx.role() < target.role:
+            if target.role > Role.ANYONE and not (await ctx.rights()).allows(target.role):
                 # Names what was refused as typed: "session ajouter", not "session".
-                raise PermissionDenied(f"{cmd.name} {typed}".strip())
+                raise PermissionDenied(f"{cmd.name} {typed}".strip(), target.role)
             return await target(ctx)
         except UsageError:
-            return ctx.render("usage", command=target, role=await ctx.role())
+            return ctx.render("usage", command=target, rights=await ctx.rights())
         except Problem as problem:
             return ctx.render(
                 "problem",
                 problem=problem.code,
                 value=problem.value,
                 command=target,
-                role=await ctx.role(),
+                rights=await ctx.rights(),
             )
         except PermissionDenied as exc:
             log.info("refused %s to %s in %s", exc, ctx.msg.sender, ctx.msg.room_id)
-            return ctx.render("refused", command=str(exc))
+            return ctx.render("refused", command=str(exc), community=exc.role is Role.COMMUNITY)
 
-    async def role_of(self, room_id: str, user_id: str) -> Role:
-        admins = self.services.config.bot.moderators
-        if user_id in admins:
-            return Role.ADMIN
-        level = await self.chat.power_level(room_id, user_id)
-        return role_for(user_id, admins, level)
+    @property
+    def permissions(self) -> Permissions:
+        bot = self.services.config.bot
+        rooms = self.services.moderator_rooms or ModeratorRooms(bot.moderator_rooms)
+        return Permissions(bot.moderators, rooms, self.chat)
+
+    async def rights_of(self, room_id: str, user_id: str) -> Rights:
+        return await self.permissions.rights(room_id, user_id)

@@ -247,7 +247,7 @@ def _target(ctx: Context, words: list[str]) -> Session:
     "ajouter",
     "creer",
     "nouvelle",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     usage=N_('<date> <start>-<end> "<title>" [room=…] [speakers=…] [link=…]'),
     example=N_('%(prefix)ssession add 04/12 14h-15h "Grist workshop" room="Room B" (day/month)'),
 )
@@ -260,7 +260,7 @@ async def add_command(ctx: Context) -> Message:
     "modifier",
     "modify",
     "deplacer",
-    role=Role.MODERATOR,
+    role=Role.COMMUNITY,
     usage=N_("<id> [<date>] [<start>-<end>] [title=…] [room=…] [speakers=…] [link=…]"),
     example=N_("%(prefix)ssession edit abc123 15h-16h"),
 )
@@ -269,14 +269,26 @@ async def modify_command(ctx: Context) -> Message:
     return await _modify(ctx, _target(ctx, words), words[1:])
 
 
-@session_command.sub(N_("cancel"), "annuler", role=Role.MODERATOR, usage=N_("<id>"))
+@session_command.sub(N_("cancel"), "annuler", role=Role.COMMUNITY, usage=N_("<id>"))
 async def cancel_command(ctx: Context) -> Message:
     return await _cancel(ctx, _target(ctx, tokens(ctx.args)))
 
 
-@session_command.sub(N_("restore"), "rétablir", role=Role.MODERATOR, usage=N_("<id>"))
+@session_command.sub(N_("restore"), "rétablir", role=Role.COMMUNITY, usage=N_("<id>"))
 async def restore_command(ctx: Context) -> Message:
     return await _restore(ctx, _target(ctx, tokens(ctx.args)))
+
+
+@session_command.sub(N_("log"), "journal", role=Role.COMMUNITY)
+async def log_command(ctx: Context) -> Message:
+    """Who changed the agenda, what, when, from which room."""
+    agenda = ctx.services.agenda.agenda
+    label = ctx.services.renderer.moment_label
+    entries = []
+    for e in await ctx.storage.agenda.audit():
+        session = agenda.get(e.target)
+        entries.append((e, label(e.at), session.title if session else ""))
+    return ctx.render("session_log", entries=entries)
 
 
 async def _add(ctx: Context, words: list[str]) -> Message:
@@ -305,7 +317,7 @@ async def _add(ctx: Context, words: list[str]) -> Message:
     )
     if (known := ctx.services.agenda.agenda.get(session.sid)) and not known.cancelled:
         raise Problem("exists", known.sid)
-    added = await ctx.services.agenda.add(session, ctx.msg.sender)
+    added = await ctx.services.agenda.add(session, ctx.msg.sender, ctx.msg.room_id)
     return _detail(ctx, added, "added")
 
 
@@ -334,7 +346,9 @@ async def _modify(ctx: Context, session: Session, words: list[str]) -> Message:
     if not fields:
         raise Problem("nothing")
     try:
-        changed = await ctx.services.agenda.modify(session.sid, fields, ctx.msg.sender)
+        changed = await ctx.services.agenda.modify(
+            session.sid, fields, ctx.msg.sender, ctx.msg.room_id
+        )
     except EditError:
         raise Problem("unknown_id", session.sid) from None
     (before,) = views([session], ctx.services.now(), renderer)
@@ -345,7 +359,7 @@ async def _cancel(ctx: Context, session: Session) -> Message:
     if session.cancelled:
         raise Problem("cancelled", session.sid)
     try:
-        cancelled = await ctx.services.agenda.cancel(session.sid, ctx.msg.sender)
+        cancelled = await ctx.services.agenda.cancel(session.sid, ctx.msg.sender, ctx.msg.room_id)
     except EditError:
         raise Problem("unknown_id", session.sid) from None
     return _detail(ctx, cancelled, "cancelled")
@@ -353,7 +367,7 @@ async def _cancel(ctx: Context, session: Session) -> Message:
 
 async def _restore(ctx: Context, session: Session) -> Message:
     try:
-        restored = await ctx.services.agenda.restore(session.sid, ctx.msg.sender)
+        restored = await ctx.services.agenda.restore(session.sid, ctx.msg.sender, ctx.msg.room_id)
     except EditError:
         raise Problem("not_cancelled", session.sid) from None
     return _detail(ctx, restored, "restored")

@@ -43,7 +43,7 @@ def _render(ctx: Context, outcome: str, kind: str | None) -> Message:
 @command(
     "abonner",
     "subscribe",
-    role=Role.MODERATOR,
+    role=Role.ROOM,
     usage="rappels",
     about=N_("this room receives a reminder before each session and programme-change notices"),
 )
@@ -58,7 +58,7 @@ async def subscribe_command(ctx: Context) -> Message:
 @command(
     "desabonner",
     "unsubscribe",
-    role=Role.MODERATOR,
+    role=Role.ROOM,
     usage="rappels",
     about=N_("this room stops receiving them"),
 )

@@ -20,6 +20,7 @@ from bot.config.base import (
     Duration,
     MatrixId,
     RoomId,
+    RoomRef,
     parse_duration,
     server_name,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "OpsConfig",
     "RemindersConfig",
     "RoomId",
+    "RoomRef",
     "StorageConfig",
     "WebConfig",
     "from_dict",

@@ -65,6 +65,23 @@ def _check_room_id(value: str | None) -> str | None:
 
 RoomId = Annotated[str, BeforeValidator(lambda v: _check_room_id(str(v).strip()))]
 
+# A room alias: "#", a localpart, ":" and a server name (with an optional port).
+ALIAS_RE = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-]+(:\d{1,5})?$")
+
+
+def _check_room_ref(value: str) -> str:
+    if value.startswith("#"):
+        if not ALIAS_RE.match(value):
+            raise ValueError(f"not a room alias: {value!r} (expected #name:server)")
+        return value
+    if not (value.startswith("!") and len(value) > 1 and not any(c.isspace() for c in value)):
+        raise ValueError(f"expected a room ID (!abc:server) or alias (#name:server), not {value!r}")
+    return value
+
+
+# A room named in the config by its ID or by an alias (resolved by the bot).
+RoomRef = Annotated[str, BeforeValidator(lambda v: _check_room_ref(str(v).strip()))]
+
 
 def _host_port(value: str | None, example: str) -> str | None:
     if value is None:

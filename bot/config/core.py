@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from bot.config.base import Duration, MatrixId, _Model
+from bot.config.base import Duration, MatrixId, RoomRef, _Model
 
 
 class StorageConfig(_Model):
@@ -20,7 +20,13 @@ class BotConfig(_Model):
     prefix: str = "!"
     language: Literal["fr", "en"] = "fr"
     timezone: str = "Europe/Paris"
+    # Community moderators: they change the data every room shares (agenda,
+    # mentors, gazette). Listed here by Matrix ID, and/or the members with
+    # power level >= 50 (or creators, room v12) of the rooms listed in
+    # `moderator_rooms`. A room's own power levels grant rights over that
+    # room's settings only (bot.permissions).
     moderators: list[MatrixId] = Field(default_factory=list)
+    moderator_rooms: list[RoomRef] = Field(default_factory=list, max_length=20)
     templates: Path | None = None
     # An edited command edits the answer when the edit comes this soon after
     # the command (0 = edits are ignored).

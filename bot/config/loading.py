@@ -107,6 +107,14 @@ def warnings(config: Config) -> list[tuple[str, str]]:
                 f"account's password, preferably in {ENV_PASSWORD}",
             )
         )
+    if not config.bot.moderators and not config.bot.moderator_rooms:
+        found.append(
+            (
+                "bot",
+                "neither moderators nor moderator_rooms is set: nobody can change the agenda, "
+                "the mentor directory or the gazette",
+            )
+        )
     return found
 
 

@@ -79,6 +79,29 @@ class Edit:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A moderator's change of the agenda: who, what, when, from which room."""
+
+    actor: str
+    room_id: str
+    action: str  # add, modify, cancel, restore
+    target: str  # the session's id
+    detail: str  # the fields changed (JSON), or ""
+    at: int = 0
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        return cls(
+            row["actor"],
+            row["room_id"],
+            row["action"],
+            row["target"],
+            row["detail"],
+            int(row["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeRecord:
     key: str
     kind: str
@@ -123,6 +146,15 @@ class AgendaStore:
         )
         return [Edit.from_row(r) for r in rows]
 
+    async def audit(self, limit: int = 20) -> list[AuditEntry]:
+        """Moderators' changes of the agenda, the most recent first."""
+        rows = await self._db.fetch(
+            "SELECT actor, room_id, action, target, detail, at FROM agenda_audit "
+            "ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [AuditEntry.from_row(r) for r in rows]
+
     async def change(self, key: str) -> ChangeRecord | None:
         row = await self._db.fetchrow(
             "SELECT key, kind, sid, payload, created_at FROM agenda_changes WHERE key = $1", key
@@ -144,6 +176,7 @@ class AgendaStore:
         edit: tuple[str, str, dict[str, object], str] | None = None,
         drop_edits: Iterable[int] = (),
         sessions: Iterable[StoredSessions] = (),
+        audit: AuditEntry | None = None,
     ) -> int | None:
         """Save new source copies and their sessions, an edit and the changes they make,
         in one transaction.
@@ -192,6 +225,17 @@ class AgendaStore:
                 edit_id = result.lastrowid
             for edit_id_to_drop in drop_edits:
                 await tx.execute("DELETE FROM agenda_edits WHERE id = $1", edit_id_to_drop)
+            if audit is not None:
+                await tx.execute(
+                    "INSERT INTO agenda_audit (at, actor, room_id, action, target, detail) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    now,
+                    audit.actor,
+                    audit.room_id,
+                    audit.action,
+                    audit.target,
+                    audit.detail,
+                )
             for c in changes:
                 await tx.execute(
                     "INSERT OR IGNORE INTO agenda_changes (key, kind, sid, payload, created_at) "

@@ -58,10 +58,18 @@ class AuditEntry:
     target: str  # ERASED likewise
     detail: str
     at: int
+    room_id: str = ""  # where the command was typed ("" before schema 19)
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
-        return cls(row["actor"], row["action"], row["target"], row["detail"], int(row["at"]))
+        return cls(
+            row["actor"],
+            row["action"],
+            row["target"],
+            row["detail"],
+            int(row["at"]),
+            row["room_id"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,8 @@ class MentorDirectory:
         topics: list[tuple[str, str]],
         actor: str,
         action: str = "add",
+        *,
+        room: str = "",
     ) -> int:
         """Give a mentor topics (key, label); returns how many were new. Audited."""
         now = int(time.time())
@@ -112,10 +122,12 @@ class MentorDirectory:
                     key,
                 )
             labels = ", ".join(label for _, label in topics)
-            await _audit(tx, actor, action, user_id, labels, now)
+            await _audit(tx, actor, action, user_id, labels, now, room)
         return added
 
-    async def remove(self, user_id: str, topic_key: str | None, actor: str) -> int:
+    async def remove(
+        self, user_id: str, topic_key: str | None, actor: str, *, room: str = ""
+    ) -> int:
         """Remove a mentor's topic (or all); returns topics removed. Audited."""
         async with self._db.transaction() as tx:
             if topic_key is None:
@@ -131,7 +143,7 @@ class MentorDirectory:
                 "(SELECT 1 FROM mentor_topics WHERE mentor_topics.user_id = mentors.user_id)",
                 user_id,
             )
-            await _audit(tx, actor, "remove", user_id, topic_key or "*", int(time.time()))
+            await _audit(tx, actor, "remove", user_id, topic_key or "*", int(time.time()), room)
         return result.rowcount
 
     async def erase_self(self, user_id: str) -> Erased:
@@ -207,18 +219,23 @@ class MentorDirectory:
     async def audit(self, limit: int = 20) -> list[AuditEntry]:
         """The most recent entries of the audit log first."""
         rows = await self._db.fetch(
-            "SELECT actor, action, target, detail, at FROM mentor_audit ORDER BY id DESC LIMIT $1",
+            "SELECT actor, action, target, detail, at, room_id FROM mentor_audit "
+            "ORDER BY id DESC LIMIT $1",
             limit,
         )
         return [AuditEntry.from_row(r) for r in rows]
 
 
-async def _audit(q: Queries, actor: str, action: str, target: str, detail: str, at: int) -> None:
+async def _audit(
+    q: Queries, actor: str, action: str, target: str, detail: str, at: int, room: str = ""
+) -> None:
     await q.execute(
-        "INSERT INTO mentor_audit (actor, action, target, detail, at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO mentor_audit (actor, action, target, detail, at, room_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
         actor,
         action,
         target,
         detail,
         at,
+        room,
     )

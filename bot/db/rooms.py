@@ -129,6 +129,13 @@ class RoomRecords:
         )
         return [Upgrade.from_row(r) for r in rows]
 
+    async def moved_upgrades(self) -> dict[str, str]:
+        """Old room → replacement room, for the upgrades the bot followed."""
+        rows = await self._db.fetch(
+            "SELECT old_room, new_room FROM room_upgrades WHERE status = 'moved'"
+        )
+        return {r["old_room"]: r["new_room"] for r in rows}
+
     async def move(
         self,
         upgrade: Upgrade,

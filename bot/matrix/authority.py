@@ -7,6 +7,12 @@ and each sync's copy replaces the cached one: a promotion counts from the next
 command on. A room the sync has not shown them for is asked for those two
 events only (never the whole room state). The rules themselves are in
 `bot.permissions`.
+
+Memberships are kept for the rooms whose members were asked about (the
+moderators' rooms): the first question reads the member's state event, the
+sync's membership events then keep the answer current; a gap in a room's
+timeline (a "limited" sync, whose lazy-loaded state may leave a departure
+out) forgets them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CREATE = "m.room.create"
 POWER_LEVELS = "m.room.power_levels"
+MEMBER = "m.room.member"
 
 
 class _NoPowerLevels:
@@ -48,23 +55,48 @@ class RoomAuthority:
         self._create: dict[str, tuple[str, dict[str, Any]]] = {}
         # Room id → content of `m.room.power_levels`, or NO_POWER_LEVELS.
         self._power_levels: dict[str, dict[str, Any] | _NoPowerLevels] = {}
+        # Room id → user id → membership, for the rooms asked about.
+        self._members: dict[str, dict[str, str]] = {}
         # Requests made for want of a synced copy (a measure for tests and logs).
         self.fetched = 0
 
     def update(self, room_id: str, events: Iterable[Any]) -> None:
         """A room's state and timeline events of a sync, in that order: the last copy wins."""
+        members = self._members.get(room_id)
         for event in events:
+            if getattr(event, "decrypted", False):
+                continue  # what arrived encrypted is never room state
             source = getattr(event, "source", None) or {}
-            if source.get("state_key") != "":
-                continue
             content = source.get("content")
             if not isinstance(content, dict):
                 continue
             kind = source.get("type")
+            state_key = source.get("state_key")
+            if kind == MEMBER and members is not None and isinstance(state_key, str):
+                members[state_key] = str(content.get("membership", "leave"))
+            if state_key != "":
+                continue
             if kind == CREATE:
                 self._create[room_id] = (str(source.get("sender", "")), dict(content))
             elif kind == POWER_LEVELS:
                 self._power_levels[room_id] = dict(content)
+
+    def gap(self, room_id: str) -> None:
+        """Events of the room were left out of a sync: what was cached may be stale."""
+        self._members.pop(room_id, None)
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """ "join", "leave", "invite", "ban"…; None when it cannot be read."""
+        members = self._members.setdefault(room_id, {})
+        known = members.get(user_id)
+        if known is not None:
+            return known
+        event = await self._fetch(room_id, MEMBER, user_id)
+        if event is None:
+            return None
+        membership = "leave" if isinstance(event, _NotFound) else str(event[1].get("membership"))
+        # Not cached if a sync recorded another answer meanwhile (newer).
+        return self._members.setdefault(room_id, {}).setdefault(user_id, membership)
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         create = self._create.get(room_id)
@@ -90,18 +122,18 @@ class RoomAuthority:
         )
 
     async def _fetch(
-        self, room_id: str, event_type: str
+        self, room_id: str, event_type: str, state_key: str = ""
     ) -> tuple[str, dict[str, Any]] | _NotFound | None:
         """(sender, content) of one state event; NOT_FOUND; None when it cannot be read."""
         # The whole event (`format=event`, Synapse's and the spec's since v1.16):
         # v12 creators are known by the sender of `m.room.create`, not its content.
         # nio's `room_get_state_event` takes no query parameter.
         client = self._session.client
-        method, path = Api.room_get_state_event(client.access_token, room_id, event_type)
+        method, path = Api.room_get_state_event(client.access_token, room_id, event_type, state_key)
         path += ("&" if "?" in path else "?") + "format=event"
         self.fetched += 1
         resp = await client._send(
-            RoomGetStateEventResponse, method, path, response_data=(event_type, "", room_id)
+            RoomGetStateEventResponse, method, path, response_data=(event_type, state_key, room_id)
         )
         if isinstance(resp, RoomGetStateEventError) and resp.status_code == "M_NOT_FOUND":
             return NOT_FOUND

@@ -22,6 +22,7 @@ from nio import (
     JoinError,
     ProfileGetDisplayNameResponse,
     RoomLeaveError,
+    RoomResolveAliasResponse,
 )
 
 from bot.chat import FileUpload, UnknownUser
@@ -212,6 +213,16 @@ class MatrixChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return await self._authority.power_level(room_id, user_id)
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        return await self._authority.membership(room_id, user_id) == "join"
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        resp = await self._session.client.room_resolve_alias(alias)
+        if isinstance(resp, RoomResolveAliasResponse):
+            return str(resp.room_id)
+        log.info("cannot resolve %s: %s", alias, describe(resp))
+        return None
 
     async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
         return await self._rooms.join(room_id, via)

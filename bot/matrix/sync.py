@@ -186,6 +186,8 @@ class SyncLoop:
             await self._rooms.on_left_room(room_id, left)
         for room_id, joined in response.rooms.join.items():
             events = joined.timeline.events
+            if joined.timeline.limited:
+                self._authority.gap(room_id)
             self._authority.update(room_id, [*joined.state, *events])
             await self._rooms.on_joined_room(room_id, joined)
             if self._skip_history:
