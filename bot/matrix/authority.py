@@ -13,6 +13,10 @@ moderators' rooms): the first question reads the member's state event, the
 sync's membership events then keep the answer current; a gap in a room's
 timeline (a "limited" sync, whose lazy-loaded state may leave a departure
 out) forgets them.
+
+Only the homeserver's state counts (`state.is_room_state`): an encrypted
+event whose plaintext says `m.room.power_levels`, `m.room.create` or
+`m.room.member` is anyone's say-so, not the room's state.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from nio import Api, RoomGetStateEventError, RoomGetStateEventResponse
 from bot import permissions
 from bot.matrix.login import Session
 from bot.matrix.responses import describe
+from bot.matrix.state import is_room_state
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +69,9 @@ class RoomAuthority:
         """A room's state and timeline events of a sync, in that order: the last copy wins."""
         members = self._members.get(room_id)
         for event in events:
-            if getattr(event, "decrypted", False):
+            if not is_room_state(event):
                 continue  # what arrived encrypted is never room state
-            source = getattr(event, "source", None) or {}
+            source = event.source
             content = source.get("content")
             if not isinstance(content, dict):
                 continue

@@ -17,6 +17,7 @@ from bot.config import MatrixConfig, is_email
 from bot.matrix.files import write_private
 from bot.matrix.identity import Identity
 from bot.matrix.responses import describe
+from bot.matrix.state import StateClient
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Session:
         self._dir = storage_dir
         # Registered on every client made: sees each error response (429s).
         self._on_error = on_error
-        self.client = AsyncClient("http://unconfigured.invalid")
+        self.client: AsyncClient = StateClient("http://unconfigured.invalid")
 
     @property
     def user_id(self) -> str:
@@ -90,7 +91,7 @@ class Session:
         await self.client.close()  # the placeholder, or a session the server refused
         crypto = self._dir / "crypto"
         crypto.mkdir(parents=True, exist_ok=True)
-        self.client = AsyncClient(
+        self.client = StateClient(
             homeserver,
             self._config.user_id if not is_email(self._config.user_id) else "",
             store_path=str(crypto),

@@ -2,6 +2,9 @@
 sync handed to the core (`Handlers.on_left/on_members/on_upgrade`, see
 `bot.rooms` for what is done), and joining, leaving and counting members.
 
+All of it read from the homeserver's room state only (`state.is_room_state`:
+never an encrypted event's plaintext).
+
 nio keeps a room it left (kicked, banned) in `client.rooms`: the rooms left
 are remembered here so that they are not counted as rooms the bot is in.
 """
@@ -23,6 +26,7 @@ from bot.chat import MembersChanged, RoomLeft, RoomUpgraded
 from bot.matrix.events import Handlers
 from bot.matrix.login import Session
 from bot.matrix.responses import describe
+from bot.matrix.state import is_room_state
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,9 @@ class RoomLifecycleEvents:
         how: Literal["kicked", "banned", "left"] = "left"
         by, reason = user_id, ""
         for event in _events(info):
-            source = getattr(event, "source", None) or {}
+            if not is_room_state(event):
+                continue
+            source = event.source
             content = source.get("content") or {}
             if (
                 source.get("type") == "m.room.member"
@@ -89,7 +95,9 @@ class RoomLifecycleEvents:
         upgrades: list[tuple[str, str]] = []
         marked = [(e, False) for e in info.state] + [(e, True) for e in info.timeline.events]
         for event, in_timeline in marked:
-            source = getattr(event, "source", None) or {}
+            if not is_room_state(event):
+                continue
+            source = event.source
             content = source.get("content") or {}
             kind = source.get("type")
             if kind == "m.room.member":

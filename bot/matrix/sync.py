@@ -23,6 +23,7 @@ from bot.matrix.invites import Invites
 from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
 from bot.matrix.rooms import RoomLifecycleEvents
+from bot.matrix.state import is_room_state
 from bot.matrix.undecryptable import Undecryptable
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ class SyncLoop:
             e = events[i]
             if (
                 isinstance(e, RoomMemberEvent)
+                and is_room_state(e)
                 and e.state_key == user_id
                 and e.membership == "join"
                 and e.prev_membership != "join"
