@@ -99,6 +99,30 @@ def power_level(
         return 0
 
 
+def state_event_level(event_type: str, power_levels: Mapping[str, Any] | None) -> float:
+    """The power level needed to send a state event of this type.
+
+    `events[type]`, else `state_default`, else 50. Without a power levels
+    event, the room's creator only (100: what `power_level` gives them; the
+    spec would let anyone, its `state_default` being 0 then).
+    """
+    if power_levels is None:
+        return 100
+    events = power_levels.get("events")
+    candidates = [
+        events.get(event_type) if isinstance(events, Mapping) else None,
+        power_levels.get("state_default"),
+    ]
+    for value in candidates:
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return math.inf  # unreadable: nobody
+    return 50
+
+
 class RoomState(Protocol):
     """What the rights are read from: the homeserver's room state (`ChatClient`)."""
 

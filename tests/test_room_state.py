@@ -21,8 +21,10 @@ from nio import SyncResponse
 
 from bot.chat import IncomingMessage, RoomUpgraded
 from bot.db.storage import Storage
+from bot.matrix.authority import NOT_FOUND
 from bot.matrix.client import MatrixChat
 from bot.matrix.state import StateClient, is_room_state
+from bot.permissions import state_event_level
 from tests.fakes import make_config
 
 ROOM = "!room:example.org"
@@ -244,6 +246,57 @@ async def test_real_state_in_the_timeline_still_counts(bot: Bot) -> None:
     assert await bot.chat.power_level(ROOM, MALLORY) == 50
     assert bot.room.power_levels.get_user_level(MALLORY) == 50
     assert EVE in bot.room.users
+
+
+# -- which tombstones are followed ----------------------------------------------------------
+
+
+def tombstone(sender: str, new_room: str = NEW) -> dict[str, Any]:
+    return event(
+        sender, TOMBSTONE, {"body": "mis à niveau", "replacement_room": new_room}, state_key=""
+    )
+
+
+async def test_a_tombstone_is_handed_over_only_from_someone_allowed_to_send_it(bot: Bot) -> None:
+    await bot.receive(sync("s1", state=room_state()))
+    # A moderator (50) where m.room.tombstone needs 100: not followed.
+    await bot.receive(sync("s2", timeline=[tombstone(MOD)]))
+    assert bot.upgrades == []
+    # The v12 creator outranks everyone.
+    await bot.receive(sync("s3", timeline=[tombstone(ALICE)]))
+    assert bot.upgrades == [RoomUpgraded(ROOM, NEW, ALICE)]
+
+
+async def test_without_a_tombstone_level_state_default_decides(bot: Bot) -> None:
+    await bot.receive(sync("s1", state=room_state(levels=power_levels({MOD: 50}))))
+    await bot.receive(sync("s2", timeline=[tombstone(MALLORY, EVIL)]))
+    assert bot.upgrades == []
+    await bot.receive(sync("s3", timeline=[tombstone(MOD)]))  # state_default: 50
+    assert bot.upgrades == [RoomUpgraded(ROOM, NEW, MOD)]
+
+
+async def test_without_power_levels_only_the_creator_may_upgrade(bot: Bot) -> None:
+    asked: list[str] = []
+
+    async def homeserver(room_id: str, event_type: str) -> object:
+        asked.append(event_type)
+        return NOT_FOUND  # Synapse's 404: the room has no such state event
+
+    bot.chat._authority._fetch = homeserver  # type: ignore[method-assign]
+    await bot.receive(sync("s1", state=room_state(levels={})))
+    await bot.receive(sync("s2", timeline=[tombstone(MOD, EVIL)]))
+    assert bot.upgrades == []
+    await bot.receive(sync("s3", timeline=[tombstone(ALICE)]))
+    assert bot.upgrades == [RoomUpgraded(ROOM, NEW, ALICE)]
+    assert asked == ["m.room.power_levels"]  # once, then known
+
+
+def test_the_level_a_state_event_needs() -> None:
+    assert state_event_level(TOMBSTONE, {"events": {TOMBSTONE: 150}, "state_default": 50}) == 150
+    assert state_event_level(TOMBSTONE, {"events": {}, "state_default": 20}) == 20
+    assert state_event_level(TOMBSTONE, {"users": {}}) == 50
+    assert state_event_level(TOMBSTONE, None) == 100  # no power levels: the creator only
+    assert state_event_level(TOMBSTONE, {"events": {TOMBSTONE: "x"}}) == math.inf
 
 
 def test_what_counts_as_room_state() -> None:

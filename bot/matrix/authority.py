@@ -104,20 +104,12 @@ class RoomAuthority:
         return self._members.setdefault(room_id, {}).setdefault(user_id, membership)
 
     async def power_level(self, room_id: str, user_id: str) -> float:
-        create = self._create.get(room_id)
+        create = await self.create(room_id)
         if create is None:
-            event = await self._fetch(room_id, CREATE)
-            if event is None or isinstance(event, _NotFound):
-                return 0  # unknown: grant nothing
-            create = self._create[room_id] = event
-        if room_id in self._power_levels:
-            power_levels = self._power_levels[room_id]
-        else:
-            event = await self._fetch(room_id, POWER_LEVELS)
-            if event is None:
-                return 0
-            power_levels = NO_POWER_LEVELS if isinstance(event, _NotFound) else event[1]
-            self._power_levels[room_id] = power_levels
+            return 0  # unknown: grant nothing
+        power_levels = await self._power_levels_of(room_id)
+        if power_levels is None:
+            return 0
         sender, content = create
         return permissions.power_level(
             user_id,
@@ -125,6 +117,37 @@ class RoomAuthority:
             content,
             None if isinstance(power_levels, _NoPowerLevels) else power_levels,
         )
+
+    async def may_send_state(self, room_id: str, user_id: str, event_type: str) -> bool:
+        """Whether the user's power level lets them send this state event in the room."""
+        power_levels = await self._power_levels_of(room_id)
+        if power_levels is None:
+            return False  # unknown: grant nothing
+        needed = permissions.state_event_level(
+            event_type, None if isinstance(power_levels, _NoPowerLevels) else power_levels
+        )
+        return await self.power_level(room_id, user_id) >= needed
+
+    async def create(self, room_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(sender, content) of the room's `m.room.create`; None when it cannot be read."""
+        create = self._create.get(room_id)
+        if create is None:
+            event = await self._fetch(room_id, CREATE)
+            if event is None or isinstance(event, _NotFound):
+                return None
+            create = self._create[room_id] = event
+        return create
+
+    async def _power_levels_of(self, room_id: str) -> dict[str, Any] | _NoPowerLevels | None:
+        """The content of `m.room.power_levels`, NO_POWER_LEVELS; None when unreadable."""
+        if room_id in self._power_levels:
+            return self._power_levels[room_id]
+        event = await self._fetch(room_id, POWER_LEVELS)
+        if event is None:
+            return None
+        power_levels = NO_POWER_LEVELS if isinstance(event, _NotFound) else event[1]
+        self._power_levels[room_id] = power_levels
+        return power_levels
 
     async def _fetch(
         self, room_id: str, event_type: str, state_key: str = ""

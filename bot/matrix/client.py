@@ -74,6 +74,7 @@ class MatrixChat:
         self._rooms = RoomLifecycleEvents(
             self._session,
             self.handlers,
+            authority=self._authority,
             allowed_servers=lambda: self._invites.allowed,
             room_shown=lambda room_id: self._sync.wait_for_room(room_id),
         )

@@ -3,7 +3,9 @@ sync handed to the core (`Handlers.on_left/on_members/on_upgrade`, see
 `bot.rooms` for what is done), and joining, leaving and counting members.
 
 All of it read from the homeserver's room state only (`state.is_room_state`:
-never an encrypted event's plaintext).
+never an encrypted event's plaintext). A tombstone is handed over only when
+its sender's server passes the invite rules and their power level in the old
+room lets them send `m.room.tombstone` there.
 
 nio keeps a room it left (kicked, banned) in `client.rooms`: the rooms left
 are remembered here so that they are not counted as rooms the bot is in.
@@ -23,6 +25,7 @@ from nio.api import Api
 
 from bot import permissions
 from bot.chat import MembersChanged, RoomLeft, RoomUpgraded
+from bot.matrix.authority import RoomAuthority
 from bot.matrix.events import Handlers
 from bot.matrix.login import Session
 from bot.matrix.responses import describe
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 JOINED_ROOM_WAIT_S = 30.0
 
 _GONE = ("leave", "ban")
+TOMBSTONE = "m.room.tombstone"
 
 
 class RoomLifecycleEvents:
@@ -43,13 +47,15 @@ class RoomLifecycleEvents:
         session: Session,
         handlers: Handlers,
         *,
+        authority: RoomAuthority,
         allowed_servers: Callable[[], Iterable[str]],
         room_shown: Callable[[str], Awaitable[None]],
     ) -> None:
         self._session = session
         self._handlers = handlers
-        # The invite rules (`Invites.allowed`): a tombstone is followed only
-        # when its sender could have invited the bot.
+        # A tombstone is followed only when its sender may send one (power
+        # levels) and could have invited the bot (`Invites.allowed`).
+        self._authority = authority
         self._allowed_servers = allowed_servers
         self._room_shown = room_shown
         self._left: set[str] = set()
@@ -109,7 +115,7 @@ class RoomLifecycleEvents:
                     bot_joined |= membership == "join" and prev != "join" and in_timeline
                 elif membership in _GONE and isinstance(member, str):
                     departed.append(member)
-            elif kind == "m.room.tombstone" and source.get("state_key") == "":
+            elif kind == TOMBSTONE and source.get("state_key") == "":
                 new_room = content.get("replacement_room")
                 if isinstance(new_room, str) and new_room and new_room != room_id:
                     upgrades.append((new_room, str(source.get("sender", ""))))
@@ -126,6 +132,15 @@ class RoomLifecycleEvents:
                     room_id,
                     new_room,
                     sender,
+                )
+            elif not await self._authority.may_send_state(room_id, sender, TOMBSTONE):
+                log.warning(
+                    "%s was upgraded to %s by %s: not followed (their power level there is "
+                    "below what %s needs)",
+                    room_id,
+                    new_room,
+                    sender,
+                    TOMBSTONE,
                 )
             elif self._handlers.on_upgrade is not None:
                 await self._handlers.on_upgrade(RoomUpgraded(room_id, new_room, sender))
