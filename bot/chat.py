@@ -164,6 +164,11 @@ class ChatClient(Protocol):
     async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
         """Join (through the servers `via`); False, logged, if refused or failed."""
 
+    async def predecessor(self, room_id: str) -> str | None:
+        """The room this one replaces, as the homeserver's `m.room.create` of it
+        says (`predecessor.room_id`; "" when it names none). None when it cannot
+        be read now (a room the bot is not in, a failure: logged)."""
+
     async def leave_room(self, room_id: str) -> None:
         """Leave the room (a failure is logged: leaving again later is harmless)."""
 

@@ -10,12 +10,17 @@ membership and tombstone events into the calls below.
   their next personal reminder opens a new one (`bot.broadcast`).
 - Alone (no one else joined or invited) for `bot.leave_empty_after`: the bot
   leaves. "Alone since" is stored, so a restart does not reset the clock.
-- Upgraded (`m.room.tombstone` from someone the invite rules allow): the bot
-  joins the replacement room, moves the subscriptions, pending posts (new
-  transaction ids), direct rooms and post records there, says so once (an
-  outbox row: a restart does not say it twice) and leaves the old room. When
-  the new room cannot be joined yet (invite-only), the move waits for the
-  bot's join, by invite or at the next start.
+- Upgraded (`m.room.tombstone`, state from the homeserver, from someone the
+  invite rules allow whose power level in the old room lets them send it:
+  `bot.matrix.rooms`): the bot joins the replacement room and, if that
+  room's `m.room.create` names the old room as its predecessor, moves the
+  subscriptions, pending posts (new transaction ids), direct rooms and post
+  records there, says so once (an outbox row: a restart does not say it
+  twice) and leaves the old room. When the new room cannot be joined yet
+  (invite-only), the move waits for the bot's join, by invite or at the next
+  start. A replacement room that names another predecessor (or none) gets
+  nothing: the upgrade is refused (recorded: not tried again), the bot stays
+  in the old room and leaves the new one, unless it was there already.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.broadcast_key import MovedKey, parse
 from bot.chat import ChatClient, MembersChanged, RoomLeft, RoomUpgraded
-from bot.db.rooms import UPGRADE_MOVED, Upgrade
+from bot.db.rooms import UPGRADE_PENDING, Upgrade
 from bot.db.storage import Storage
 from bot.ops import Metrics
 
@@ -192,16 +197,21 @@ class RoomLifecycle:
         upgrade = await self._storage.rooms.upgrade_seen(
             upgraded.old_room, upgraded.new_room, upgraded.sender
         )
-        if upgrade.status == UPGRADE_MOVED:
-            return  # seen again at a restart
-        await self._follow(upgrade)
+        if upgrade.status != UPGRADE_PENDING:
+            return  # moved or refused: seen again at a restart
+        await self._follow(upgrade, was_in=upgrade.new_room in self._chat.others_in_rooms())
 
     async def _resume_upgrades_into(self, room_id: str) -> None:
         for upgrade in await self._storage.rooms.pending_upgrades():
             if upgrade.new_room == room_id:
                 await self._follow(upgrade)
 
-    async def _follow(self, upgrade: Upgrade) -> None:
+    async def _follow(self, upgrade: Upgrade, *, was_in: bool = False) -> None:
+        """Join the new room and move there, if it is the old room's successor.
+
+        `was_in`: the bot was in the new room before the tombstone (then it
+        stays there whatever the tombstone's worth).
+        """
         old, new = upgrade.old_room, upgrade.new_room
         # The replacement room is new to its own server: the tombstone's
         # sender's server is in it (a room ID has no server part since v12).
@@ -213,6 +223,8 @@ class RoomLifecycle:
                 old,
                 new,
             )
+            return
+        if not await self._successor(upgrade, was_in=was_in):
             return
         moved = await self._storage.rooms.move(upgrade, _txn_id, MovedKey(old))
         if moved is None:
@@ -233,6 +245,40 @@ class RoomLifecycle:
         if (moved.notice or moved.posts) and self._wake is not None:
             self._wake()
         await self._chat.leave_room(old)
+
+    async def _successor(self, upgrade: Upgrade, *, was_in: bool) -> bool:
+        """Whether the new room names the old one as its predecessor (the spec's
+        link back, read from the homeserver once the bot is in the new room).
+
+        When it does not, the upgrade is refused and the bot leaves the new
+        room (unless it was there already, or keeps something there).
+        """
+        old, new = upgrade.old_room, upgrade.new_room
+        named = await self._chat.predecessor(new)
+        if named is None:
+            log.warning(
+                "%s was upgraded to %s: the new room's m.room.create cannot be read; nothing "
+                "moved yet, tried again at the next join or start",
+                old,
+                new,
+            )
+            return False
+        if named == old:
+            return True
+        await self._storage.rooms.refuse_upgrade(old)
+        stay = was_in or new in await self._storage.rooms.rooms_in_use()
+        log.warning(
+            "%s was upgraded to %s by %s: not followed, the new room names %s as its "
+            "predecessor; nothing moved, %s",
+            old,
+            new,
+            upgrade.sender,
+            named or "no room",
+            "the bot stays in both" if stay else "the bot leaves the new room",
+        )
+        if not stay:
+            await self._chat.leave_room(new)
+        return False
 
 
 def _txn_id(broadcast: str, room_id: str) -> str | None:

@@ -60,6 +60,9 @@ class FakeChat:
     # Rooms `join_room` refuses (invite-only, no invite); joins and leaves made.
     unjoinable: set[str] = field(default_factory=set)
     joins: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # The room each room replaces (its `m.room.create`'s predecessor); a room
+    # not listed names none, one listed as None cannot be read.
+    predecessors: dict[str, str | None] = field(default_factory=dict)
     leaves: list[str] = field(default_factory=list)
     # (room, event redacted, transaction id) of each redaction made.
     redactions: list[tuple[str, str, str]] = field(default_factory=list)
@@ -133,6 +136,9 @@ class FakeChat:
             return False
         self.rooms.setdefault(room_id, 1)
         return True
+
+    async def predecessor(self, room_id: str) -> str | None:
+        return self.predecessors.get(room_id, "")
 
     async def leave_room(self, room_id: str) -> None:
         self.leaves.append(room_id)

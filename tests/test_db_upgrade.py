@@ -111,7 +111,7 @@ def dump(path: Path) -> list[str]:
 
 async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) -> None:
     storage = await Storage.open(v9)
-    assert await storage.schema_version() == upgrades.latest == 20
+    assert await storage.schema_version() == upgrades.latest == 21
     await storage.close()
     before = dump(v9)
     storage = await Storage.open(v9)

@@ -255,6 +255,7 @@ async def test_an_upgrade_moves_everything_to_the_new_room_and_says_so_once(
     key = await queue_reminder(world)
     await world.storage.personal.set_direct_room(AGENT, old)
     await world.storage.posts.record("$post", old, [grist(world)])
+    world.chat.predecessors[NEW] = old  # what a real upgrade's new room says
     woken: list[bool] = []
 
     await lifecycle(world, wake=lambda: woken.append(True)).on_upgrade(RoomUpgraded(old, NEW, MOD))
@@ -293,6 +294,7 @@ async def test_an_upgrade_to_an_invite_only_room_waits_for_the_bots_join(world: 
     old = ROOMS[0]
     await subscribe(world, old)
     world.chat.unjoinable.add(NEW)
+    world.chat.predecessors[NEW] = old
     rooms = lifecycle(world)
     await rooms.on_upgrade(RoomUpgraded(old, NEW, MOD))
     assert await world.storage.subscriptions.kinds(old) == [REMINDERS]
@@ -309,9 +311,87 @@ async def test_an_upgrade_to_an_invite_only_room_waits_for_the_bots_join(world: 
 
 
 async def test_an_upgrade_of_a_room_with_no_subscription_says_nothing(world: World) -> None:
+    world.chat.predecessors[NEW] = ROOMS[2]
     await lifecycle(world).on_upgrade(RoomUpgraded(ROOMS[2], NEW, MOD))
     assert world.chat.joins == [(NEW, ("example.org",))]
     assert await world.storage.outbox.pending() == []
+
+
+async def test_a_new_room_that_does_not_replace_the_old_one_gets_nothing(
+    world: World,
+) -> None:
+    """A tombstone pointing at a room whose `m.room.create` names another
+    predecessor (or none): nothing moves, the bot stays, once."""
+    old = ROOMS[0]
+    world.chat.rooms = {old: 2}
+    await subscribe(world, old)
+    key = await queue_reminder(world)
+    world.chat.predecessors[NEW] = "!elsewhere:example.org"
+
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, NEW, MOD))
+
+    assert world.chat.joins == [(NEW, ("example.org",))]  # to read its m.room.create
+    assert world.chat.leaves == [NEW]  # and out again; still in the old room
+    assert await world.storage.subscriptions.kinds(old) == [REMINDERS]
+    assert await world.storage.subscriptions.kinds(NEW) == []
+    assert await world.storage.outbox.status(str(key)) == {old: "pending"}
+    assert [e.action for e in await world.storage.subscriptions.history(old)] == ["subscribed"]
+    # A restart shows the tombstone again: not tried again.
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, NEW, MOD))
+    assert len(world.chat.joins) == 1
+    world.clock.value = START - timedelta(hours=1)
+    assert await world.broadcaster().deliver() == 1
+    (reminder,) = sent_to(world, old)
+    assert reminder.startswith("⏰ Rappel")
+
+    # A real upgrade afterwards (another tombstone, another room) is followed.
+    real = "!real:example.org"
+    world.chat.predecessors[real] = old
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, real, MOD))
+    assert await world.storage.subscriptions.kinds(real) == [REMINDERS]
+    assert world.chat.leaves == [NEW, old]
+
+
+async def test_a_tombstone_pointing_at_another_room_of_the_bots_does_not_make_it_leave(
+    world: World,
+) -> None:
+    old, other = ROOMS[0], ROOMS[1]
+    world.chat.rooms = {old: 2, other: 2}
+    await subscribe(world, old, other)
+    # `other` names no predecessor: it is no upgrade of `old`.
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, other, MOD))
+    assert world.chat.leaves == []
+    assert await world.storage.subscriptions.kinds(old) == [REMINDERS]
+    assert await world.storage.subscriptions.kinds(other) == [REMINDERS]
+
+
+async def test_an_invite_to_a_room_that_does_not_replace_the_old_one_moves_nothing(
+    world: World,
+) -> None:
+    old = ROOMS[0]
+    await subscribe(world, old)
+    world.chat.unjoinable.add(NEW)
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, NEW, MOD))
+    # Invited later, the bot joins: the new room names no predecessor.
+    world.chat.unjoinable.clear()
+    await lifecycle(world).on_members(MembersChanged(NEW, others=1, bot_joined=True))
+    assert world.chat.leaves == [NEW]
+    assert await world.storage.subscriptions.kinds(old) == [REMINDERS]
+    assert await world.storage.outbox.pending() == []
+
+
+async def test_an_unreadable_new_room_keeps_the_upgrade_waiting(world: World) -> None:
+    old = ROOMS[0]
+    await subscribe(world, old)
+    world.chat.predecessors[NEW] = None  # its m.room.create cannot be read now
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, NEW, MOD))
+    assert world.chat.leaves == []
+    assert await world.storage.subscriptions.kinds(old) == [REMINDERS]
+    # At the next start it can be: the move happens then.
+    world.chat.predecessors[NEW] = old
+    await lifecycle(world).on_upgrade(RoomUpgraded(old, NEW, MOD))
+    assert await world.storage.subscriptions.kinds(NEW) == [REMINDERS]
+    assert world.chat.leaves == [old]
 
 
 async def test_rooms_the_bot_is_not_in_any_more_are_ended_at_the_check(world: World) -> None:

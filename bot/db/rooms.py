@@ -20,6 +20,8 @@ from bot.db.outbox import Broadcast
 
 UPGRADE_PENDING = "pending"
 UPGRADE_MOVED = "moved"
+# The replacement room does not name the old one as its predecessor.
+UPGRADE_REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +109,19 @@ class RoomRecords:
     # -- upgrades ----------------------------------------------------------------------
 
     async def upgrade_seen(self, old: str, new: str, sender: str) -> Upgrade:
-        """Record an upgrade (once: the first tombstone seen wins); the record."""
+        """Record an upgrade; the record.
+
+        Once: the first tombstone seen wins, unless it was refused and this
+        one names another room (a real upgrade after a bogus tombstone).
+        """
         await self._db.execute(
-            "INSERT OR IGNORE INTO room_upgrades (old_room, new_room, sender, seen_at) "
-            "VALUES ($1, $2, $3, $4)",
+            "INSERT INTO room_upgrades (old_room, new_room, sender, seen_at) "
+            "VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (old_room) DO UPDATE SET new_room = excluded.new_room, "
+            "sender = excluded.sender, status = 'pending', seen_at = excluded.seen_at, "
+            "moved_at = NULL "
+            "WHERE room_upgrades.status = 'refused' "
+            "AND room_upgrades.new_room <> excluded.new_room",
             old,
             new,
             sender,
@@ -135,6 +146,14 @@ class RoomRecords:
             "SELECT old_room, new_room FROM room_upgrades WHERE status = 'moved'"
         )
         return {r["old_room"]: r["new_room"] for r in rows}
+
+    async def refuse_upgrade(self, old: str) -> None:
+        """The pending upgrade of `old` is not followed (nothing moves)."""
+        await self._db.execute(
+            "UPDATE room_upgrades SET status = 'refused' "
+            "WHERE old_room = $1 AND status = 'pending'",
+            old,
+        )
 
     async def move(
         self,

@@ -228,6 +228,14 @@ class MatrixChat:
     async def join_room(self, room_id: str, *, via: Sequence[str] = ()) -> bool:
         return await self._rooms.join(room_id, via)
 
+    async def predecessor(self, room_id: str) -> str | None:
+        create = await self._authority.create(room_id)
+        if create is None:
+            return None
+        predecessor = create[1].get("predecessor")
+        named = predecessor.get("room_id") if isinstance(predecessor, dict) else None
+        return named if isinstance(named, str) else ""
+
     async def leave_room(self, room_id: str) -> None:
         await self._rooms.leave(room_id)
 

@@ -5,7 +5,8 @@ sync handed to the core (`Handlers.on_left/on_members/on_upgrade`, see
 All of it read from the homeserver's room state only (`state.is_room_state`:
 never an encrypted event's plaintext). A tombstone is handed over only when
 its sender's server passes the invite rules and their power level in the old
-room lets them send `m.room.tombstone` there.
+room lets them send `m.room.tombstone` there; the core then checks, once in
+the new room, that its `m.room.create` names the old room as predecessor.
 
 nio keeps a room it left (kicked, banned) in `client.rooms`: the rooms left
 are remembered here so that they are not counted as rooms the bot is in.
