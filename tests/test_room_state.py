@@ -230,7 +230,7 @@ async def test_encrypted_state_payloads_change_nothing(
     assert room.encrypted
     assert bot.client.olm.users_for_key_query == {ALICE, BOT, MOD, MALLORY}  # no Eve
     # Each forged event logged once: room, sender, type; never what it said.
-    forged = [r.getMessage() for r in caplog.records if "sent as state" in r.getMessage()]
+    forged = [r.getMessage() for r in caplog.records if "not taken as room state" in r.getMessage()]
     assert len(forged) == len(FORGED) + 1
     assert all(ROOM in line and MALLORY in line for line in forged)
     assert [line.split("'")[1] for line in forged] == [p["type"] for p in FORGED] + [

@@ -9,5 +9,7 @@ pacing after 429s). `identity` gives the bot's device a cross-signed identity
 (MSC4153) with its keys in secret storage, through `keys_api` (the endpoints
 nio lacks); `cross_signing` and `secret_storage` are the pure cryptography
 they use (importable without nio, e.g. by the configuration to check a
-recovery key).
+recovery key). `state` says what room state is: state events from the
+homeserver, never an encrypted event's plaintext; its `StateClient` is the
+nio client `login` makes, whose room model follows that rule too.
 """

@@ -61,8 +61,8 @@ def log_forged_state(room_id: str, event: Any) -> None:
     """Once per event (where nio decrypts it): who, what type; never the content."""
     source = getattr(event, "source", None) or {}
     log.warning(
-        "%s: ignored an encrypted %r sent as state by %s (%s): room state comes from "
-        "the homeserver only",
+        "%s: an encrypted %r with a state_key from %s (%s): not taken as room state, "
+        "which comes from the homeserver only",
         room_id,
         str(source.get("type", "?"))[:100],
         getattr(event, "sender", None) or source.get("sender", "?"),
