@@ -196,6 +196,14 @@ async def test_encrypted_state_payloads_change_nothing(
     bot: Bot, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await bot.receive(sync("s1", state=room_state()))
+    asked: list[tuple[str, str]] = []
+
+    async def homeserver(room_id: str, event_type: str, state_key: str = "") -> object:
+        asked.append((event_type, state_key))
+        return NOT_FOUND  # Eve never was a member
+
+    bot.chat._authority._fetch = homeserver  # type: ignore[method-assign]
+    assert not await bot.chat.is_joined(ROOM, EVE)  # asked once, then kept up to date
     mallory = Encrypter(logged_in(tmp_path, MALLORY, "MALLORY"), bot.client)
     # The bot's own join, forged (as if all before it were history).
     own_join = {
@@ -216,7 +224,8 @@ async def test_encrypted_state_payloads_change_nothing(
     # Still a plain member for the bot: no moderator rights, no upgrade followed.
     assert await bot.chat.power_level(ROOM, MALLORY) == 0
     assert await bot.chat.power_level(ROOM, ALICE) == math.inf
-    assert bot.chat._authority.fetched == 0  # all from the sync
+    assert asked == [("m.room.member", EVE)]  # the rest from the sync
+    assert not await bot.chat.is_joined(ROOM, EVE)  # her forged join changed nothing
     assert bot.upgrades == []
     # Both commands read: the forged own join made nothing before it history.
     assert [m.body for m in bot.messages] == ["!aide", "!abonner rappels"]
