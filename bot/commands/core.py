@@ -22,6 +22,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bot.agenda.export import IcsExports
 from bot.chat import ChatClient, IncomingMessage, Reply
 from bot.db.storage import Storage
 from bot.permissions import Role
@@ -69,6 +70,8 @@ class Services:
     now: Callable[[], datetime]
     # Wakes the broadcaster: posts were queued (a gazette published, corrected…).
     wake: Callable[[], None] = lambda: None
+    # The `.ics` files of `!agenda … ics`, built once per agenda and selection.
+    exports: IcsExports = field(default_factory=IcsExports)
 
 
 @dataclass
