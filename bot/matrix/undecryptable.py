@@ -171,6 +171,10 @@ class Undecryptable:
             self._told.add((row.room_id, row.sender))
             await self._storage.undecrypted.finish(row.event_id, "told")
 
+    async def check(self) -> None:
+        """Tell the senders of the events still unreadable past the delay (see `watch`)."""
+        await self._retry_undecrypted(None)
+
     def _decrypt(self, room_id: str, source: dict[str, Any]) -> Any | None:
         olm = self._session.client.olm
         try:
@@ -187,6 +191,6 @@ class Undecryptable:
         while True:
             await asyncio.sleep(max(0.5, min(10.0, after / 4)))
             try:
-                await self._retry_undecrypted(None)
+                await self.check()
             except Exception:
                 log.exception("checking undecrypted events failed")
