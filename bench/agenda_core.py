@@ -7,7 +7,9 @@ boundary, templates) with a recording fake chat, so the figures are the bot's
 own work per answer. Prints medians and p90 in milliseconds:
 
 - `!agenda`, `!agenda grist`, `!prochain`, `!session <id>` (target: median <= 5 ms);
-- `!agenda ics semaine` (an .ics file of a week);
+- `!agenda ics semaine` (an .ics file of a week; built once per agenda, then cached);
+- `!agenda ics` at its largest (2,000 sessions): the event loop during its first
+  build (in a thread, as the bot does) against the same built on the loop;
 - the programme diff of two 10,000-session agendas (new UIDs everywhere, one move);
 - the event loop while a 10,000-event calendar is refreshed: how late a 10 ms
   ticker wakes up (`AgendaService.refresh`, which parses and diffs in a
@@ -37,11 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.agenda_latency import calendar  # noqa: E402
 from bot.agenda.changes import diff  # noqa: E402
+from bot.agenda.export import IcsExports, to_ics  # noqa: E402
 from bot.agenda.model import Agenda  # noqa: E402
 from bot.agenda.sources import AgendaService  # noqa: E402
 from bot.agenda.worker import parse_source  # noqa: E402
 from bot.chat import IncomingMessage  # noqa: E402
 from bot.commands import build_registry  # noqa: E402
+from bot.commands.agenda import MAX_EXPORT  # noqa: E402
 from bot.commands.core import Services  # noqa: E402
 from bot.db.storage import Storage  # noqa: E402
 from bot.dispatch import Dispatcher  # noqa: E402
@@ -88,6 +92,31 @@ async def ask_while_refreshing(
         await asyncio.sleep(0.05)
 
 
+async def export_stall(
+    dispatcher: Dispatcher, services: Services, agenda: Agenda, now: datetime, runs: int
+) -> None:
+    count = min(len(agenda), MAX_EXPORT)
+    print(f"\n!agenda ics, {count} sessions (10 ms ticker during the build):")
+    for label in ("first build, in a thread (the bot)", "the same on the loop (before)"):
+        dispatcher.services = replace(services, exports=IcsExports())  # nothing cached
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(ticker_lateness(stop))
+        await asyncio.sleep(0.02)  # the ticker is running
+        t0 = time.perf_counter()
+        if label.startswith("first"):
+            await time_command(dispatcher, "!agenda ics", 1)
+        else:
+            to_ics(list(agenda)[:MAX_EXPORT], tz=PARIS, now=now, language="fr")
+        took = time.perf_counter() - t0
+        stop.set()
+        late = await ticker
+        print(f"  {label}: {took * 1000:.0f} ms; ticker worst lateness {max(late) * 1000:.0f} ms")
+        if label.startswith("first"):
+            cached = await time_command(dispatcher, "!agenda ics", runs)
+            print(f"  asked again (same agenda): {stats(cached)}")
+    dispatcher.services = services
+
+
 async def bench(n: int, runs: int, work: Path) -> None:
     now = datetime.now(UTC)
     ics = work / "big.ics"
@@ -110,6 +139,7 @@ async def bench(n: int, runs: int, work: Path) -> None:
             print(f"  {text:<22} {stats(await time_command(dispatcher, text, runs))}")
         text = "!agenda ics semaine"
         print(f"  {text:<22} {stats(await time_command(dispatcher, text, max(runs // 10, 5)))}")
+        await export_stall(dispatcher, services, agenda.agenda, now, max(runs // 10, 5))
 
         old = agenda.agenda
         reshuffled = [replace(s, uid=f"new-{i}") for i, s in enumerate(old)]

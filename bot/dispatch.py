@@ -18,6 +18,12 @@ text wins: a command or edit for which a newer edit is recorded is dropped,
 the newer one answers. An edit that leaves no command (conversation, or the
 command erased) turns the answer into a short "command withdrawn" notice:
 an answer to a command no one can see any more would puzzle the room.
+
+Before anything is stored, a command (typed, edited, or a reaction that runs
+one) must fit in its sender's and its room's limits (`bot.limits`): past
+them it is dropped, and the first one dropped gets one short "doucement"
+notice. At most `bot.limits.answers_at_once` commands are answered at the
+same time; the others wait their turn.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bot.chat import (
     IncomingReaction,
     IncomingRedaction,
     Reply,
+    SendError,
 )
 from bot.commands.core import Registry, Services
 from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK, gazette_command
@@ -45,6 +52,7 @@ from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Attempts, Kind, Outgoing, Sender
 from bot.direct_rooms import ensure_direct_room
+from bot.limits import Clock, CommandLimits, Over
 from bot.ops import Metrics
 from bot.permissions import Rights
 from bot.render import Message
@@ -78,6 +86,7 @@ class Dispatcher:
         storage: Storage,
         retry_delay: float = 1.0,
         metrics: Metrics | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.runner = Runner(registry, services, chat, storage, self.metrics)
@@ -90,6 +99,11 @@ class Dispatcher:
         # Received in this sync batch, answered once the batch is recorded.
         self._held: list[tuple[IncomingMessage, Invocation | None]] = []
         self._hold_timer: asyncio.TimerHandle | None = None
+        limits = services.config.bot.limits
+        self.limits = CommandLimits(limits.per_sender.rate, limits.per_room.rate, clock)
+        # Taken inside `_one_at_a_time` (never the other way round): a command
+        # waiting for its turn holds no slot an earlier edit of it would need.
+        self._answering = asyncio.Semaphore(limits.answers_at_once)
 
     @property
     def prefix(self) -> str:
@@ -120,6 +134,8 @@ class Dispatcher:
             return
         invocation = parsed(msg.body, self.prefix)
         if invocation is None:
+            return
+        if not self._admit(msg.sender, msg.room_id, msg.event_id, msg.event_id, msg.thread_root):
             return
         if not await self.storage.inbox.add(
             msg.event_id,
@@ -159,6 +175,12 @@ class Dispatcher:
                 late_s,
                 window,
             )
+            return
+        # The notice, if any, answers the command edited (a reply to an edit
+        # event shows oddly in clients).
+        if not self._admit(
+            edit.sender, edit.room_id, edit.event_id, command.event_id, command.thread_root
+        ):
             return
         if not await self.storage.inbox.add(
             edit.event_id,
@@ -203,6 +225,8 @@ class Dispatcher:
         if shown is None:
             return  # not a preview: a ✅ like any other
         invocation = Invocation(APPROVE_COMMAND, f"valider {PREVIEW_MARK}{shown}")
+        if not self._admit(reaction.sender, reaction.room_id, reaction.event_id):
+            return
         if not await self.storage.inbox.add(
             reaction.event_id,
             reaction.room_id,
@@ -287,6 +311,8 @@ class Dispatcher:
         if not sids or sender == self.chat.user_id:
             return
         invocation = Invocation(command, " ".join(sids))
+        if not self._admit(sender, room_id, event_id):
+            return
         if not await self.storage.inbox.add(
             event_id, room_id, sender, invocation.args, None, direct=True, command=command
         ):
@@ -294,6 +320,62 @@ class Dispatcher:
             return
         msg = IncomingMessage(room_id, event_id, sender, "", direct=True)
         self._hold(msg, invocation)
+
+    def _admit(
+        self,
+        sender: str,
+        room_id: str,
+        event_id: str,
+        reply_to: str | None = None,
+        thread_root: str | None = None,
+    ) -> bool:
+        """Whether the command `event_id` fits in its sender's and room's limits.
+
+        Dropped, the first one over gets the "doucement" notice (a reply to
+        `reply_to`, when the command is a message: a reaction is not one),
+        in the background; the next ones nothing until the bucket is full.
+        """
+        verdict = self.limits.admit(sender, room_id)
+        if verdict.allowed:
+            return True
+        assert verdict.over is not None
+        self.metrics.commands_limited.labels(verdict.over.value).inc()
+        if not verdict.warn:
+            log.debug("command %s dropped: %s over its limit", event_id, verdict.over.value)
+            return False
+        who = sender if verdict.over is Over.SENDER else room_id
+        log.warning(
+            "%s sends commands faster than allowed (%s limit): told once, then ignored "
+            "until it calms down",
+            who,
+            verdict.over.value,
+        )
+        message = self.services.renderer.render(
+            "slow_down", prefix=self.prefix, room=verdict.over is Over.ROOM
+        )
+        task = asyncio.create_task(
+            self._slow_down(room_id, message, txn_id_for(event_id + "#slow"), reply_to, thread_root)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return False
+
+    async def _slow_down(
+        self,
+        room_id: str,
+        message: Message,
+        txn_id: str,
+        reply_to: str | None,
+        thread_root: str | None,
+    ) -> None:
+        """One attempt: a lost "doucement" is not worth a retry."""
+        async with self._answering:
+            try:
+                await self.chat.send_notice(
+                    room_id, message, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
+                )
+            except SendError as exc:
+                log.info("slow-down notice in %s not sent: %s", room_id, exc)
 
     async def undecryptable(self, msg: IncomingMessage) -> None:
         """Answer once an encrypted message that could not be decrypted.
@@ -407,7 +489,10 @@ class Dispatcher:
         attempts: int,
         first_counted: bool,
     ) -> None:
-        async with self._one_at_a_time(msg.replaces or _answers_after(invocation) or msg.event_id):
+        async with (
+            self._one_at_a_time(msg.replaces or _answers_after(invocation) or msg.event_id),
+            self._answering,
+        ):
             if msg.replaces is not None:
                 await self._process_edit(msg, attempts, first_counted)
             elif invocation is not None:

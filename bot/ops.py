@@ -70,6 +70,12 @@ class Metrics:
             "1 when the bot's device is signed by its cross-signing identity (MSC4153)",
             registry=registry,
         )
+        self.commands_limited = Counter(
+            "bluehats_commands_limited",
+            "Commands dropped over a limit (bot.limits), by the limit: sender or room",
+            ["limit"],
+            registry=registry,
+        )
         self.undecryptable = Counter(
             "bluehats_undecryptable",
             "Encrypted messages that stayed unreadable (sender told)",

@@ -188,7 +188,16 @@ async def make_dispatcher(
         agenda=StaticAgenda(sessions),
         now=clock,
     )
-    return Dispatcher(build_registry(), services, chat, storage, retry_delay=0), chat, storage
+    # The limits' monotonic clock is the fake clock too: a test moves both.
+    dispatcher = Dispatcher(
+        build_registry(),
+        services,
+        chat,
+        storage,
+        retry_delay=0,
+        clock=lambda: clock.value.timestamp(),
+    )
+    return dispatcher, chat, storage
 
 
 # -- a broadcast world: dispatcher, fake chat and clock, real storage and agenda -----

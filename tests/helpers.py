@@ -43,6 +43,13 @@ PASSWORD = "correct horse battery staple"
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)  # a Monday
 _names = itertools.count()
+# Test clients type far faster than people: the commands of one test, sent
+# back to back, would go over the limits meant for people (bot.limits). The
+# tests of those limits give their own `bot={"limits": …}`.
+TEST_LIMITS = {
+    "per_sender": {"burst": 1000, "every": "1s"},
+    "per_room": {"burst": 1000, "every": "1s"},
+}
 
 
 # -- real data ------------------------------------------------------------------------------------
@@ -298,6 +305,7 @@ def bot_config(
     }
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
+    raw.setdefault("bot", {}).setdefault("limits", TEST_LIMITS)
     return configuration.from_dict(raw, env={}), user_id
 
 
@@ -386,6 +394,8 @@ def bot_process(
     bot_id = synapse.register(localpart, password)
     storage = tmp_path / "data"
     config = tmp_path / "config.yaml"
+    sections.setdefault("bot", {})
+    sections["bot"] = {"limits": TEST_LIMITS, **sections["bot"]}
     # The password comes from the environment, as an operator would do.
     config.write_text(
         yaml.safe_dump(

@@ -359,3 +359,34 @@ def test_gazette_problems_are_listed_together(tmp_path: Path) -> None:
     for key in ("gazette.editors_room", "gazette.sections", "gazette.approvals", "gazette.number"):
         assert f"- {key}:" in result.stderr, key
     assert "Traceback" not in result.stderr
+
+
+def test_limits_defaults_overrides_and_problems() -> None:
+    limits = configuration.from_dict({"matrix": MATRIX}, env={}).bot.limits
+    assert (limits.per_sender.burst, limits.per_sender.every) == (5, timedelta(seconds=3))
+    assert (limits.per_room.burst, limits.per_room.every) == (20, timedelta(seconds=1))
+    assert limits.answers_at_once == 4
+    # The example shows the defaults as they are.
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text(encoding="utf-8"))
+    assert configuration.from_dict(example, base=ROOT, env={}).bot.limits == limits
+
+    given = {"per_sender": {"burst": 3, "every": "10s"}, "answers_at_once": 2}
+    limits = configuration.from_dict({"matrix": MATRIX, "bot": {"limits": given}}, env={})
+    assert limits.bot.limits.per_sender.rate.every == 10.0
+    assert limits.bot.limits.per_room.burst == 20 and limits.bot.limits.answers_at_once == 2
+
+    bad = {
+        "per_sender": {"burst": 0, "every": "2h"},
+        "per_room": {"burst": 5},
+        "answers_at_once": 0,
+        "per_person": {},
+    }
+    with pytest.raises(ConfigError) as raised:
+        configuration.from_dict({"matrix": MATRIX, "bot": {"limits": bad}}, env={})
+    assert sorted(key for key, _ in raised.value.problems) == [
+        "bot.limits.answers_at_once",
+        "bot.limits.per_person",
+        "bot.limits.per_room.every",
+        "bot.limits.per_sender.burst",
+        "bot.limits.per_sender.every",
+    ]

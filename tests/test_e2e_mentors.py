@@ -60,7 +60,9 @@ async def test_mentor_directory(synapse: DevHomeserver, tmp_path: Path, make_use
         assert "Mentors pour « Données ouvertes »" in body(found)
         html = found.source["content"]["formatted_body"]
         assert f'<a href="https://matrix.to/#/{mentor.user_id}">Camille Dupont</a>' in html
-        assert found.source["content"]["m.mentions"] == {"user_ids": [mentor.user_id]}
+        # Listed, not called: an empty m.mentions, so that clients do not ping
+        # the mentors for their names or IDs in the text either (MSC3952).
+        assert found.source["content"]["m.mentions"] == {}
 
         bad = await admin.ask(room, "!mentor ajouter camille Grist", bot_id)
         assert body(bad).startswith("« camille » n'est pas un identifiant Matrix")

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import datetime
 from itertools import groupby
 
-from bot.agenda.export import to_ics
 from bot.agenda.model import Session
 from bot.agenda.query import AgendaQuery
 from bot.chat import FileUpload, Reply
@@ -65,9 +64,12 @@ async def agenda_command(ctx: Context) -> Reply:
     services = ctx.services
     query = AgendaQuery.parse(ctx.args)
     now = services.now()
-    sessions = query.select(services.agenda.agenda, now, services.renderer.tz)
+    agenda = services.agenda.agenda
+    sessions = query.select(agenda, now, services.renderer.tz)
     if query.export and sessions:
-        data = to_ics(
+        # Off the event loop, and once per agenda and selection.
+        data = await services.exports.file(
+            agenda,
             sessions[:MAX_EXPORT],
             tz=services.renderer.tz,
             now=now,

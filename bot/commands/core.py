@@ -24,6 +24,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bot.agenda.export import IcsExports
 from bot.chat import ChatClient, IncomingMessage, Reply
 from bot.db.storage import Storage
 from bot.permissions import ModeratorRooms, Rights, Role
@@ -78,6 +79,8 @@ class Services:
     # `bot.moderator_rooms` resolved (aliases included); None: the room IDs as
     # written in the config (unit tests).
     moderator_rooms: ModeratorRooms | None = None
+    # The `.ics` files of `!agenda … ics`, built once per agenda and selection.
+    exports: IcsExports = field(default_factory=IcsExports)
 
 
 @dataclass

@@ -172,8 +172,9 @@ async def mentors_command(ctx: Context) -> Message:
         return ctx.render(
             "mentors", topics=topics, topic=None, query=echo(shown(query)), suggestions=suggestions
         )
-    message = ctx.render("mentors", topics=topics, topic=found, query=query, suggestions=[])
-    return replace(message, mentions=tuple(p.user_id for p in found.mentors))
+    # Listed, not called: no mentions (sent with an empty `m.mentions`, which
+    # also keeps clients from pinging the names and IDs they find in it).
+    return ctx.render("mentors", topics=topics, topic=found, query=query, suggestions=[])
 
 
 @command(

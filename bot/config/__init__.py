@@ -24,7 +24,7 @@ from bot.config.base import (
     parse_duration,
     server_name,
 )
-from bot.config.core import BotConfig, StorageConfig
+from bot.config.core import BotConfig, LimitsConfig, RateConfig, StorageConfig
 from bot.config.gazette import DEFAULT_SECTIONS, GazetteConfig
 from bot.config.loading import PLACEHOLDER_PASSWORD, Config, from_dict, load, warnings
 from bot.config.matrix import (
@@ -54,9 +54,11 @@ __all__ = [
     "ConfigError",
     "Duration",
     "GazetteConfig",
+    "LimitsConfig",
     "MatrixConfig",
     "MatrixId",
     "OpsConfig",
+    "RateConfig",
     "RemindersConfig",
     "RoomId",
     "RoomRef",

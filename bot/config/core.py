@@ -10,10 +10,38 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from bot.config.base import Duration, MatrixId, RoomRef, _Model
+from bot.limits import Rate
 
 
 class StorageConfig(_Model):
     path: Path = Path("data")
+
+
+class RateConfig(_Model):
+    """A burst of `burst` commands, then one more every `every` (0s: no limit)."""
+
+    burst: int = Field(ge=1, le=1000)
+    every: Duration
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 0s (no limit) and 1h, such as 3s")
+        return value
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.burst, self.every.total_seconds())
+
+
+class LimitsConfig(_Model):
+    """How much one person, or one room, may ask (see `bot.limits`)."""
+
+    per_sender: RateConfig = RateConfig(burst=5, every=timedelta(seconds=3))
+    per_room: RateConfig = RateConfig(burst=20, every=timedelta(seconds=1))
+    # Commands answered at the same time; the others wait their turn.
+    answers_at_once: int = Field(default=4, ge=1, le=64)
 
 
 class BotConfig(_Model):
@@ -34,6 +62,7 @@ class BotConfig(_Model):
     # A room where no one but the bot has been joined or invited for this long
     # is left (its subscriptions end). The operators' error room is never left.
     leave_empty_after: Duration = timedelta(days=1)
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("prefix")
     @classmethod

@@ -65,6 +65,13 @@ class UndecryptedEvents:
             )
         return [Undecrypted.from_row(r) for r in rows]
 
+    async def waiting_from(self, sender: str) -> int:
+        """How many events of `sender` wait for their key."""
+        count = await self._db.fetchval(
+            "SELECT COUNT(*) FROM undecrypted WHERE status = 'pending' AND sender = $1", sender
+        )
+        return int(count or 0)
+
     async def finish(self, event_id: str, status: str) -> None:
         """decrypted, told (the sender was answered) or dropped; the ciphertext goes."""
         await self._db.execute(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -46,6 +48,11 @@ NEW_ROOM_WAIT_S = 30.0
 RATE_CALM_S = 30.0
 # At most one "rate limited" log line per this many seconds.
 RATE_LOG_EVERY_S = 60.0
+# A file posted again, the same bytes, in an unencrypted room reuses its
+# upload for this long (the homeserver's media retention may drop it later);
+# at most this many are remembered.
+UPLOAD_REUSE_S = 3600.0
+UPLOADS_KEPT = 16
 
 
 class _QuietRateLimit(logging.Filter):
@@ -135,6 +142,8 @@ class RoomPoster:
         self._pacer = pacer
         # Returns once a sync has shown the room.
         self._room_shown = room_shown
+        # Unencrypted uploads: (sha256, mimetype, filename) → (mxc URI, when).
+        self._uploads: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
 
     async def send_notice(
         self,
@@ -200,19 +209,31 @@ class RoomPoster:
         client = self._session.client
         room = client.rooms.get(room_id)
         encrypt = bool(room and room.encrypted)
-        try:
-            resp, keys = await client.upload(
-                lambda _limited, _timeouts: io.BytesIO(upload.data),
-                content_type=upload.mimetype,
-                filename=upload.filename,
-                encrypt=encrypt,
-                filesize=len(upload.data),
-            )
-        except (ClientError, TimeoutError) as exc:
-            raise SendError(f"upload failed: {type(exc).__name__}", permanent=False) from None
-        if not isinstance(resp, UploadResponse):
-            status = getattr(resp, "status_code", None)
-            raise SendError(f"upload failed: {describe(resp)}", permanent=status == "M_TOO_LARGE")
+        # In an encrypted room each upload has its own key: never reused.
+        # Elsewhere the same bytes (the same `!agenda ics` asked again) need
+        # not travel again: media there is readable by its address anyway.
+        key = None if encrypt else self._upload_key(upload)
+        keys = None
+        content_uri = self._uploaded(key) if key is not None else None
+        if content_uri is None:
+            try:
+                resp, keys = await client.upload(
+                    lambda _limited, _timeouts: io.BytesIO(upload.data),
+                    content_type=upload.mimetype,
+                    filename=upload.filename,
+                    encrypt=encrypt,
+                    filesize=len(upload.data),
+                )
+            except (ClientError, TimeoutError) as exc:
+                raise SendError(f"upload failed: {type(exc).__name__}", permanent=False) from None
+            if not isinstance(resp, UploadResponse):
+                status = getattr(resp, "status_code", None)
+                raise SendError(
+                    f"upload failed: {describe(resp)}", permanent=status == "M_TOO_LARGE"
+                )
+            content_uri = resp.content_uri
+            if key is not None:
+                self._remember_upload(key, content_uri)
         content: dict[str, Any] = {
             "msgtype": "m.file",
             "body": upload.filename,
@@ -221,10 +242,27 @@ class RoomPoster:
             "m.mentions": {},
         }
         if encrypt and keys is not None:
-            content["file"] = {**keys, "url": resp.content_uri, "mimetype": upload.mimetype}
+            content["file"] = {**keys, "url": content_uri, "mimetype": upload.mimetype}
         else:
-            content["url"] = resp.content_uri
+            content["url"] = content_uri
         await self._send(room_id, content, txn_id, reply_to, thread_root)
+
+    @staticmethod
+    def _upload_key(upload: FileUpload) -> tuple[str, str, str]:
+        return hashlib.sha256(upload.data).hexdigest(), upload.mimetype, upload.filename
+
+    def _uploaded(self, key: tuple[str, str, str]) -> str | None:
+        """The mxc URI of the same file uploaded unencrypted lately, if any."""
+        found = self._uploads.get(key)
+        if found is None or time.monotonic() - found[1] > UPLOAD_REUSE_S:
+            return None
+        return found[0]
+
+    def _remember_upload(self, key: tuple[str, str, str], content_uri: str) -> None:
+        self._uploads.pop(key, None)
+        self._uploads[key] = (content_uri, time.monotonic())
+        while len(self._uploads) > UPLOADS_KEPT:
+            self._uploads.popitem(last=False)
 
     async def _send(
         self,

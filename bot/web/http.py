@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -13,6 +12,7 @@ from functools import lru_cache
 from aiohttp import web
 
 from bot.agenda.query import AgendaQuery
+from bot.cache import BuildCache
 
 # Pages are HTML and CSS from this server only: no script, no frame, no
 # third-party request. DSFR's icons are data: URIs inside its CSS.
@@ -103,23 +103,8 @@ def respond(
     return web.Response(status=status, body=rendered.body, headers=headers)
 
 
-class RenderCache:
+class RenderCache(BuildCache[Rendered]):
     """The last bodies built, by key (generation, day, filter…): a bounded LRU."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Rendered] = OrderedDict()
-
-    async def get(self, key: Hashable, build: Callable[[], Awaitable[Rendered]]) -> Rendered:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-            return found
-        rendered = await build()
-        self._items[key] = rendered
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return rendered
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
