@@ -1,41 +1,25 @@
-"""Exactly-once answers: the inbox, edits, reactions, and where answers go.
+"""What arrives, recorded once: commands, their edits, reactions, and the limits.
 
-Running a command (parsing, routing, roles, the error boundary) is
-`bot.commands.runner`; this module decides when and where its reply goes.
-
-A command is first written to the inbox table (in the sync callback, before
-the sync token moves on), then answered with a transaction id derived from
-its event id, then marked done. A crash anywhere in between leaves a pending
-row that is answered again at start with the same transaction id, which the
-homeserver deduplicates: no command is lost, none is answered twice.
-
-An edit of a command (`m.replace`, by its sender, within `bot.edit_window`)
-is recorded and answered the same way, with its own transaction id, as an
-edit of the bot's answer (`m.replace` of the answer's event, whose id the
-inbox keeps), or as a first answer when the command had none yet (the bot
-was down) or when its answer was a file (files cannot be edited). The newest
-text wins: a command or edit for which a newer edit is recorded is dropped,
-the newer one answers. An edit that leaves no command (conversation, or the
-command erased) turns the answer into a short "command withdrawn" notice:
-an answer to a command no one can see any more would puzzle the room.
+A command is written to the inbox table in the sync callback, before the
+sync token moves on, then handed to `bot.answers`, which answers it exactly
+once (and again after a crash, with the same transaction id). An edit of a
+command (`m.replace`, by its sender, within `bot.edit_window`) is recorded
+the same way, with its own row. A 🔔 on a post presenting sessions runs
+`!rappelle-moi` (taking it back, `!oublie`), a ✅ on a gazette preview
+approves it (taking it back withdraws the approval): recorded like commands.
 
 Before anything is stored, a command (typed, edited, or a reaction that runs
 one) must fit in its sender's and its room's limits (`bot.limits`): past
 them it is dropped, and the first one dropped gets one short "doucement"
-notice. At most `bot.limits.answers_at_once` commands are answered at the
-same time; the others wait their turn.
+notice.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
 
+from bot.answers import APPROVE_COMMAND, SETTLE_GRACE, Answers, txn_id_for
 from bot.chat import (
     ChatClient,
     IncomingMessage,
@@ -45,13 +29,11 @@ from bot.chat import (
     SendError,
 )
 from bot.commands.core import Registry, Services
-from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK, gazette_command
+from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK
 from bot.commands.personal import forget_command, remind_me_command
 from bot.commands.runner import Invocation, Runner, parsed
-from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
-from bot.delivery import Attempts, Kind, Outgoing, Sender
-from bot.direct_rooms import ensure_direct_room
+from bot.delivery import Sender
 from bot.limits import Clock, CommandLimits, Over
 from bot.ops import Metrics
 from bot.permissions import Rights
@@ -59,9 +41,6 @@ from bot.render import Message
 
 log = logging.getLogger(__name__)
 
-SETTLE_GRACE = 2.0
-# Commands received outside a sync batch (none is expected) start after this.
-HOLD_S = 0.5
 # A reaction with this emoji to a post presenting sessions runs this command.
 BELL = "🔔"
 REACTION_COMMAND = remind_me_command.name
@@ -69,12 +48,6 @@ REACTION_COMMAND = remind_me_command.name
 FORGET_COMMAND = forget_command.name
 # A reaction with this emoji to a gazette preview approves what it shows.
 APPROVE = "✅"
-APPROVE_COMMAND = gazette_command.name
-
-
-def txn_id_for(event_id: str) -> str:
-    """The answer's transaction id, derived from the command: resends deduplicate."""
-    return "bh-" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
 
 
 class Dispatcher:
@@ -92,18 +65,12 @@ class Dispatcher:
         self.runner = Runner(registry, services, chat, storage, self.metrics)
         self.chat = chat
         self.storage = storage
-        self.sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
-        self._tasks: set[asyncio.Task[None]] = set()
-        # A command and its edits are answered one at a time, in order.
-        self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
-        # Received in this sync batch, answered once the batch is recorded.
-        self._held: list[tuple[IncomingMessage, Invocation | None]] = []
-        self._hold_timer: asyncio.TimerHandle | None = None
         limits = services.config.bot.limits
         self.limits = CommandLimits(limits.per_sender.rate, limits.per_room.rate, clock)
-        # Taken inside `_one_at_a_time` (never the other way round): a command
-        # waiting for its turn holds no slot an earlier edit of it would need.
-        self._answering = asyncio.Semaphore(limits.answers_at_once)
+        sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
+        self.answers = Answers(
+            self.runner, chat, storage, sender, self.metrics, limits.answers_at_once
+        )
 
     @property
     def prefix(self) -> str:
@@ -148,7 +115,7 @@ class Dispatcher:
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
-        self._hold(msg, invocation)
+        self.answers.hold(msg, invocation)
 
     async def _accept_edit(self, edit: IncomingMessage) -> None:
         """An edit of a command: recorded like one (its own row, its own
@@ -193,7 +160,7 @@ class Dispatcher:
         ):
             log.debug("edit %s already recorded, not answering again", edit.event_id)
             return
-        self._hold(edit, None)
+        self.answers.hold(edit, None)
 
     async def accept_reaction(self, reaction: IncomingReaction) -> None:
         """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.
@@ -240,7 +207,7 @@ class Dispatcher:
         msg = IncomingMessage(
             reaction.room_id, reaction.event_id, reaction.sender, "", reaction=True
         )
-        self._hold(msg, invocation)
+        self.answers.hold(msg, invocation)
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private.
@@ -283,7 +250,7 @@ class Dispatcher:
             log.debug("redaction %s already recorded, not answering again", redaction.event_id)
             return True
         msg = IncomingMessage(room_id, redaction.event_id, redaction.sender, "", reaction=True)
-        self._hold(msg, invocation)
+        self.answers.hold(msg, invocation)
         return True
 
     async def _pending_approval(self, event_id: str, room_id: str) -> str | None:
@@ -319,7 +286,7 @@ class Dispatcher:
             log.debug("reaction %s already recorded, not answering again", event_id)
             return
         msg = IncomingMessage(room_id, event_id, sender, "", direct=True)
-        self._hold(msg, invocation)
+        self.answers.hold(msg, invocation)
 
     def _admit(
         self,
@@ -353,11 +320,9 @@ class Dispatcher:
         message = self.services.renderer.render(
             "slow_down", prefix=self.prefix, room=verdict.over is Over.ROOM
         )
-        task = asyncio.create_task(
+        self.answers.background(
             self._slow_down(room_id, message, txn_id_for(event_id + "#slow"), reply_to, thread_root)
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         return False
 
     async def _slow_down(
@@ -369,7 +334,7 @@ class Dispatcher:
         thread_root: str | None,
     ) -> None:
         """One attempt: a lost "doucement" is not worth a retry."""
-        async with self._answering:
+        async with self.answers.slot:
             try:
                 await self.chat.send_notice(
                     room_id, message, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
@@ -391,254 +356,15 @@ class Dispatcher:
 
     async def resume_pending(self) -> int:
         """Answer the commands recorded but not answered before the last stop."""
-        pending = await self.storage.inbox.pending()
-        resumed = 0
-        for item in pending:
-            msg = _message(item)
-            if item.replaces is not None:  # an edit: its text is parsed when answered
-                self._spawn(msg, None, attempts=item.attempts, first_counted=False)
-                resumed += 1
-                continue
-            invocation = (
-                Invocation(item.command, item.body)
-                if item.command is not None
-                else parsed(msg.body, self.prefix)
-            )
-            if invocation is None:  # typed under another prefix: nothing to answer now
-                await self.storage.inbox.finish(item.event_id)
-                continue
-            self._spawn(msg, invocation, attempts=item.attempts, first_counted=False)
-            resumed += 1
-        if resumed:
-            log.info("answering %d command(s) left pending by the last run", resumed)
-        return resumed
-
-    def _hold(self, msg: IncomingMessage, invocation: Invocation | None) -> None:
-        """Answer once the sync batch is recorded (`settle`), not at once.
-
-        A command and its edit in one batch (sent while the bot was away)
-        are then both in the inbox when the command's turn comes: the edit
-        answers, once, instead of an answer to the old text then its edit.
-        Waiting costs the rest of the batch, a few milliseconds.
-        """
-        self._held.append((msg, invocation))
-        if self._hold_timer is None:
-            self._hold_timer = asyncio.get_running_loop().call_later(HOLD_S, self._release)
-
-    def _release(self) -> None:
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
-        held, self._held = self._held, []
-        for msg, invocation in held:
-            self._spawn(msg, invocation, attempts=0, first_counted=True)
-
-    def _spawn(
-        self,
-        msg: IncomingMessage,
-        invocation: Invocation | None,
-        attempts: int,
-        first_counted: bool,
-    ) -> None:
-        """Answer in the background: `invocation` for a command, None for an edit."""
-        task = asyncio.create_task(self._process(msg, invocation, attempts, first_counted))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return await self.answers.resume_pending()
 
     async def settle(self, grace: float = SETTLE_GRACE) -> None:
-        """Give in-flight answers up to `grace` seconds; they go on after that.
-
-        Called at the end of each sync batch, whose answers start here (see
-        `_hold`). Answering before the next /sync long-poll starts spares the
-        homeserver that request ahead of our send (measured with
-        bench/agenda_latency.py: p50 1.12x the echo floor without, 1.0x
-        with). A slow room delays syncing by `grace` at most.
-        """
-        self._release()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        """At the end of each sync batch: its answers start (see `Answers.settle`)."""
+        await self.answers.settle(grace)
 
     async def drain(self, grace: float = 10.0) -> None:
         """Let in-flight answers finish (they stay pending in the DB if cut)."""
-        self._release()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in list(self._tasks):
-            task.cancel()
-
-    @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, command_id: str) -> AsyncIterator[None]:
-        """A command and its edits, in the order they came: each sees what the
-        one before stored (the answer to replace, or that none was sent)."""
-        lock, users = self._busy.get(command_id) or (asyncio.Lock(), 0)
-        self._busy[command_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._busy[command_id]
-            if users == 1:
-                del self._busy[command_id]
-            else:
-                self._busy[command_id] = (lock, users - 1)
-
-    async def _process(
-        self,
-        msg: IncomingMessage,
-        invocation: Invocation | None,
-        attempts: int,
-        first_counted: bool,
-    ) -> None:
-        async with (
-            self._one_at_a_time(msg.replaces or _answers_after(invocation) or msg.event_id),
-            self._answering,
-        ):
-            if msg.replaces is not None:
-                await self._process_edit(msg, attempts, first_counted)
-            elif invocation is not None:
-                await self._process_command(msg, invocation, attempts, first_counted)
-
-    async def _process_command(
-        self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
-    ) -> None:
-        if not msg.direct and await self.storage.inbox.latest_edit(msg.event_id) is not None:
-            # Edited before it was answered (the bot was away): the newest
-            # edit answers, once, with the text the sender now shows.
-            log.debug("command %s edited before it was answered: the edit answers", msg.event_id)
-            await self.storage.inbox.finish(msg.event_id)
-            return
-        started = time.perf_counter()
-        reply = await self.answer(msg, invocation)
-        await self._deliver(msg, msg, invocation, reply, None, attempts, first_counted, started)
-
-    async def _process_edit(
-        self, edit: IncomingMessage, attempts: int, first_counted: bool
-    ) -> None:
-        """The newest edit of a command: the command's answer edited in place,
-        or a first answer when there is none to edit."""
-        assert edit.replaces is not None
-        started = time.perf_counter()
-        command = await self.storage.inbox.get(edit.replaces)
-        newest = None if command is None else await self.storage.inbox.latest_edit(edit.replaces)
-        if command is None or newest != edit.event_id:
-            log.debug("edit %s overtaken by a newer one: the newer one answers", edit.event_id)
-            await self.storage.inbox.finish(edit.event_id)
-            return
-        # The command as it now reads: its room and thread, the edit's text.
-        msg = replace(_message(command), body=edit.body, mentions=edit.mentions)
-        invocation = parsed(edit.body, self.prefix)
-        reply: Reply | None
-        if invocation is not None:
-            reply = await self.answer(msg, invocation)
-        elif command.answer_id is not None:
-            reply = self.services.renderer.render("edit_removed")
-        else:  # withdrawn before any answer we could edit: nothing to say
-            reply = None
-        # A private answer (in the direct room) is not an edit of the room's notice.
-        edits = (
-            command.answer_id
-            if isinstance(reply, Message) and not self.runner.private(invocation)
-            else None
-        )
-        await self._deliver(msg, edit, invocation, reply, edits, attempts, first_counted, started)
-
-    async def _deliver(
-        self,
-        msg: IncomingMessage,
-        row: IncomingMessage,
-        invocation: Invocation | None,
-        reply: Reply | None,
-        edits: str | None,
-        attempts: int,
-        first_counted: bool,
-        started: float,
-    ) -> None:
-        """Send the answer to `msg` for the inbox row `row` (the command, or its
-        edit), as an edit of the bot's notice `edits` when given, then mark it."""
-        rendered = time.perf_counter()
-        if reply is None:
-            await self.storage.inbox.finish(row.event_id)
-            return
-        # The answer in the command's room: what a later edit of the command replaces.
-        answer_id = None
-        for out in await self._outgoing(msg, invocation, reply, row.event_id, edits):
-            delivered = await self.sender.deliver(
-                out,
-                Attempts(
-                    made=attempts,
-                    record=lambda: self.storage.inbox.attempt(row.event_id),
-                    first_recorded=first_counted,
-                ),
-            )
-            if not delivered.sent:
-                await self.storage.inbox.finish(row.event_id, failed=True)
-                return
-            if out.room_id == msg.room_id:
-                answer_id = delivered.event_id
-            # A second message (a private answer's notice) counts its own attempts.
-            attempts, first_counted = 0, False
-        if edits is None:  # a new answer: the one later edits replace
-            await self.storage.inbox.finish(
-                row.event_id, answered=msg.event_id, answer_id=answer_id
-            )
-        else:
-            await self.storage.inbox.finish(row.event_id)
-        sent = time.perf_counter()
-        self.metrics.reply_seconds.observe(sent - started)
-        log.debug(
-            "answered %s: %.1f ms (answer %.1f ms, send %.1f ms)",
-            row.event_id,
-            (sent - started) * 1000,
-            (rendered - started) * 1000,
-            (sent - rendered) * 1000,
-        )
-
-    async def _outgoing(
-        self,
-        msg: IncomingMessage,
-        invocation: Invocation | None,
-        reply: Reply,
-        row_id: str,
-        edits: str | None,
-    ) -> list[Outgoing]:
-        """Where and how the answer goes: a reply in the room (its thread), in
-        private, or an edit of an earlier answer.
-
-        The transaction id derives from the inbox row (the command, or its
-        edit): answering it again after a crash posts nothing new. A private
-        command typed in a room answers in the sender's direct room and says
-        so in the room: two messages, each with its own transaction id.
-        """
-        txn_id = txn_id_for(row_id)
-        if edits is not None:
-            label = f"edit of {edits} answering {row_id} in {msg.room_id}"
-            return [Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label, replaces=edits)]
-        label = f"answer to {row_id} in {msg.room_id}"
-        if msg.direct:
-            # No direct room (it could not be opened): the answer saying so
-            # goes to the room, or the person would hear nothing.
-            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
-            return [Outgoing(Kind.REPLY, room_id, reply, txn_id, label)]
-        in_room = Outgoing(
-            Kind.REPLY,
-            msg.room_id,
-            reply,
-            txn_id,
-            label,
-            # A reaction is not a message to reply to.
-            reply_to=None if msg.reaction else msg.event_id,
-            thread_root=msg.thread_root,
-        )
-        if not self.runner.private(invocation):
-            return [in_room]
-        dm = await ensure_direct_room(self.chat, self.storage, msg.sender)
-        if dm == msg.room_id:  # typed in the direct room itself
-            return [in_room]
-        notice = self.services.renderer.render("private", prefix=self.prefix, opened=dm is not None)
-        said = replace(in_room, reply=notice, txn_id=txn_id_for(row_id + "#room"))
-        if dm is None:
-            return [said]
-        return [Outgoing(Kind.REPLY, dm, reply, txn_id, f"private {label}"), said]
+        await self.answers.drain(grace)
 
     async def answer(
         self, msg: IncomingMessage, invocation: Invocation | None = None
@@ -648,27 +374,3 @@ class Dispatcher:
 
     async def rights_of(self, room_id: str, user_id: str) -> Rights:
         return await self.runner.rights_of(room_id, user_id)
-
-
-def _answers_after(invocation: Invocation | None) -> str | None:
-    """The ✅ whose withdrawal this is (answered after it, one at a time, so
-    that a ✅ taken back at once is recorded before it is withdrawn)."""
-    if invocation is None or invocation.name != APPROVE_COMMAND:
-        return None
-    mark = f"valider {WITHDRAW_MARK}"
-    return invocation.args[len(mark) :] if invocation.args.startswith(mark) else None
-
-
-def _message(item: InboxItem) -> IncomingMessage:
-    return IncomingMessage(
-        item.room_id,
-        item.event_id,
-        item.sender,
-        item.body,
-        item.thread_root,
-        direct=item.direct,
-        ts=item.sent_ms,
-        replaces=item.replaces,
-        # Stored with its command by a reaction in a room (a ✅): not typed.
-        reaction=item.command is not None and not item.direct,
-    )
