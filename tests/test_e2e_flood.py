@@ -24,7 +24,7 @@ from nio import RoomMessagesResponse
 from bot.app import DB_FILE, BotApp
 from bot.config import LimitsConfig
 from bot.devserver import DevHomeserver
-from tests.helpers import User, bot_config, is_reply, running
+from tests.helpers import User, bot_config, is_reply, running, with_moderators
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,8 @@ async def test_a_flood_by_one_member_leaves_the_others_served_on_time(
     per_sender = LimitsConfig().per_sender
     alice = await make_user("alice")  # floods room A
     carol = await make_user("carol")  # in room A too: says when the flood is all read
-    bob = await make_user("bob")  # moderates rooms B and C
+    bob = await make_user("bob")  # a community moderator; admin of rooms B and C
+    cfg = with_moderators(cfg, bob.user_id)
     day = datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=5)
 
     async with running(BotApp(cfg)):
