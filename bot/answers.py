@@ -140,9 +140,7 @@ class Answers:
         first_counted: bool,
     ) -> None:
         """Answer in the background: `invocation` for a command, None for an edit."""
-        task = asyncio.create_task(self._process(msg, invocation, attempts, first_counted))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.background(self._process(msg, invocation, attempts, first_counted))
 
     async def settle(self, grace: float = SETTLE_GRACE) -> None:
         """Give in-flight answers up to `grace` seconds; they go on after that.
