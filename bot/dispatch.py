@@ -194,20 +194,7 @@ class Dispatcher:
         invocation = Invocation(APPROVE_COMMAND, f"valider {PREVIEW_MARK}{shown}")
         if not self._admit(reaction.sender, reaction.room_id, reaction.event_id):
             return
-        if not await self.storage.inbox.add(
-            reaction.event_id,
-            reaction.room_id,
-            reaction.sender,
-            invocation.args,
-            None,
-            command=invocation.name,
-        ):
-            log.debug("reaction %s already recorded, not answering again", reaction.event_id)
-            return
-        msg = IncomingMessage(
-            reaction.room_id, reaction.event_id, reaction.sender, "", reaction=True
-        )
-        self.answers.hold(msg, invocation)
+        await self._record(reaction.room_id, reaction.event_id, reaction.sender, invocation)
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
         """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private.
@@ -239,18 +226,7 @@ class Dispatcher:
         if approver != redaction.sender:
             return False
         invocation = Invocation(APPROVE_COMMAND, f"valider {WITHDRAW_MARK}{target}")
-        if not await self.storage.inbox.add(
-            redaction.event_id,
-            room_id,
-            redaction.sender,
-            invocation.args,
-            None,
-            command=invocation.name,
-        ):
-            log.debug("redaction %s already recorded, not answering again", redaction.event_id)
-            return True
-        msg = IncomingMessage(room_id, redaction.event_id, redaction.sender, "", reaction=True)
-        self.answers.hold(msg, invocation)
+        await self._record(room_id, redaction.event_id, redaction.sender, invocation)
         return True
 
     async def _pending_approval(self, event_id: str, room_id: str) -> str | None:
@@ -280,12 +256,26 @@ class Dispatcher:
         invocation = Invocation(command, " ".join(sids))
         if not self._admit(sender, room_id, event_id):
             return
+        await self._record(room_id, event_id, sender, invocation, direct=True)
+
+    async def _record(
+        self,
+        room_id: str,
+        event_id: str,
+        sender: str,
+        invocation: Invocation,
+        *,
+        direct: bool = False,
+    ) -> None:
+        """A command run by a reaction (or by taking one back): stored as its
+        name and arguments, answered once, in the room or (`direct`) in private."""
         if not await self.storage.inbox.add(
-            event_id, room_id, sender, invocation.args, None, direct=True, command=command
+            event_id, room_id, sender, invocation.args, None, direct=direct, command=invocation.name
         ):
             log.debug("reaction %s already recorded, not answering again", event_id)
             return
-        msg = IncomingMessage(room_id, event_id, sender, "", direct=True)
+        # As `bot.answers` rebuilds it from the inbox after a restart.
+        msg = IncomingMessage(room_id, event_id, sender, "", direct=direct, reaction=not direct)
         self.answers.hold(msg, invocation)
 
     def _admit(
