@@ -29,9 +29,12 @@ from bot.dispatch import Dispatcher
 from bot.feeds import FeedWatcher
 from bot.gazette.desk import Desk
 from bot.gazette.schedule import GazetteSchedule
+from bot.health import Health
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
+from bot.matrix.login import SessionRevoked
+from bot.matrix.recovery import REVOKED_ADVICE
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
@@ -65,11 +68,17 @@ class BotApp:
         self.metrics = Metrics()
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
-        self.identity: IdentityState | None = None
+        # /healthz, the session's metric, and the device checked again after a recovery.
+        self.health = Health(metrics=self.metrics, stuck_after=config.ops.stuck_after)
         self.web: WebServer | None = None  # the public agenda, when `web.http` is set
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def identity(self) -> IdentityState | None:
+        """The bot's cross-signing state, as last checked."""
+        return self.health.identity
 
     async def run(self, *, handle_signals: bool = True) -> None:
         cfg = self.config
@@ -101,7 +110,33 @@ class BotApp:
             self.web = await open_web(stack, cfg, storage, renderer, agenda, self.now)
             ledger = self.web.site.ledger if self.web is not None else None
 
-            self.chat = chat = await connect(stack, cfg, storage)
+            if handle_signals:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.stop)
+                    stack.callback(loop.remove_signal_handler, sig)
+
+            if (where := cfg.ops.http_host_port) is not None:
+                ops = OpsServer(
+                    metrics,
+                    healthy=self.health.check,
+                    refresh=lambda: self.health.refresh_metrics(storage),
+                )
+                try:
+                    await ops.start(*where)
+                except OSError as exc:
+                    raise StartupError(f"ops.http {cfg.ops.http}: {exc.strerror or exc}") from None
+                stack.push_async_callback(ops.close)
+
+            self.chat = chat = open_chat(stack, cfg, storage)
+            self.health.watch(chat)
+            try:
+                await log_in(chat)
+            except SessionRevoked:
+                # No password to log in again: up (health, web) until stopped.
+                await self._stop.wait()
+                log.info("stopping")
+                return
             broadcaster = Broadcaster(
                 storage,
                 chat,
@@ -231,24 +266,6 @@ class BotApp:
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
 
-            if handle_signals:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, self.stop)
-                    stack.callback(loop.remove_signal_handler, sig)
-
-            if (where := cfg.ops.http_host_port) is not None:
-                ops = OpsServer(
-                    metrics,
-                    healthy=lambda: self._health(chat),
-                    refresh=lambda: self._refresh_metrics(chat, storage),
-                )
-                try:
-                    await ops.start(*where)
-                except OSError as exc:
-                    raise StartupError(f"ops.http {cfg.ops.http}: {exc.strerror or exc}") from None
-                stack.push_async_callback(ops.close)
-
             alerts = None
             if cfg.ops.error_room is not None:
                 alerts = ErrorRoom(
@@ -258,10 +275,7 @@ class BotApp:
                 stack.callback(logging.getLogger("bot").removeHandler, alerts)
 
             # Before the first sync: a new device is signed before anyone sees it.
-            self.identity = await chat.identity().ensure()
-            metrics.cross_signed.set(int(self.identity.trusted))
-            if self.identity.problem:
-                log.error("%s", self.identity.problem)
+            await self.health.check_identity()
 
             # Before any command is answered (those left pending included).
             await refresh_moderator_rooms()
@@ -288,23 +302,6 @@ class BotApp:
                     raise StartupError(str(failure))
                 raise failure
             log.info("stopping")
-
-    def _health(self, chat: MatrixChat) -> tuple[bool, str]:
-        if not chat.synced.is_set():
-            return False, "starting: not synced yet"
-        stuck = self.config.ops.stuck_after.total_seconds()
-        if chat.syncing_recently(stuck):
-            # Still 200: the bot answers in unencrypted rooms and legacy
-            # clients, and a restart cannot bring a recovery key.
-            if self.identity is not None and not self.identity.trusted:
-                return True, f"degraded: device {chat.device_id} is not cross-signed (see the log)"
-            return True, "ok"
-        return False, f"stuck: no successful sync for more than {stuck:.0f}s"
-
-    async def _refresh_metrics(self, chat: MatrixChat, storage: Storage) -> None:
-        self.metrics.broadcasts_pending.set(await storage.outbox.count("pending"))
-        self.metrics.sync_lag.set(chat.seconds_since_sync())
-        self.metrics.rate_limited.set(chat.rate_limited)
 
     async def _alert(self, chat: MatrixChat, alerts: ErrorRoom | None) -> None:
         if alerts is not None:
@@ -381,14 +378,34 @@ def gazette_schedule(
     return GazetteSchedule(desk, config.gazette.editors_room)
 
 
-async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:
-    """The Matrix adapter, logged in (saved session or new login), closed with `stack`."""
+def open_chat(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:
+    """The Matrix adapter, not connected yet, closed with `stack`."""
     chat = MatrixChat(config.matrix, config.storage.path, storage)
     stack.push_async_callback(chat.close)
+    return chat
+
+
+async def log_in(chat: MatrixChat, *, wait_while_expired: bool = True) -> None:
+    """Saved session or new login; waits while the account is expired (unless told not to).
+
+    `SessionRevoked` (the configured token is revoked, no password) is raised
+    as is; every other login failure is a `StartupError`."""
     try:
-        await chat.connect()
+        await chat.connect(wait_while_expired=wait_while_expired)
+    except SessionRevoked:
+        raise
     except LoginFailed as exc:
         raise StartupError(str(exc)) from None
+
+
+async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:
+    """The Matrix adapter, logged in, closed with `stack` (for commands: an expired
+    account or a revoked token is an error, not a state to wait in)."""
+    chat = open_chat(stack, config, storage)
+    try:
+        await log_in(chat, wait_while_expired=False)
+    except SessionRevoked as exc:
+        raise StartupError(f"{exc}: {REVOKED_ADVICE}") from None
     return chat
 
 

@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from bot.chat import ChatClient, SendError
+from bot.matrix.session_state import State
 from bot.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,23 @@ class Metrics:
             ["limit"],
             registry=registry,
         )
+        self.session_state = Gauge(
+            "bluehats_session_state",
+            "1 for the state the bot's session is in: ok, expired (account to renew), revoked "
+            "(token to replace), reset_pending (identity reset awaiting approval)",
+            ["state"],
+            registry=registry,
+        )
+        self.set_session_state(State.OK)
         self.undecryptable = Counter(
             "bluehats_undecryptable",
             "Encrypted messages that stayed unreadable (sender told)",
             registry=registry,
         )
+
+    def set_session_state(self, state: State) -> None:
+        for each in State:
+            self.session_state.labels(each.value).set(int(each is state))
 
 
 class OpsServer:

@@ -36,6 +36,7 @@ from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
 from bot.matrix.rooms import RoomLifecycleEvents
 from bot.matrix.sending import RatePacer, RoomPoster
+from bot.matrix.session_state import SessionStates
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
 from bot.permissions import default_allowed_servers
@@ -106,9 +107,10 @@ class MatrixChat:
     def device_id(self) -> str:
         return self._session.device_id
 
-    async def connect(self) -> None:
-        """Reuse the saved session (same device), or log in once and save it."""
-        await self._session.connect()
+    async def connect(self, *, wait_while_expired: bool = True) -> None:
+        """Reuse the saved session (same device), or log in once and save it
+        (see `Session.connect`)."""
+        await self._session.connect(wait_while_expired=wait_while_expired)
         if not self._invites.allowed:  # an e-mail login: the account's server is known now
             self._invites.allowed = default_allowed_servers(server_name(self.user_id))
         log.info("invites accepted from: %s", ", ".join(self._invites.allowed))
@@ -124,6 +126,11 @@ class MatrixChat:
     def identity(self) -> Identity:
         """The cross-signing identity of the connected device."""
         return self._session.identity()
+
+    @property
+    def states(self) -> SessionStates:
+        """Expired, revoked or usable: what the homeserver last said of the session."""
+        return self._session.states
 
     async def close(self) -> None:
         await self._session.close()
@@ -172,7 +179,7 @@ class MatrixChat:
         thread_root: str | None = None,
         replaces: str | None = None,
     ) -> str | None:
-        await self._rooms.until_shown(room_id)
+        await self._usable(room_id)
         return await self._sender.send_notice(
             room_id,
             message,
@@ -191,17 +198,24 @@ class MatrixChat:
         reply_to: str | None = None,
         thread_root: str | None = None,
     ) -> None:
-        await self._rooms.until_shown(room_id)
+        await self._usable(room_id)
         await self._sender.send_file(
             room_id, upload, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
         )
 
     async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
-        await self._rooms.until_shown(room_id)
+        await self._usable(room_id)
         await self._sender.redact(room_id, event_id, reason=reason, txn_id=txn_id)
 
     async def open_direct_room(self, user_id: str) -> str:
+        await self._session.states.until_usable()
         return await self._sender.open_direct_room(user_id)
+
+    async def _usable(self, room_id: str) -> None:
+        """Until the session is usable (not expired nor revoked: a post waits
+        there, its attempts are not used up) and a sync has shown the room."""
+        await self._session.states.until_usable()
+        await self._rooms.until_shown(room_id)
 
     async def display_name(self, user_id: str) -> str | None:
         resp = await self._session.client.get_displayname(user_id)

@@ -116,10 +116,7 @@ class Identity:
         """At start: create, or check and sign again; never replace. Errors become `problem`."""
         try:
             async with self._session() as api:
-                if self._client.should_upload_keys:
-                    # A new device: its keys must be published before they are signed.
-                    await self._client.keys_upload()
-                published = await api.query(self.device_id)
+                published = await self._publish_device(api)
                 if published.master is None:
                     return await self._create()
                 return await self._check(published)
@@ -135,6 +132,24 @@ class Identity:
                 in_secret_storage=False,
                 problem=f"cannot check the bot's cross-signing identity: {exc}",
             )
+
+    async def _publish_device(self, api: KeysApi) -> Published:
+        """What is published, once the device's keys are: a new device's, or
+        those of a device the homeserver forgot (logged out, then logged in
+        again with the same ID: the keys kept here are still this device's)."""
+        published = await api.query(self.device_id)
+        olm = self._client.olm
+        if published.device is None and olm is not None and olm.account.shared:
+            log.warning(
+                "the homeserver no longer publishes the keys of device %s: uploading them again",
+                self.device_id,
+            )
+            olm.account.shared = False  # nio then uploads the device keys, not only one-time keys
+        if self._client.should_upload_keys:
+            # Its keys must be published before they are signed.
+            await self._client.keys_upload()
+            published = await api.query(self.device_id)
+        return published
 
     async def state(self) -> IdentityState:
         """What is published and kept, changing nothing."""

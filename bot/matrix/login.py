@@ -14,9 +14,11 @@ from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
 
 from bot.config import MatrixConfig, is_email
+from bot.matrix import recovery
 from bot.matrix.files import write_private
 from bot.matrix.identity import Identity
 from bot.matrix.responses import describe
+from bot.matrix.session_state import UNKNOWN_TOKEN, SessionStates, State
 from bot.matrix.state import StateClient
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,15 @@ RECONNECT_MAX_WAIT_S = 10
 
 class LoginFailed(Exception):
     pass
+
+
+class LoginRefused(LoginFailed):
+    """The homeserver refused the credentials (not a network failure)."""
+
+
+class SessionRevoked(LoginFailed):
+    """The configured token is revoked and there is no password: the bot stays up
+    in the revoked state (`states`) until the operator gives a new token."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,14 @@ class Session:
         # Registered on every client made: sees each error response (429s).
         self._on_error = on_error
         self.client: AsyncClient = StateClient("http://unconfigured.invalid")
+        # Expired, revoked: what the homeserver last said of the session.
+        self.states = SessionStates()
+        self._wait_while_expired = True
+
+    @property
+    def can_log_in(self) -> bool:
+        """Whether the bot can log in again by itself (it has the password)."""
+        return self._config.password is not None
 
     @property
     def user_id(self) -> str:
@@ -107,8 +126,12 @@ class Session:
         )
         self.client.add_response_callback(self._on_error, ErrorResponse)
 
-    async def connect(self) -> None:
-        """Reuse the saved session (same device), or log in once and save it."""
+    async def connect(self, *, wait_while_expired: bool = True) -> None:
+        """Reuse the saved session (same device), or log in once and save it.
+
+        An expired account is waited out (checked every minute), or with
+        `wait_while_expired=False` (a command that must not hang) a `LoginFailed`."""
+        self._wait_while_expired = wait_while_expired
         path = self._dir / SESSION_FILE
         saved = SavedSession.load(path)
         login = self._config.user_id
@@ -116,9 +139,18 @@ class Session:
             # An e-mail's homeserver, discovered once, is kept with the session.
             await self._new_client(saved.homeserver)
             self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
-            who = await self.client.whoami()
+            who = await self._whoami()
             if isinstance(who, WhoamiResponse):
                 log.info("restored session of %s, device %s", saved.user_id, saved.device_id)
+                return
+            if who.status_code == UNKNOWN_TOKEN and self.can_log_in:
+                # Revoked while the bot was away: the same device again, not a new one.
+                log.warning(
+                    "saved session rejected by the homeserver (%s); logging in again as device %s",
+                    describe(who),
+                    saved.device_id,
+                )
+                await self.password_login(saved.device_id)
                 return
             log.warning(
                 "saved session rejected by the homeserver (%s); logging in again", describe(who)
@@ -132,7 +164,14 @@ class Session:
         token = self._config.access_token
         if token is not None:
             self.client.access_token = token.get_secret_value()
-            who = await self.client.whoami()
+            who = await self._whoami()
+            if isinstance(who, ErrorResponse) and who.status_code == UNKNOWN_TOKEN:
+                await self.states.enter(
+                    State.REVOKED,
+                    f"the homeserver does not know matrix.access_token ({describe(who)})",
+                    advice=recovery.REVOKED_ADVICE,
+                )
+                raise SessionRevoked("the access token is revoked")
             if not isinstance(who, WhoamiResponse):
                 raise LoginFailed(f"the access token was refused: {describe(who)}")
             if not is_email(login) and who.user_id != login:
@@ -143,31 +182,61 @@ class Session:
                 raise LoginFailed("the homeserver did not tell the access token's device")
             self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
         elif self._config.password is not None:
-            password = self._config.password.get_secret_value()
-            if is_email(login):
-                # Tchap accounts: the e-mail address is a third-party identifier.
-                resp = await self.client.login_raw(
-                    {
-                        "type": "m.login.password",
-                        "identifier": {
-                            "type": "m.id.thirdparty",
-                            "medium": "email",
-                            "address": login,
-                        },
-                        "password": password,
-                        "initial_device_display_name": self._config.device_name,
-                    }
-                )
-            else:
-                resp = await self.client.login(password, device_name=self._config.device_name)
-            if not isinstance(resp, LoginResponse):
-                raise LoginFailed(f"login refused: {describe(resp)}")
-            log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
+            await self.password_login()
         else:  # config validation guarantees one of them
             raise LoginFailed("no password and no access token")
+        self._save(homeserver=homeserver, login=login)
+
+    async def password_login(self, device_id: str | None = None) -> None:
+        """Log in with the password: a new device, or `device_id` again (the
+        homeserver keeps that device, or recreates it: same ID, same keys here).
+        `LoginRefused` when the homeserver refuses, `LoginFailed` otherwise."""
+        assert self._config.password is not None
+        login = self._config.user_id
+        if self.client.user_id or not is_email(login):
+            identifier = {"type": "m.id.user", "user": self.client.user_id or login}
+        else:
+            # Tchap accounts: the e-mail address is a third-party identifier.
+            identifier = {"type": "m.id.thirdparty", "medium": "email", "address": login}
+        body = {
+            "type": "m.login.password",
+            "identifier": identifier,
+            "password": self._config.password.get_secret_value(),
+            "initial_device_display_name": self._config.device_name,
+        }
+        if device_id:
+            body["device_id"] = device_id
+        resp = await self.client.login_raw(body)
+        if not isinstance(resp, LoginResponse):
+            refused = isinstance(resp, ErrorResponse) and resp.status_code not in (
+                None,
+                "M_LIMIT_EXCEEDED",
+            )
+            raise (LoginRefused if refused else LoginFailed)(f"login refused: {describe(resp)}")
+        if device_id:
+            self.save()
+        else:
+            log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
+
+    async def _whoami(self) -> WhoamiResponse | ErrorResponse:
+        """Who the token is, waiting while the account is expired (checked every minute)."""
+        while True:
+            who = await self.client.whoami()
+            if not recovery.is_expired(who):
+                await self.states.ok()
+                return who
+            if not self._wait_while_expired:
+                raise LoginFailed(f"the account has expired: {recovery.EXPIRED_ADVICE}")
+            await recovery.expired(self)
+
+    def save(self) -> None:
+        """The session as it is now (after logging in again: its new token)."""
+        self._save(homeserver=self.client.homeserver, login=self._config.user_id)
+
+    def _save(self, *, homeserver: str, login: str) -> None:
         SavedSession(
             homeserver, self.user_id, self.device_id, str(self.client.access_token), login
-        ).save(path)
+        ).save(self._dir / SESSION_FILE)
 
     async def _discover(self, email: str) -> str:
         """The homeserver of an e-mail account, as Tchap's directory tells it."""

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 # Errors after which resending the same message cannot succeed.
 _PERMANENT = frozenset(
-    {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
+    # Not M_UNKNOWN_TOKEN: the bot logs in again (recovery.py) and the post waits.
+    {"M_FORBIDDEN", "M_NOT_FOUND", "M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"}
 )
 # How long a new direct room may take to show up in the sync.
 NEW_ROOM_WAIT_S = 30.0

@@ -17,12 +17,14 @@ from typing import Any
 from nio import MegolmEvent, RoomKeyEvent, RoomMemberEvent, SyncError, SyncResponse
 
 from bot.db.storage import Storage
+from bot.matrix import recovery
 from bot.matrix.authority import RoomAuthority
 from bot.matrix.events import Handlers, IncomingEvents
 from bot.matrix.invites import Invites
-from bot.matrix.login import LoginFailed, Session
+from bot.matrix.login import Session
 from bot.matrix.responses import describe
 from bot.matrix.rooms import RoomLifecycleEvents
+from bot.matrix.session_state import UNKNOWN_TOKEN
 from bot.matrix.state import is_room_state
 from bot.matrix.undecryptable import Undecryptable
 
@@ -168,15 +170,22 @@ class SyncLoop:
             await self._next_batch.wait()
 
     async def _on_sync_error(self, response: SyncError) -> None:
+        # Both wait here (nio syncs again once this returns): an expired
+        # account a minute, a revoked token until the bot has logged in again.
+        if recovery.is_expired(response):
+            await recovery.expired(self._session)
+            return
+        if response.status_code == UNKNOWN_TOKEN:
+            await recovery.token_refused(self._session, response)
+            return
         self._sync_failures += 1
-        if response.status_code == "M_UNKNOWN_TOKEN":
-            raise LoginFailed("the homeserver revoked the access token (logged out?)")
         delay = min(60, 2 ** min(self._sync_failures, 6))
         log.warning("sync failed (%s); retrying in %ds", describe(response), delay)
         await asyncio.sleep(delay)
 
     async def _on_sync(self, response: SyncResponse) -> None:
         self._sync_failures = 0
+        await self._session.states.ok()
         now = time.monotonic()
         if self._last_sync is not None and now - self._last_sync > SYNC_GAP_LOG_S:
             log.info("sync resumed after %.0fs without one", now - self._last_sync)
