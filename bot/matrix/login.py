@@ -172,7 +172,8 @@ class Session:
                 "matrix.access_token, a compatibility token that a MAS administrator issues "
                 "with `mas-cli manage issue-compatibility-token`"
             )
-        known = self.client.user_id or self._known_user_id
+        # Logged in before (a re-login), a refused saved session, or configured.
+        known = self.client.user_id or self._known_user_id or ("" if is_email(login) else login)
         if known:
             resp = await self._login({"type": "m.id.user", "user": known}, device_id)
         elif modes.delegated:
