@@ -152,3 +152,30 @@ async def test_matrix_id_account_logs_in_with_m_id_user(
             await alice.wait_joined(room, bot_id)
             await alice.ask(room, "!aide", bot_id)
     assert hs.login_identifiers == [{"type": "m.id.user", "user": bot_id}]
+
+
+async def test_access_token_with_an_email_account(
+    synapse: DevHomeserver, tmp_path: Path, make_user
+) -> None:
+    """A token a MAS administrator issued (`mas-cli manage issue-compatibility-token`)
+    and the account's e-mail: no login at all, the token's device (whoami)."""
+    name = unique("bluehats")
+    bot_id = synapse.register(f"{name}-{DOMAIN}", PASSWORD)
+    token = synapse.login(bot_id, PASSWORD)
+    device = synapse.call("GET", "/_matrix/client/v3/account/whoami", token=token)["device_id"]
+    alice = await make_user("alice")
+    async with (
+        mas.MasStandIn(synapse.url) as hs,
+        loopback_http(
+            {"/_matrix/identity/api/v1/info": directory(synapse.server_name)}
+        ) as identity_server,
+    ):
+        raw = email_config(f"{name}@{DOMAIN}", hs.url, identity_server, tmp_path / "bot")
+        raw["matrix"]["access_token"] = token
+        async with running(BotApp(configuration.from_dict(raw, env={}))) as app:
+            assert app.chat is not None
+            assert (app.chat.user_id, app.chat.device_id) == (bot_id, device)
+            room = await alice.create_room(invite=[bot_id])
+            await alice.wait_joined(room, bot_id)
+            await alice.ask(room, "!aide", bot_id)
+    assert hs.login_identifiers == []
