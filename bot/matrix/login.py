@@ -162,7 +162,9 @@ class Session:
         `device_id` again (its session replaced, the device kept). Raises
         `LoginFailed` with what the operator should do."""
         if self._config.password is None:  # config validation: then a token is given
-            raise LoginFailed("no password to log in with: give matrix.password")
+            raise LoginFailed(
+                "no password to log in with: give a new matrix.access_token, or matrix.password"
+            )
         login = self._config.user_id
         homeserver = str(self.client.homeserver)
         modes = await mas.detect(homeserver)
