@@ -343,10 +343,9 @@ class Identity:
         return key.recovery_key
 
     def _identifier(self) -> dict[str, str]:
-        if self._login.startswith("@"):
-            return {"type": "m.id.user", "user": self.user_id}
-        # Tchap accounts: the e-mail address is the identifier.
-        return {"type": "m.id.thirdparty", "medium": "email", "address": self._login}
+        # The logged-in Matrix ID, also for an e-mail account: MAS takes no other
+        # identifier (see bot.matrix.mas), and every homeserver takes this one.
+        return {"type": "m.id.user", "user": self.user_id}
 
     # -- what is published and kept ---------------------------------------------------
 

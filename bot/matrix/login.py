@@ -1,5 +1,11 @@
 """Login: the saved session (same device at every start), an access token or a
-password, and Tchap's directory for the homeserver of an e-mail account."""
+password, and Tchap's directory for the homeserver of an e-mail account.
+
+A password login names the account by its Matrix ID (`m.id.user`) whenever it
+is known: it is the only identifier MAS takes. An e-mail account's Matrix ID is
+unknown at its first login: on a classic homeserver the e-mail itself is the
+identifier (`m.id.thirdparty`); under MAS the bot uses the ID that Tchap derives
+from the address (`tchap.user_id`)."""
 
 from __future__ import annotations
 
@@ -8,13 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
 
 from bot.config import MatrixConfig, is_email
-from bot.matrix import recovery
+from bot.matrix import mas, recovery, tchap
 from bot.matrix.files import write_private
 from bot.matrix.identity import Identity
 from bot.matrix.responses import describe
@@ -91,6 +96,10 @@ class Session:
         # Expired, revoked: what the homeserver last said of the session.
         self.states = SessionStates()
         self._wait_while_expired = True
+        # An e-mail account's Matrix ID, from a session the homeserver refused.
+        self._known_user_id = ""
+        # An e-mail account's server name, once the directory told it.
+        self._server_name: str | None = None
 
     @property
     def can_log_in(self) -> bool:
@@ -156,6 +165,7 @@ class Session:
                 "saved session rejected by the homeserver (%s); logging in again", describe(who)
             )
             self.client.access_token = ""
+            self._known_user_id = saved.user_id
         elif saved:
             log.info("saved session is for another account or server: not reused")
 
@@ -181,42 +191,81 @@ class Session:
             if not who.device_id:
                 raise LoginFailed("the homeserver did not tell the access token's device")
             self.client.restore_login(who.user_id, who.device_id, token.get_secret_value())
-        elif self._config.password is not None:
+            self._save()
+        else:
             await self.password_login()
-        else:  # config validation guarantees one of them
-            raise LoginFailed("no password and no access token")
-        self._save(homeserver=homeserver, login=login)
 
     async def password_login(self, device_id: str | None = None) -> None:
-        """Log in with the password: a new device, or `device_id` again (the
-        homeserver keeps that device, or recreates it: same ID, same keys here).
-        `LoginRefused` when the homeserver refuses, `LoginFailed` otherwise."""
-        assert self._config.password is not None
+        """Log in with the password and save the session: a new device, or
+        `device_id` again (its session replaced, the device kept: same ID, same
+        keys here). Raises `LoginRefused` when the homeserver refuses the
+        credentials, `LoginFailed` otherwise, with what the operator should do."""
+        if self._config.password is None:  # config validation: then a token is given
+            raise LoginRefused(
+                "no password to log in with: give a new matrix.access_token, or matrix.password"
+            )
         login = self._config.user_id
-        if self.client.user_id or not is_email(login):
-            identifier = {"type": "m.id.user", "user": self.client.user_id or login}
+        homeserver = str(self.client.homeserver)
+        modes = await mas.detect(homeserver)
+        if not modes.password:
+            raise LoginRefused(
+                f"{homeserver} takes no password (its accounts are MAS's): give "
+                "matrix.access_token, a compatibility token that a MAS administrator issues "
+                "with `mas-cli manage issue-compatibility-token`"
+            )
+        # Logged in before (a re-login), a refused saved session, or configured.
+        known = self.client.user_id or self._known_user_id or ("" if is_email(login) else login)
+        if known:
+            resp = await self._login({"type": "m.id.user", "user": known}, device_id)
+        elif modes.delegated:
+            resp = await self._login_as_derived(login, device_id)
         else:
-            # Tchap accounts: the e-mail address is a third-party identifier.
-            identifier = {"type": "m.id.thirdparty", "medium": "email", "address": login}
-        body = {
-            "type": "m.login.password",
-            "identifier": identifier,
-            "password": self._config.password.get_secret_value(),
-            "initial_device_display_name": self._config.device_name,
-        }
-        if device_id:
-            body["device_id"] = device_id
-        resp = await self.client.login_raw(body)
+            # Tchap accounts on a classic homeserver: the e-mail is the identifier.
+            email = {"type": "m.id.thirdparty", "medium": "email", "address": login}
+            resp = await self._login(email, device_id)
+            if mas.unsupported_identifier(resp):
+                log.info("%s refuses e-mail identifiers (%s)", homeserver, describe(resp))
+                resp = await self._login_as_derived(login, device_id)
         if not isinstance(resp, LoginResponse):
             refused = isinstance(resp, ErrorResponse) and resp.status_code not in (
                 None,
                 "M_LIMIT_EXCEEDED",
             )
             raise (LoginRefused if refused else LoginFailed)(f"login refused: {describe(resp)}")
-        if device_id:
-            self.save()
-        else:
-            log.info("logged in as %s, new device %s", resp.user_id, resp.device_id)
+        kept = device_id is not None and resp.device_id == device_id
+        log.info(
+            "logged in as %s, %s device %s", resp.user_id, "same" if kept else "new", resp.device_id
+        )
+        self._save()
+
+    async def _login(self, identifier: dict[str, str], device_id: str | None) -> Any:
+        assert self._config.password is not None
+        body: dict[str, Any] = {
+            "type": "m.login.password",
+            "identifier": identifier,
+            "password": self._config.password.get_secret_value(),
+            "initial_device_display_name": self._config.device_name,
+        }
+        if device_id is not None:
+            body["device_id"] = device_id
+        return await self.client.login_raw(body)
+
+    async def _login_as_derived(self, email: str, device_id: str | None) -> LoginResponse:
+        """Log in as the Matrix ID Tchap derives from `email`, or say to configure it."""
+        advice = "put the bot's Matrix ID (@name:server, not its e-mail) in matrix.user_id"
+        try:
+            server = self._server_name or await self._directory(email)
+        except tchap.DirectoryError as exc:
+            raise LoginFailed(f"the homeserver takes no e-mail at login; {exc}: {advice}") from None
+        user = tchap.user_id(email, server)
+        log.info("logging in as %s, the Matrix ID Tchap derives from %s", user, email)
+        resp = await self._login({"type": "m.id.user", "user": user}, device_id)
+        if not isinstance(resp, LoginResponse):
+            raise LoginRefused(
+                f"the homeserver takes no e-mail at login and refused {user}, the Matrix ID "
+                f"Tchap derives from {email} ({describe(resp)}): {advice} (or check the password)"
+            )
+        return resp
 
     async def _whoami(self) -> WhoamiResponse | ErrorResponse:
         """Who the token is, waiting while the account is expired (checked every minute)."""
@@ -229,36 +278,28 @@ class Session:
                 raise LoginFailed(f"the account has expired: {recovery.EXPIRED_ADVICE}")
             await recovery.expired(self)
 
-    def save(self) -> None:
-        """The session as it is now (after logging in again: its new token)."""
-        self._save(homeserver=self.client.homeserver, login=self._config.user_id)
-
-    def _save(self, *, homeserver: str, login: str) -> None:
+    def _save(self) -> None:
         SavedSession(
-            homeserver, self.user_id, self.device_id, str(self.client.access_token), login
+            str(self.client.homeserver),
+            self.user_id,
+            self.device_id,
+            str(self.client.access_token),
+            self._config.user_id,
         ).save(self._dir / SESSION_FILE)
 
+    async def _directory(self, email: str) -> str:
+        """The server name of an e-mail account, as Tchap's directory tells it."""
+        self._server_name = await tchap.server_name(self._config.identity_server, email)
+        return self._server_name
+
     async def _discover(self, email: str) -> str:
-        """The homeserver of an e-mail account, as Tchap's directory tells it."""
-        base = self._config.identity_server
+        """The homeserver URL of an e-mail account, from its server name."""
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-                http.get(
-                    f"{base}/_matrix/identity/api/v1/info",
-                    params={"medium": "email", "address": email},
-                ) as resp,
-            ):
-                if resp.status != 200:
-                    raise LoginFailed(f"{base} answered HTTP {resp.status} for the e-mail's server")
-                data = await resp.json(content_type=None)
-        except (ClientError, TimeoutError, ValueError) as exc:
-            raise LoginFailed(f"cannot ask {base} for the e-mail's server: {exc!r}") from None
-        hs = data.get("hs") if isinstance(data, dict) else None
-        if not isinstance(hs, str) or not hs or "/" in hs:
-            raise LoginFailed(f"{base} knows no homeserver for {email}")
+            hs = await self._directory(email)
+        except tchap.DirectoryError as exc:
+            raise LoginFailed(str(exc)) from None
         url = self._config.homeserver_template.format(hs=hs)
-        log.info("homeserver of %s: %s (from %s)", email, url, base)
+        log.info("homeserver of %s: %s (from %s)", email, url, self._config.identity_server)
         return url
 
     def identity(self) -> Identity:
