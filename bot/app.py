@@ -32,6 +32,7 @@ from bot.gazette.schedule import GazetteSchedule
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
+from bot.matrix.uia import Approval
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
@@ -393,15 +394,20 @@ async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> Ma
 
 
 async def manage_identity(
-    config: Config, *, reset: bool, password: SecretStr | None = None
+    config: Config,
+    *,
+    reset: bool,
+    approval: Approval | None = None,
+    ask_password: Callable[[], SecretStr | None] | None = None,
 ) -> tuple[IdentityState, str | None]:
     """`bluehats-bot identity`: the state of the bot's identity, or (`reset`) a new one
-    and its recovery key. Uses the saved session (same device); never syncs."""
+    and its recovery key (the homeserver may ask for the password, or under MAS for a
+    person's `approval`). Uses the saved session (same device); never syncs."""
     async with AsyncExitStack() as stack:
         identity = (await connect(stack, config, await open_storage(stack, config))).identity()
         try:
             if reset:
-                return await identity.reset(password)
+                return await identity.reset(approval, ask_password)
             return await identity.state(), None
         except IdentityError as exc:
             raise StartupError(str(exc)) from None

@@ -3,9 +3,9 @@
 nio implements no cross-signing; this module adds what the bot needs of it,
 over the client-server API:
 
-- at first start, create the three cross-signing keys, upload them (with the
-  password through user-interactive auth when the homeserver asks), sign the
-  device with the self-signing key and the master key with the device key,
+- at first start, create the three cross-signing keys, upload them (`uia`
+  answers the homeserver if it asks for a stage), sign the device with the
+  self-signing key and the master key with the device key,
   and keep the private keys in secret storage under a new recovery key,
   written once to `recovery-key.txt`;
 - at every start, check that the device is still signed, and sign it again
@@ -14,7 +14,8 @@ over the client-server API:
   verified the bot still trust it;
 - never replace an existing identity by itself: when it cannot sign, it says
   why and what to do (`problem`), and the bot goes on without it. Replacing
-  is `bluehats-bot identity --reset`, an operator's act.
+  is `bluehats-bot identity --reset`, an operator's act (under MAS, a person
+  approves it in a browser: `uia`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from pydantic import SecretStr
 
 from bot.matrix import cross_signing as xs
 from bot.matrix import secret_storage as ssss
+from bot.matrix import uia
 from bot.matrix.files import write_private
 from bot.matrix.keys_api import IdentityError, KeysApi, Published
 
@@ -142,15 +144,25 @@ class Identity:
             published = await api.query(self.device_id)
             return await self._describe(published, self._local_keys(published))
 
-    async def reset(self, password: SecretStr | None = None) -> tuple[IdentityState, str]:
+    async def reset(
+        self,
+        approval: uia.Approval | None = None,
+        ask_password: Callable[[], SecretStr | None] | None = None,
+    ) -> tuple[IdentityState, str]:
         """Replace the identity (new master key): the new state and its recovery key.
 
-        The homeserver asks for the password (user-interactive auth) to replace keys."""
+        To replace keys the homeserver asks for the password (`ask_password` is
+        called when none is configured) or, under MAS, for a person's approval
+        (`approval`: see `uia`)."""
+
+        def password() -> SecretStr | None:
+            return self._password or (ask_password() if ask_password is not None else None)
+
         async with self._session():
             if self._client.should_upload_keys:
                 await self._client.keys_upload()
             state, recovery_key = await self._new_identity(
-                password or self._password, write_file=False
+                uia.UploadAuth(self._identifier(), password, approval), write_file=False
             )
         # The old file opens the old storage key only: it would mislead.
         self.recovery_key_file.unlink(missing_ok=True)
@@ -164,7 +176,8 @@ class Identity:
     # -- creation, checks ------------------------------------------------------------
 
     async def _create(self) -> IdentityState:
-        state, _ = await self._new_identity(self._password, write_file=True)
+        auth = uia.UploadAuth(self._identifier(), lambda: self._password)
+        state, _ = await self._new_identity(auth, write_file=True)
         log.info(
             "created the bot's cross-signing identity (master key %s) and signed device %s",
             state.master_key,
@@ -173,7 +186,7 @@ class Identity:
         return state
 
     async def _new_identity(
-        self, password: SecretStr | None, *, write_file: bool
+        self, auth: uia.UploadAuth, *, write_file: bool
     ) -> tuple[IdentityState, str]:
         """Publish new keys, sign this device, keep the keys in secret storage: the new
         state and the recovery key."""
@@ -181,8 +194,8 @@ class Identity:
         # Kept before the upload: once the homeserver has the public keys, the
         # private ones must not be lost to a crash.
         self._save_keys(keys)
-        await self.api.upload_cross_signing_keys(
-            keys.upload_body(self.user_id), password, self._identifier()
+        await uia.upload_keys(
+            self.api.post_cross_signing_keys, keys.upload_body(self.user_id), auth
         )
         await self._sign(keys, await self.api.query(self.device_id))
         recovery_key = await self._store_secrets(keys, write_file=write_file)
