@@ -40,6 +40,8 @@ from bot.matrix.keys_api import IdentityError, KeysApi, Published
 log = logging.getLogger(__name__)
 
 KEYS_FILE = "cross-signing.json"
+# New keys until the homeserver took them: a refused reset leaves KEYS_FILE as it was.
+NEW_KEYS_FILE = "cross-signing.new.json"
 RECOVERY_KEY_FILE = "recovery-key.txt"
 SECRET_STORAGE_KEY_NAME = "BlueHats bot"  # noqa: S105 - a label shown in clients
 
@@ -192,11 +194,13 @@ class Identity:
         state and the recovery key."""
         keys = xs.CrossSigningKeys.generate()
         # Kept before the upload: once the homeserver has the public keys, the
-        # private ones must not be lost to a crash.
-        self._save_keys(keys)
+        # private ones must not be lost to a crash (`_local_keys` finds them).
+        new = self._dir / NEW_KEYS_FILE
+        self._save_keys(keys, new)
         await uia.upload_keys(
             self.api.post_cross_signing_keys, keys.upload_body(self.user_id), auth
         )
+        new.replace(self.keys_file)
         await self._sign(keys, await self.api.query(self.device_id))
         recovery_key = await self._store_secrets(keys, write_file=write_file)
         state = await self._describe(await self.api.query(self.device_id), keys)
@@ -381,23 +385,33 @@ class Identity:
         return str(olm.account.identity_keys["ed25519"]) if olm is not None else ""
 
     def _local_keys(self, published: Published) -> xs.CrossSigningKeys | None:
-        """The keys kept here, if they are those of the published identity."""
+        """The keys kept here, if they are those of the published identity: also new
+        keys that the homeserver took before a crash kept them from replacing the old."""
+        new = self._dir / NEW_KEYS_FILE
+        for path in (self.keys_file, new):
+            keys = self._read_keys(path)
+            if keys is not None and keys.public(xs.MASTER) == published.master_key:
+                if path == new:
+                    new.replace(self.keys_file)
+                return keys
+        if self.keys_file.exists():
+            log.info("the cross-signing keys in %s are of another identity: unused", self.keys_file)
+        return None
+
+    def _read_keys(self, path: Path) -> xs.CrossSigningKeys | None:
         try:
-            data = json.loads(self.keys_file.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
             keys = xs.CrossSigningKeys.from_seeds(data["seeds"])
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable %s", self.keys_file)
+            log.warning("ignoring unreadable %s", path)
             return None
-        if data.get("user_id") != self.user_id or keys.public(xs.MASTER) != published.master_key:
-            log.info("the cross-signing keys in %s are of another identity: unused", self.keys_file)
-            return None
-        return keys
+        return keys if data.get("user_id") == self.user_id else None
 
-    def _save_keys(self, keys: xs.CrossSigningKeys) -> None:
+    def _save_keys(self, keys: xs.CrossSigningKeys, path: Path | None = None) -> None:
         write_private(
-            self.keys_file,
+            path or self.keys_file,
             json.dumps({"user_id": self.user_id, "seeds": keys.seeds()}),
         )
 
