@@ -76,7 +76,8 @@ class MasResetStandIn:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/account/", self._approve)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app)
+        # A long poll in flight ends with its client (the bot stopped): not awaited.
+        self._runner = web.AppRunner(app, shutdown_timeout=1, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
