@@ -10,12 +10,18 @@ import argparse
 import asyncio
 import getpass
 import logging
+import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bot import __version__, config
+from bot.config.base import parse_duration
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -117,9 +123,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _cancelled_by_sigterm(work: Coroutine[Any, Any, T]) -> T:
+    """`work`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C: its `finally`
+    blocks run (`identity --reset` removes its marker file)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await work
+
+
 def cmd_identity(args: argparse.Namespace) -> int:
     """Print the bot's cross-signing state (exit 0 when its device is signed), or
-    replace its identity (`--reset`) and print the new recovery key once."""
+    replace its identity (`--reset`) and print the new recovery key once.
+
+    To replace keys, a homeserver asks for the password (prompted in a terminal
+    when none is configured) or, under MAS, for a person to approve at a URL:
+    printed at once, then the upload is retried until approved or `--wait` is over."""
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -128,21 +147,38 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
     from bot.app import StartupError, manage_identity
     from bot.matrix.identity import group
+    from bot.matrix.uia import APPROVAL_WINDOW, Approval, PendingReset
 
-    password = cfg.matrix.password
-    if args.reset and password is None:
+    def ask_password() -> SecretStr | None:
+        """Only when the homeserver offers the password stage and none is configured."""
         if not sys.stdin.isatty():
-            print(
-                "identity --reset: the homeserver asks for the account's password: set "
-                f"matrix.password or {config.ENV_PASSWORD}, or run it in a terminal",
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
-        password = SecretStr(getpass.getpass(f"Password of {cfg.matrix.user_id}: "))
+            return None
+        return SecretStr(getpass.getpass(f"Password of {cfg.matrix.user_id}: "))
+
+    def announce(pending: PendingReset) -> None:
+        print(
+            "The homeserver asks a person to approve this reset. Open this URL in a browser, "
+            f"logged in as {cfg.matrix.user_id}, and approve it:\n\n    {pending.url}\n\n"
+            f"Waiting for the approval until {pending.deadline.astimezone():%H:%M:%S %Z} "
+            "(Ctrl-C gives up)...",
+            flush=True,
+        )
+
+    approval = Approval(cfg.storage.path, announce, wait=args.wait or APPROVAL_WINDOW)
     try:
-        state, recovery_key = asyncio.run(manage_identity(cfg, reset=args.reset, password=password))
+        state, recovery_key = asyncio.run(
+            _cancelled_by_sigterm(
+                manage_identity(cfg, reset=args.reset, approval=approval, ask_password=ask_password)
+            )
+        )
     except StartupError as exc:
         print(f"identity: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            "identity: interrupted before the end; `identity` shows what is published",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     yes_no = {True: "yes", False: "no"}
     print(f"account:            {state.user_id}")
@@ -183,6 +219,16 @@ def demo_log_file() -> Path:
     return Path(tempfile.gettempdir()) / f"bluehats-demo-{getpass.getuser()}.log"
 
 
+def _duration(text: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError("must be more than 0s")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bluehats-bot", description="Tchap/Matrix bot for the BlueHats community."
@@ -204,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument(
         "--reset",
         action="store_true",
-        help="create a new identity (new master key and recovery key); asks for the password",
+        help="create a new identity (new master key and recovery key); the homeserver asks "
+        "for the password, or under MAS for a person's approval in a browser",
+    )
+    ident.add_argument(
+        "--wait",
+        type=_duration,
+        help="when the homeserver asks a person to approve the reset (MAS): how long to wait "
+        "for it, e.g. 5m (default 10m, the window Synapse opens once approved)",
     )
     ident.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     ident.set_defaults(func=cmd_identity)

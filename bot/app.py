@@ -35,6 +35,7 @@ from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.matrix.login import SessionRevoked
 from bot.matrix.recovery import REVOKED_ADVICE
+from bot.matrix.uia import Approval
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
@@ -69,7 +70,11 @@ class BotApp:
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
         # /healthz, the session's metric, and the device checked again after a recovery.
-        self.health = Health(metrics=self.metrics, stuck_after=config.ops.stuck_after)
+        self.health = Health(
+            metrics=self.metrics,
+            stuck_after=config.ops.stuck_after,
+            storage_dir=config.storage.path,
+        )
         self.web: WebServer | None = None  # the public agenda, when `web.http` is set
 
     def stop(self) -> None:
@@ -410,15 +415,20 @@ async def connect(stack: AsyncExitStack, config: Config, storage: Storage) -> Ma
 
 
 async def manage_identity(
-    config: Config, *, reset: bool, password: SecretStr | None = None
+    config: Config,
+    *,
+    reset: bool,
+    approval: Approval | None = None,
+    ask_password: Callable[[], SecretStr | None] | None = None,
 ) -> tuple[IdentityState, str | None]:
     """`bluehats-bot identity`: the state of the bot's identity, or (`reset`) a new one
-    and its recovery key. Uses the saved session (same device); never syncs."""
+    and its recovery key (the homeserver may ask for the password, or under MAS for a
+    person's `approval`). Uses the saved session (same device); never syncs."""
     async with AsyncExitStack() as stack:
         identity = (await connect(stack, config, await open_storage(stack, config))).identity()
         try:
             if reset:
-                return await identity.reset(password)
+                return await identity.reset(approval, ask_password)
             return await identity.state(), None
         except IdentityError as exc:
             raise StartupError(str(exc)) from None

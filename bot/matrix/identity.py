@@ -3,9 +3,9 @@
 nio implements no cross-signing; this module adds what the bot needs of it,
 over the client-server API:
 
-- at first start, create the three cross-signing keys, upload them (with the
-  password through user-interactive auth when the homeserver asks), sign the
-  device with the self-signing key and the master key with the device key,
+- at first start, create the three cross-signing keys, upload them (`uia`
+  answers the homeserver if it asks for a stage), sign the device with the
+  self-signing key and the master key with the device key,
   and keep the private keys in secret storage under a new recovery key,
   written once to `recovery-key.txt`;
 - at every start, check that the device is still signed, and sign it again
@@ -14,15 +14,15 @@ over the client-server API:
   verified the bot still trust it;
 - never replace an existing identity by itself: when it cannot sign, it says
   why and what to do (`problem`), and the bot goes on without it. Replacing
-  is `bluehats-bot identity --reset`, an operator's act.
+  is `bluehats-bot identity --reset`, an operator's act (under MAS, a person
+  approves it in a browser: `uia`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,13 @@ from pydantic import SecretStr
 
 from bot.matrix import cross_signing as xs
 from bot.matrix import secret_storage as ssss
+from bot.matrix import uia
 from bot.matrix.files import write_private
+from bot.matrix.key_files import KeyFiles
 from bot.matrix.keys_api import IdentityError, KeysApi, Published
 
 log = logging.getLogger(__name__)
 
-KEYS_FILE = "cross-signing.json"
 RECOVERY_KEY_FILE = "recovery-key.txt"
 SECRET_STORAGE_KEY_NAME = "BlueHats bot"  # noqa: S105 - a label shown in clients
 
@@ -93,6 +94,7 @@ class Identity:
         self._password = password
         self._recovery_key = recovery_key
         self._api: KeysApi | None = None
+        self._keys = KeyFiles(storage_dir)
 
     @property
     def user_id(self) -> str:
@@ -108,7 +110,7 @@ class Identity:
 
     @property
     def keys_file(self) -> Path:
-        return self._dir / KEYS_FILE
+        return self._keys.path
 
     # -- the three entry points ----------------------------------------------------
 
@@ -157,15 +159,25 @@ class Identity:
             published = await api.query(self.device_id)
             return await self._describe(published, self._local_keys(published))
 
-    async def reset(self, password: SecretStr | None = None) -> tuple[IdentityState, str]:
+    async def reset(
+        self,
+        approval: uia.Approval | None = None,
+        ask_password: Callable[[], SecretStr | None] | None = None,
+    ) -> tuple[IdentityState, str]:
         """Replace the identity (new master key): the new state and its recovery key.
 
-        The homeserver asks for the password (user-interactive auth) to replace keys."""
+        To replace keys the homeserver asks for the password (`ask_password` is
+        called when none is configured) or, under MAS, for a person's approval
+        (`approval`: see `uia`)."""
+
+        def password() -> SecretStr | None:
+            return self._password or (ask_password() if ask_password is not None else None)
+
         async with self._session():
             if self._client.should_upload_keys:
                 await self._client.keys_upload()
             state, recovery_key = await self._new_identity(
-                password or self._password, write_file=False
+                uia.UploadAuth(self._identifier(), password, approval), write_file=False
             )
         # The old file opens the old storage key only: it would mislead.
         self.recovery_key_file.unlink(missing_ok=True)
@@ -179,7 +191,8 @@ class Identity:
     # -- creation, checks ------------------------------------------------------------
 
     async def _create(self) -> IdentityState:
-        state, _ = await self._new_identity(self._password, write_file=True)
+        auth = uia.UploadAuth(self._identifier(), lambda: self._password)
+        state, _ = await self._new_identity(auth, write_file=True)
         log.info(
             "created the bot's cross-signing identity (master key %s) and signed device %s",
             state.master_key,
@@ -188,17 +201,18 @@ class Identity:
         return state
 
     async def _new_identity(
-        self, password: SecretStr | None, *, write_file: bool
+        self, auth: uia.UploadAuth, *, write_file: bool
     ) -> tuple[IdentityState, str]:
         """Publish new keys, sign this device, keep the keys in secret storage: the new
         state and the recovery key."""
         keys = xs.CrossSigningKeys.generate()
         # Kept before the upload: once the homeserver has the public keys, the
-        # private ones must not be lost to a crash.
-        self._save_keys(keys)
-        await self.api.upload_cross_signing_keys(
-            keys.upload_body(self.user_id), password, self._identifier()
+        # private ones must not be lost to a crash (`_local_keys` finds them).
+        self._keys.save(self.user_id, keys, new=True)
+        await uia.upload_keys(
+            self.api.post_cross_signing_keys, keys.upload_body(self.user_id), auth
         )
+        self._keys.published()
         await self._sign(keys, await self.api.query(self.device_id))
         recovery_key = await self._store_secrets(keys, write_file=write_file)
         state = await self._describe(await self.api.query(self.device_id), keys)
@@ -270,7 +284,7 @@ class Identity:
             keys = await self._open_secret_storage(text, published)
         except ssss.SecretStorageError as exc:
             return None, where + f"{exc}; check matrix.recovery_key and restart; " + remedy
-        self._save_keys(keys)
+        self._keys.save(self.user_id, keys)
         return keys, ""
 
     async def _open_secret_storage(
@@ -382,25 +396,7 @@ class Identity:
         return str(olm.account.identity_keys["ed25519"]) if olm is not None else ""
 
     def _local_keys(self, published: Published) -> xs.CrossSigningKeys | None:
-        """The keys kept here, if they are those of the published identity."""
-        try:
-            data = json.loads(self.keys_file.read_text(encoding="utf-8"))
-            keys = xs.CrossSigningKeys.from_seeds(data["seeds"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable %s", self.keys_file)
-            return None
-        if data.get("user_id") != self.user_id or keys.public(xs.MASTER) != published.master_key:
-            log.info("the cross-signing keys in %s are of another identity: unused", self.keys_file)
-            return None
-        return keys
-
-    def _save_keys(self, keys: xs.CrossSigningKeys) -> None:
-        write_private(
-            self.keys_file,
-            json.dumps({"user_id": self.user_id, "seeds": keys.seeds()}),
-        )
+        return self._keys.of_identity(self.user_id, published.master_key)
 
     def _recovery_key_text(self) -> str | None:
         if self._recovery_key is not None:

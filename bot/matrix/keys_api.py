@@ -1,8 +1,8 @@
 """The client-server endpoints of cross-signing and secret storage that nio lacks.
 
 Keys query (the account's published identity and one device), publishing
-cross-signing keys (with the password when the homeserver asks through
-user-interactive auth), uploading signatures, and account data.
+cross-signing keys (the user-interactive stages it may need are in `uia`),
+uploading signatures, and account data.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import aiohttp
 from nio import AsyncClient
-from pydantic import SecretStr
 
 from bot.matrix import cross_signing as xs
 
@@ -68,7 +67,7 @@ class KeysApi:
             "POST", "/keys/query", {"device_keys": {self.user_id: [device_id]}}
         )
         if status != 200:
-            raise IdentityError(f"keys query failed (HTTP {status}): {_errors(answer)}")
+            raise IdentityError(f"keys query failed (HTTP {status}): {error_text(answer)}")
 
         def of(section: str) -> dict[str, Any] | None:
             value = (answer.get(section) or {}).get(self.user_id)
@@ -79,33 +78,10 @@ class KeysApi:
             of("master_keys"), of("self_signing_keys"), device if isinstance(device, dict) else None
         )
 
-    async def upload_cross_signing_keys(
-        self, body: dict[str, Any], password: SecretStr | None, identifier: dict[str, str]
-    ) -> None:
-        """Publish the public keys; with the password when the homeserver asks for it
-        (always to replace keys; Synapse lets a first upload through, MSC3967)."""
-        path = "/keys/device_signing/upload"
-        status, answer = await self._call("POST", path, body)
-        if status == 401:
-            if password is None:
-                raise IdentityError(
-                    "the homeserver asks for the account's password to publish cross-signing "
-                    "keys: set matrix.password or BLUEHATS_MATRIX_PASSWORD"
-                )
-            flows = [f.get("stages") for f in answer.get("flows") or []]
-            if ["m.login.password"] not in flows:
-                raise IdentityError(
-                    f"the homeserver offers no password authentication for this: {flows}"
-                )
-            auth = {
-                "type": "m.login.password",
-                "identifier": identifier,
-                "password": password.get_secret_value(),
-                "session": answer.get("session"),
-            }
-            status, answer = await self._call("POST", path, {**body, "auth": auth})
-        if status != 200:
-            raise IdentityError(f"cross-signing keys refused (HTTP {status}): {_errors(answer)}")
+    async def post_cross_signing_keys(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One upload of the public keys (with its `auth` when given); the stages a
+        homeserver may ask for are `uia`'s business."""
+        return await self._call("POST", "/keys/device_signing/upload", body)
 
     async def upload_signatures(self, signatures: dict[str, Any]) -> None:
         """`signatures`: signed objects by key id (a device id or a public key)."""
@@ -113,22 +89,21 @@ class KeysApi:
             "POST", "/keys/signatures/upload", {self.user_id: signatures}
         )
         if status != 200 or answer.get("failures"):
-            raise IdentityError(
-                f"signatures refused (HTTP {status}): {_errors(answer.get('failures') or answer)}"
-            )
+            failures = answer.get("failures") or answer
+            raise IdentityError(f"signatures refused (HTTP {status}): {error_text(failures)}")
 
     async def account_data(self, event_type: str) -> dict[str, Any] | None:
         status, answer = await self._call("GET", self._account_data_path(event_type))
         if status == 404:
             return None
         if status != 200:
-            raise IdentityError(f"cannot read {event_type} (HTTP {status}): {_errors(answer)}")
+            raise IdentityError(f"cannot read {event_type} (HTTP {status}): {error_text(answer)}")
         return answer
 
     async def put_account_data(self, event_type: str, content: dict[str, Any]) -> None:
         status, answer = await self._call("PUT", self._account_data_path(event_type), content)
         if status != 200:
-            raise IdentityError(f"cannot write {event_type} (HTTP {status}): {_errors(answer)}")
+            raise IdentityError(f"cannot write {event_type} (HTTP {status}): {error_text(answer)}")
 
     def _account_data_path(self, event_type: str) -> str:
         return f"/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
@@ -149,7 +124,7 @@ class KeysApi:
             raise IdentityError(f"{method} {path}: {type(exc).__name__}") from None
 
 
-def _errors(answer: Any) -> str:
+def error_text(answer: Any) -> str:
     if isinstance(answer, dict) and "errcode" in answer:
         return f"{answer.get('errcode')}: {answer.get('error', '')}".strip()
     return json.dumps(answer)[:300]
