@@ -31,6 +31,7 @@ from bot import permissions
 from bot.db.storage import Storage
 from bot.matrix.login import Session
 from bot.matrix.responses import describe
+from bot.matrix.session_state import EXPIRED_ACCOUNT, UNKNOWN_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Invites:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue  # the queue may have changed meanwhile (a withdrawn invite)
+            # Expired account, revoked token: the invites wait with everything else.
+            await self._session.states.until_usable()
             room_id, inviter = next(iter(self._pending.items()))
             try:
                 done = await self._handle(room_id, inviter)
@@ -146,6 +149,8 @@ class Invites:
                 log.warning("could not decline the invite to %s: %s", room_id, describe(left))
             return True
         resp = await client.join(room_id)
+        if isinstance(resp, JoinError) and resp.status_code in (EXPIRED_ACCOUNT, UNKNOWN_TOKEN):
+            return False  # the session's trouble, not the room's: joined once it is usable
         if isinstance(resp, JoinError):
             # Withdrawn, room gone, server refusing: the inviter can invite again.
             log.warning("could not join %s (invited by %s): %s", room_id, inviter, describe(resp))
