@@ -70,8 +70,10 @@ class FakeChat:
     not_joined: set[tuple[str, str]] = field(default_factory=set)
     # Room aliases the directory resolves.
     aliases: dict[str, str] = field(default_factory=dict)
+    # Each room's `notifications.room` power level (50 where not listed).
+    room_mention_levels: dict[str, float] = field(default_factory=dict)
 
-    async def send_notice(
+    async def send_message(
         self,
         room_id: str,
         message: Message,
@@ -123,6 +125,10 @@ class FakeChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)
+
+    async def notification_level(self, room_id: str, key: str = "room") -> float:
+        assert key == "room"
+        return self.room_mention_levels.get(room_id, 50)
 
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         return (room_id, user_id) not in self.not_joined
