@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -229,7 +229,9 @@ class World:
     clock: FakeClock
     storage_path: Path
 
-    def broadcaster(self, offsets: tuple[timedelta, ...] = ()) -> Broadcaster:
+    def broadcaster(
+        self, offsets: tuple[timedelta, ...] = (), notify: Literal["none", "room"] = "none"
+    ) -> Broadcaster:
         return Broadcaster(
             self.storage,
             self.chat,
@@ -240,6 +242,7 @@ class World:
             pace=timedelta(0),
             offsets=list(offsets),
             grace=timedelta(minutes=15),
+            notify=notify,
             retry_delay=0,
         )
 
