@@ -305,21 +305,29 @@ class Answers:
         edit): answering it again after a crash posts nothing new. A private
         command typed in a room answers in the sender's direct room and says
         so in the room: two messages, each with its own transaction id.
+        What goes to the sender's direct room calls them (it rings, as a
+        message from a person would); the rest calls only whom the answer
+        names itself (a new mentor).
         """
         txn_id = txn_id_for(row_id)
+        direct = await self.storage.personal.direct_room(msg.sender)
         if edits is not None:
             label = f"edit of {edits} answering {row_id} in {msg.room_id}"
+            # Called as the answer it edits was: the edit keeps its kind.
+            if msg.room_id == direct:
+                reply = calling(reply, msg.sender)
             return [Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label, replaces=edits)]
         label = f"answer to {row_id} in {msg.room_id}"
         if msg.direct:
-            # No direct room (it could not be opened): the answer saying so
-            # goes to the room, or the person would hear nothing.
-            room_id = await self.storage.personal.direct_room(msg.sender) or msg.room_id
-            return [Outgoing(Kind.REPLY, room_id, reply, txn_id, label)]
+            if direct is None:
+                # No direct room (it could not be opened): the answer saying so
+                # goes to the room, or the person would hear nothing.
+                return [Outgoing(Kind.REPLY, msg.room_id, reply, txn_id, label)]
+            return [Outgoing(Kind.REPLY, direct, calling(reply, msg.sender), txn_id, label)]
         in_room = Outgoing(
             Kind.REPLY,
             msg.room_id,
-            reply,
+            calling(reply, msg.sender) if msg.room_id == direct else reply,
             txn_id,
             label,
             # A reaction is not a message to reply to.
@@ -335,7 +343,8 @@ class Answers:
         said = replace(in_room, reply=notice, txn_id=txn_id_for(row_id + "#room"))
         if dm is None:
             return [said]
-        return [Outgoing(Kind.REPLY, dm, reply, txn_id, f"private {label}"), said]
+        private = calling(reply, msg.sender)
+        return [Outgoing(Kind.REPLY, dm, private, txn_id, f"private {label}"), said]
 
     async def answer(
         self, msg: IncomingMessage, invocation: Invocation | None = None
@@ -347,6 +356,13 @@ class Answers:
 def txn_id_for(event_id: str) -> str:
     """The answer's transaction id, derived from the command: resends deduplicate."""
     return "bh-" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
+
+
+def calling(reply: Reply, user_id: str) -> Reply:
+    """The answer, calling `user_id` too: it rings for them (`Message.rings`)."""
+    if isinstance(reply, Message) and user_id not in reply.mentions:
+        return replace(reply, mentions=(*reply.mentions, user_id))
+    return reply
 
 
 def _answers_after(invocation: Invocation | None) -> str | None:

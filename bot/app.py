@@ -155,6 +155,7 @@ class BotApp:
                 gazette=gazette_schedule(cfg, storage, renderer, agenda, self.now),
                 gazette_feed=cfg.gazette.feed is not None,
                 personal=cfg.reminders.personal,
+                notify=cfg.broadcasts.notify,
                 metrics=metrics,
             )
             moderator_rooms = ModeratorRooms(cfg.bot.moderator_rooms)

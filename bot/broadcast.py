@@ -30,10 +30,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
 from bot.broadcast_key import (
+    BroadcastKey,
     ChangeKey,
     DeskKey,
     FeedKey,
@@ -64,6 +66,10 @@ log = logging.getLogger(__name__)
 IDLE_CHECK_S = 60.0
 # A personal reminder is forgotten this long after its session started.
 PERSONAL_KEPT_AFTER = timedelta(days=1)
+# What `broadcasts.notify: room` makes ring: what rooms subscribed to (the
+# reminders, programme changes, gazette and feed), not the editors' desk nor
+# the notice that a room's posts followed it to its replacement.
+ANNOUNCEMENTS = (ReminderKey, ChangeKey, GazetteKey, FeedKey, IssueKey, IssueEditKey)
 # Sends in flight at once: a slow room does not hold the others, and a rate
 # limit (429, which nio waits out and retries) does not pile requests up.
 IN_FLIGHT = 4
@@ -85,10 +91,14 @@ class Broadcaster:
         gazette: GazetteSchedule | None = None,
         gazette_feed: bool = False,
         personal: timedelta = timedelta(minutes=15),
+        notify: Literal["none", "room"] = "none",
         retry_delay: float = 5.0,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._notify = notify
+        # Rooms where the bot may not call @room, as last seen (logged once each).
+        self._may_not_call: set[str] = set()
         self._personal = personal
         self._has_feed = gazette_feed
         self._gazette = gazette
@@ -233,13 +243,18 @@ class Broadcaster:
     async def _deliver_one(self, item: OutboxItem) -> bool:
         if not await self._storage.outbox.still_pending(item.id):
             return False  # abandoned since this round began (the bot left the room)
-        post = await self._render(item)
+        try:
+            key = parse(item.broadcast)
+        except ValueError:
+            log.error("broadcasts: unknown broadcast %s", item.broadcast)
+            return await self._skip(item)
+        post = await self._render(key, item)
         if post is None:
-            await self._storage.outbox.finish(item.id, "skipped")
-            self._sender.skipped(Kind.BROADCAST)
-            return False
+            return await self._skip(item)
         if isinstance(post, Message):
             post = Post(post)
+        if isinstance(post.reply, Message):
+            post = replace(post, reply=await self._calling(key, item.room_id, post.reply))
         out = Outgoing(
             Kind.BROADCAST,
             item.room_id,
@@ -251,20 +266,52 @@ class Broadcaster:
         delivered = await self._sender.deliver(
             out, Attempts(made=item.attempts, record=lambda: self._storage.outbox.attempt(item.id))
         )
-        if delivered.sent and self._gazette is not None:
-            key = parse(item.broadcast)
-            if isinstance(key, IssueKey):
-                await self._gazette.posts.sent(key, item.room_id, delivered.event_id)
+        if delivered.sent and self._gazette is not None and isinstance(key, IssueKey):
+            await self._gazette.posts.sent(key, item.room_id, delivered.event_id)
         await self._storage.outbox.finish(item.id, "sent" if delivered.sent else "failed")
         return delivered.sent
 
-    async def _render(self, item: OutboxItem) -> Message | Post | None:
+    async def _skip(self, item: OutboxItem) -> bool:
+        await self._storage.outbox.finish(item.id, "skipped")
+        self._sender.skipped(Kind.BROADCAST)
+        return False
+
+    async def _calling(self, key: BroadcastKey, room_id: str, message: Message) -> Message:
+        """Whom the post calls (it rings for them): a personal reminder, its
+        person; with `broadcasts.notify: room`, an announcement to a room,
+        the room (@room), where the bot's power level allows it.
+
+        A gazette issue's correction calls the room as the issue did: an edit
+        keeps the kind of the message it edits (and never rings again).
+        """
+        if isinstance(key, PersonalKey):
+            return replace(message, mentions=(key.user_id,))
+        if self._notify != "room" or not isinstance(key, ANNOUNCEMENTS):
+            return message
+        if not await self._may_call_room(room_id):
+            return message
+        return replace(message, mentions_room=True)
+
+    async def _may_call_room(self, room_id: str) -> bool:
+        """Whether the bot's power level reaches the room's `notifications.room`."""
+        needed = await self._chat.notification_level(room_id, "room")
+        level = await self._chat.power_level(room_id, self._chat.user_id)
+        if level >= needed:
+            self._may_not_call.discard(room_id)
+            return True
+        if room_id not in self._may_not_call:
+            self._may_not_call.add(room_id)
+            log.info(
+                "broadcasts: posts to %s stay quiet notices: @room needs power level %s there,"
+                " the bot has %s",
+                room_id,
+                needed,
+                level,
+            )
+        return False
+
+    async def _render(self, key: BroadcastKey, item: OutboxItem) -> Message | Post | None:
         """The post, or None when it no longer makes sense (the session started)."""
-        try:
-            key = parse(item.broadcast)
-        except ValueError:
-            log.error("broadcasts: unknown broadcast %s", item.broadcast)
-            return None
         if isinstance(key, ReminderKey):
             return self._render_reminder(key.sid, key.start)
         if isinstance(key, PersonalKey):

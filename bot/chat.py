@@ -92,7 +92,7 @@ class RoomUpgraded:
 
 @dataclass(frozen=True, slots=True)
 class FileUpload:
-    """A file to post in the room (an `.ics` export…), instead of a notice."""
+    """A file to post in the room (an `.ics` export…), instead of a message."""
 
     filename: str
     mimetype: str
@@ -107,7 +107,7 @@ class Redaction:
     reason: str = ""
 
 
-# What a command answers: a notice, or a file; a post may also be a redaction.
+# What a command answers: a message, or a file; a post may also be a redaction.
 Reply = Message | FileUpload | Redaction
 
 
@@ -115,7 +115,7 @@ class ChatClient(Protocol):
     @property
     def user_id(self) -> str: ...
 
-    async def send_notice(
+    async def send_message(
         self,
         room_id: str,
         message: Message,
@@ -125,11 +125,13 @@ class ChatClient(Protocol):
         thread_root: str | None = None,
         replaces: str | None = None,
     ) -> str | None:
-        """Send an `m.notice`; the same `txn_id` never posts twice. Its event id.
+        """Send a message; the same `txn_id` never posts twice. Its event id.
 
-        `replaces`: a notice of the bot's own that this one edits in place
-        (`reply_to` and `thread_root` are then not used: an edit keeps the
-        relations of the notice it edits).
+        A message that calls no one (`Message.rings`) is a quiet notice; one
+        that calls people or the room rings for them. `replaces`: a message of
+        the bot's own that this one edits in place (`reply_to` and
+        `thread_root` are then not used: an edit keeps the relations of the
+        message it edits); an edit never rings again.
         """
 
     async def send_file(
@@ -154,6 +156,11 @@ class ChatClient(Protocol):
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         """The user's power level in the room (creators of v12 rooms: infinity)."""
+
+    async def notification_level(self, room_id: str, key: str = "room") -> float:
+        """The power level a sender needs in the room to call `key` (`room`:
+        everyone, @room): its power levels' `notifications`, 50 by default;
+        infinity when they cannot be read."""
 
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         """Whether the user is joined to the room now (False when it cannot be read)."""

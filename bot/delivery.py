@@ -46,8 +46,8 @@ class Outgoing:
     label: str
     reply_to: str | None = None
     thread_root: str | None = None
-    # A notice of the bot's that this one edits in place (`m.replace`); files
-    # cannot be edited, so this is for notices only.
+    # A message of the bot's that this one edits in place (`m.replace`); files
+    # cannot be edited, so this is for messages only.
     replaces: str | None = None
 
 
@@ -156,7 +156,7 @@ class Sender:
             return None
         if isinstance(out.reply, FileUpload):
             if out.replaces:  # a caller's mistake, not the network's: no retry
-                raise SendError("a file cannot edit a notice", permanent=True)
+                raise SendError("a file cannot edit a message", permanent=True)
             await self._chat.send_file(
                 out.room_id,
                 out.reply,
@@ -165,7 +165,7 @@ class Sender:
                 thread_root=out.thread_root,
             )
             return None
-        return await self._chat.send_notice(
+        return await self._chat.send_message(
             out.room_id,
             out.reply,
             txn_id=out.txn_id,

@@ -326,7 +326,7 @@ class Dispatcher:
         """One attempt: a lost "doucement" is not worth a retry."""
         async with self.answers.slot:
             try:
-                await self.chat.send_notice(
+                await self.chat.send_message(
                     room_id, message, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
                 )
             except SendError as exc:
@@ -339,7 +339,7 @@ class Dispatcher:
         it was marked), the homeserver keeps one. SendError goes to the caller.
         """
         message = self.services.renderer.render("undecryptable", prefix=self.prefix)
-        await self.chat.send_notice(
+        await self.chat.send_message(
             msg.room_id, message, txn_id=txn_id_for(msg.event_id), reply_to=msg.event_id
         )
         self.metrics.undecryptable.inc()

@@ -213,7 +213,7 @@ class ErrorRoom(logging.Handler):
             more=len(batch) - len(shown) + dropped,
         )
         try:
-            await self._chat.send_notice(
+            await self._chat.send_message(
                 self.room_id, message, txn_id=f"bh-alert-{secrets.token_hex(12)}"
             )
         except SendError as exc:

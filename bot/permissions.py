@@ -123,6 +123,21 @@ def state_event_level(event_type: str, power_levels: Mapping[str, Any] | None) -
     return 50
 
 
+def notification_level(key: str, power_levels: Mapping[str, Any] | None) -> float:
+    """The power level needed to call `key` (`room`: @room) in a room.
+
+    `notifications[key]` of the power levels; 50 when absent, or when it is
+    not a number (Synapse drops such a value, then applies the default:
+    synapse/push/bulk_push_rule_evaluator.py, rust/src/push/evaluator.rs).
+    """
+    notifications = (power_levels or {}).get("notifications")
+    value = notifications.get(key) if isinstance(notifications, Mapping) else None
+    try:
+        return 50 if value is None else int(value)
+    except (TypeError, ValueError):
+        return 50
+
+
 class RoomState(Protocol):
     """What the rights are read from: the homeserver's room state (`ChatClient`)."""
 

@@ -35,13 +35,21 @@ DEFAULT_LANGUAGE = "fr"
 class Message:
     body: str
     html: str
-    # Users this message mentions on purpose (pills): they get notified.
+    # Users this message calls on purpose (pills, or the person whose direct
+    # room it goes to): it rings for them.
     mentions: tuple[str, ...] = ()
+    # It calls the whole room (@room): it rings for every member.
+    mentions_room: bool = False
     # Ids of the sessions this message presents: a 🔔 reaction to it asks
     # for personal reminders of them.
     sessions: tuple[str, ...] = ()
     # What a ✅ reaction to this message approves (a gazette preview), if anything.
     approves: str | None = None
+
+    @property
+    def rings(self) -> bool:
+        """Whether it calls anyone: then it is meant to notify, not a quiet notice."""
+        return bool(self.mentions) or self.mentions_room
 
 
 def packaged_templates() -> Path:

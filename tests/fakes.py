@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -70,8 +70,10 @@ class FakeChat:
     not_joined: set[tuple[str, str]] = field(default_factory=set)
     # Room aliases the directory resolves.
     aliases: dict[str, str] = field(default_factory=dict)
+    # Each room's `notifications.room` power level (50 where not listed).
+    room_mention_levels: dict[str, float] = field(default_factory=dict)
 
-    async def send_notice(
+    async def send_message(
         self,
         room_id: str,
         message: Message,
@@ -123,6 +125,10 @@ class FakeChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return self.levels.get((room_id, user_id), 0)
+
+    async def notification_level(self, room_id: str, key: str = "room") -> float:
+        assert key == "room"
+        return self.room_mention_levels.get(room_id, 50)
 
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         return (room_id, user_id) not in self.not_joined
@@ -223,7 +229,9 @@ class World:
     clock: FakeClock
     storage_path: Path
 
-    def broadcaster(self, offsets: tuple[timedelta, ...] = ()) -> Broadcaster:
+    def broadcaster(
+        self, offsets: tuple[timedelta, ...] = (), notify: Literal["none", "room"] = "none"
+    ) -> Broadcaster:
         return Broadcaster(
             self.storage,
             self.chat,
@@ -234,6 +242,7 @@ class World:
             pace=timedelta(0),
             offsets=list(offsets),
             grace=timedelta(minutes=15),
+            notify=notify,
             retry_delay=0,
         )
 

@@ -187,7 +187,8 @@ def is_reply(event: Any, event_id: str, sender: str) -> bool:
     content = event.source.get("content", {})
     return (
         event.sender == sender
-        and content.get("msgtype") == "m.notice"
+        # A notice, or a message that rings for someone (a new mentor called).
+        and content.get("msgtype") in ("m.notice", "m.text")
         and content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id
     )
 

@@ -58,7 +58,8 @@ def is_reply(event: Event, event_id: str, sender: str) -> bool:
     return (
         event.get("event") == "timeline"
         and event.get("sender") == sender
-        and content.get("msgtype") == "m.notice"
+        # A notice, or a message that rings for someone (a new mentor called).
+        and content.get("msgtype") in ("m.notice", "m.text")
         and content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id
     )
 
@@ -329,7 +330,7 @@ class JsClient:
     async def reply_to(
         self, room_id: str, event_id: str, sender: str, timeout: float = 30.0
     ) -> Event:
-        """The (decrypted) m.notice from `sender` replying to `event_id`."""
+        """The (decrypted) message from `sender` replying to `event_id`."""
         return await self.wait_event(
             lambda e: e["room_id"] == room_id and is_reply(e, event_id, sender), timeout
         )

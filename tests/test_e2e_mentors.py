@@ -45,7 +45,9 @@ async def test_mentor_directory(synapse: DevHomeserver, tmp_path: Path, make_use
             room, f"!mentor ajouter {mentor.user_id} Superset, Données ouvertes", bot_id
         )
         assert body(added).startswith("✅ Camille Dupont")
+        # Called, so that Element and Tchap notify her: m.text (a notice never rings).
         assert added.source["content"]["m.mentions"] == {"user_ids": [mentor.user_id]}
+        assert added.source["content"]["msgtype"] == "m.text"
 
         # As Element sends a pill: display name in the body, the ID in m.mentions.
         pill = await admin.send(

@@ -572,9 +572,9 @@ async def test_a_listing_carries_an_empty_mentions_and_a_call_its_people() -> No
     client = FakeNio()
     rooms = poster(client)
     listing = Message("Mentors : Camille Dupont (@camille:example.org)", "<p>…</p>")
-    await rooms.send_notice(ROOM, listing, txn_id="t1")
+    await rooms.send_message(ROOM, listing, txn_id="t1")
     called = Message("✅ Camille Dupont est mentor", "<p>…</p>", mentions=("@camille:x",))
-    await rooms.send_notice(ROOM, called, txn_id="t2")
+    await rooms.send_message(ROOM, called, txn_id="t2")
     assert [c["m.mentions"] for c in client.sent] == [{}, {"user_ids": ["@camille:x"]}]
 
 

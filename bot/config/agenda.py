@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -54,3 +55,6 @@ class RemindersConfig(_Model):
 class BroadcastConfig(_Model):
     # Pause between two posts to rooms (Tchap asks bots for about 1 message/s).
     pace: Duration = timedelta(seconds=1)
+    # `none`: posts to subscribed rooms are quiet notices; `room`: they call
+    # the room (@room) where the bot's power level allows it.
+    notify: Literal["none", "room"] = "none"

@@ -22,6 +22,7 @@ event whose plaintext says `m.room.power_levels`, `m.room.create` or
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -127,6 +128,15 @@ class RoomAuthority:
             event_type, None if isinstance(power_levels, _NoPowerLevels) else power_levels
         )
         return await self.power_level(room_id, user_id) >= needed
+
+    async def notification_level(self, room_id: str, key: str) -> float:
+        """The power level needed to call `key` (`room`: @room) in the room."""
+        power_levels = await self._power_levels_of(room_id)
+        if power_levels is None:
+            return math.inf  # unknown: grant nothing
+        return permissions.notification_level(
+            key, None if isinstance(power_levels, _NoPowerLevels) else power_levels
+        )
 
     async def create(self, room_id: str) -> tuple[str, dict[str, Any]] | None:
         """(sender, content) of the room's `m.room.create`; None when it cannot be read."""

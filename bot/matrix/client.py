@@ -169,7 +169,7 @@ class MatrixChat:
 
     # -- ChatClient --------------------------------------------------------------------
 
-    async def send_notice(
+    async def send_message(
         self,
         room_id: str,
         message: Message,
@@ -180,7 +180,7 @@ class MatrixChat:
         replaces: str | None = None,
     ) -> str | None:
         await self._usable(room_id)
-        return await self._sender.send_notice(
+        return await self._sender.send_message(
             room_id,
             message,
             txn_id=txn_id,
@@ -228,6 +228,9 @@ class MatrixChat:
 
     async def power_level(self, room_id: str, user_id: str) -> float:
         return await self._authority.power_level(room_id, user_id)
+
+    async def notification_level(self, room_id: str, key: str = "room") -> float:
+        return await self._authority.notification_level(room_id, key)
 
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         return await self._authority.membership(room_id, user_id) == "join"

@@ -1,5 +1,5 @@
-"""Sending: notices and files with the caller's transaction id, direct rooms,
-and pacing after 429s.
+"""Sending: messages (quiet notices, or calls that ring) and files with the
+caller's transaction id, direct rooms, and pacing after 429s.
 
 The transaction id comes from the caller (the outbox, the inbox): sent again
 after a crash, the same id makes the homeserver give back the same event
@@ -109,14 +109,56 @@ class RatePacer:
             yield
 
 
+# The word the legacy `.m.rule.roomnotif` looks for in `body`.
+ROOM_MENTION = "@room"
+
+
+def message_content(message: Message) -> dict[str, Any]:
+    """The `m.room.message` content of `message`: a quiet notice, or a call.
+
+    `m.notice` never notifies, mention or not: the default override rule
+    `.m.rule.suppress_notices` comes before the mention rules (matrix-spec
+    PR 2186; the order of element-hq/synapse `rust/src/push/base_rules.rs`).
+    A message that calls someone is therefore `m.text`, its `m.mentions`
+    naming them (`.m.rule.is_user_mention`) or the room (`room: true`,
+    `.m.rule.is_room_mention`, which the homeserver honours only when the
+    sender's power level reaches the room's `notifications.room`: the caller
+    checks it first). "@room" is written in the body too, as the legacy
+    `.m.rule.roomnotif` expects. Anything else is a notice with an empty
+    `m.mentions`, which also turns off the legacy rules that ping the display
+    names and IDs found in its body (MSC3952).
+    """
+    mentions: dict[str, Any] = {}
+    body, html = message.body, message.html
+    if message.mentions:
+        mentions["user_ids"] = list(message.mentions)
+    if message.mentions_room:
+        mentions["room"] = True
+        if ROOM_MENTION not in body:
+            body = f"{ROOM_MENTION} {body}"
+        if ROOM_MENTION not in html:
+            inside = html.startswith("<p>")
+            html = f"<p>{ROOM_MENTION} {html[3:]}" if inside else f"{ROOM_MENTION} {html}"
+    return {
+        "msgtype": "m.text" if message.rings else "m.notice",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": html,
+        "m.mentions": mentions,
+    }
+
+
 def replacement(content: dict[str, Any], replaces: str) -> dict[str, Any]:
     """An edit of the event `replaces` to `content`, as the spec words it.
 
     Clients show `m.new_content`; the "* " fallback is for those that do not
-    know edits. The top-level `m.mentions` is empty: the people mentioned were
-    notified by the notice edited, an edit must not ping them again. Encrypted
-    rooms need nothing more: the whole content is encrypted, and the relation
-    copied outside by nio (it does so for every `m.relates_to`).
+    know edits. The top-level `m.mentions` is empty: the people called were
+    notified by the message edited, an edit must not ring again (nor does it
+    on servers with `.m.rule.suppress_edits`). Its msgtype is the edited
+    message's: the edit calls the same people, by the same rule
+    (`message_content`), so it stays `m.text` or `m.notice` as that was.
+    Encrypted rooms need nothing more: the whole content is encrypted, and
+    the relation copied outside by nio (it does so for every `m.relates_to`).
     """
     return {
         "msgtype": content["msgtype"],
@@ -146,7 +188,7 @@ class RoomPoster:
         # Unencrypted uploads: (sha256, mimetype, filename) → (mxc URI, when).
         self._uploads: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
 
-    async def send_notice(
+    async def send_message(
         self,
         room_id: str,
         message: Message,
@@ -156,13 +198,7 @@ class RoomPoster:
         thread_root: str | None = None,
         replaces: str | None = None,
     ) -> str | None:
-        content: dict[str, Any] = {
-            "msgtype": "m.notice",
-            "body": message.body,
-            "format": "org.matrix.custom.html",
-            "formatted_body": message.html,
-            "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
-        }
+        content = message_content(message)
         if replaces is not None:
             return await self._send(room_id, replacement(content, replaces), txn_id, None, None)
         return await self._send(room_id, content, txn_id, reply_to, thread_root)
