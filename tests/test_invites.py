@@ -15,6 +15,7 @@ from nio import InviteMemberEvent, JoinResponse, RoomLeaveResponse
 from bot.db.storage import Storage
 from bot.matrix import invites as invites_module
 from bot.matrix.invites import Invites
+from bot.matrix.session_state import SessionStates
 from tests.helpers import eventually
 
 BOT = "@bot:agent.dinum.tchap.gouv.fr"
@@ -61,7 +62,7 @@ async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
 
 @contextlib.asynccontextmanager
 async def queue(storage: Storage, client: RecordingClient) -> AsyncIterator[Invites]:
-    session = SimpleNamespace(client=client, user_id=BOT)
+    session = SimpleNamespace(client=client, user_id=BOT, states=SessionStates())
     invites = Invites(session, storage, ALLOWED)  # type: ignore[arg-type]
     await invites.load()
     task = asyncio.create_task(invites.run())
