@@ -197,7 +197,14 @@ class CryptoUser:
     """A person on an E2EE client (own crypto store, nio's sync loop), as in Element."""
 
     def __init__(self, hs: DevHomeserver, store: Path) -> None:
-        from nio import Event, InviteMemberEvent, MatrixRoom
+        from nio import (
+            Event,
+            ForwardedRoomKeyEvent,
+            InviteMemberEvent,
+            MatrixRoom,
+            MegolmEvent,
+            RoomKeyEvent,
+        )
 
         self.user_id = hs.register(unique("crypto"), PASSWORD)
         store.mkdir(parents=True, exist_ok=True)
@@ -212,8 +219,25 @@ class CryptoUser:
         self.invites: list[str] = []
         self._task: asyncio.Task[None] | None = None
 
+        # Encrypted events whose room key has not come yet: decrypted when it
+        # does (a busy machine may deliver the key in a later sync than the
+        # event), as Element does.
+        undecrypted: list[tuple[str, MegolmEvent]] = []
+
         async def on_event(room: MatrixRoom, event: Event) -> None:
+            if isinstance(event, MegolmEvent):
+                undecrypted.append((room.room_id, event))
             self.events.setdefault(room.room_id, []).append(event)
+
+        async def on_room_key(_event: Any) -> None:
+            for room_id, event in list(undecrypted):
+                try:
+                    clear = self.client.decrypt_event(event)
+                except Exception:  # noqa: S112 - still not this event's key
+                    continue
+                undecrypted.remove((room_id, event))
+                timeline = self.events[room_id]
+                timeline[timeline.index(event)] = clear
 
         async def on_invite(room: MatrixRoom, event: InviteMemberEvent) -> None:
             if event.state_key == self.user_id and room.room_id not in self.invites:
@@ -221,6 +245,7 @@ class CryptoUser:
 
         self.client.add_event_callback(on_event, Event)  # type: ignore[arg-type]
         self.client.add_event_callback(on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+        self.client.add_to_device_callback(on_room_key, (RoomKeyEvent, ForwardedRoomKeyEvent))
 
     async def start(self) -> CryptoUser:
         resp = await self.client.login(PASSWORD, device_name="test")
