@@ -84,13 +84,11 @@ class Identity:
         client: AsyncClient,
         storage_dir: Path,
         *,
-        login: str,
         password: SecretStr | None,
         recovery_key: SecretStr | None,
     ) -> None:
         self._client = client
         self._dir = storage_dir
-        self._login = login
         self._password = password
         self._recovery_key = recovery_key
         self._api: KeysApi | None = None

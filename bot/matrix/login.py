@@ -307,7 +307,6 @@ class Session:
         return Identity(
             self.client,
             self._dir,
-            login=self._config.user_id,
             password=self._config.password,
             recovery_key=self._config.recovery_key,
         )
