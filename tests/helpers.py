@@ -280,12 +280,21 @@ class CryptoUser:
         return room
 
     async def say(self, room_id: str, body: str, **content: Any) -> str:
-        sent = await self.client.room_send(
-            room_id,
-            "m.room.message",
-            {"msgtype": "m.text", "body": body, **content},
-            ignore_unverified_devices=True,
-        )
+        for attempt in range(3):
+            try:
+                sent = await self.client.room_send(
+                    room_id,
+                    "m.room.message",
+                    {"msgtype": "m.text", "body": body, **content},
+                    ignore_unverified_devices=True,
+                )
+                break
+            except KeyError:
+                # nio 0.26's race: its sync loop dropped the room's outbound
+                # session (a member or device change) while `share_group_session`
+                # was sharing it. Sending again makes a new one, as Element would.
+                if attempt == 2:
+                    raise
         assert isinstance(sent, RoomSendResponse), sent
         return sent.event_id
 
