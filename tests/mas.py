@@ -166,6 +166,18 @@ class MasStandIn:
 
     # -- the pass-through --------------------------------------------------------------------------
 
+    async def call(
+        self, method: str, path_qs: str, headers: Any, body: bytes
+    ) -> tuple[int, str, bytes]:
+        """A request of the stand-in's own to Synapse (its authorization and content
+        type only): status, content type and body, read whole."""
+        assert self._http is not None
+        sent = {k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type")}
+        async with self._http.request(
+            method, self.upstream + path_qs, data=body or None, headers=sent
+        ) as resp:
+            return resp.status, resp.content_type, await resp.read()
+
     async def forward(self, request: web.Request) -> web.StreamResponse:
         """The request as it came, to Synapse; its answer, streamed back as it comes."""
         assert self._http is not None

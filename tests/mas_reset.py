@@ -1,7 +1,8 @@
 """What MAS changes, in front of the test's Synapse, for replacing cross-signing keys.
 
-MAS is not installable here. This stand-in, on a free loopback port, passes
-every request through to Synapse except `POST /_matrix/client/v3/keys/
+MAS is not installable here. This stand-in (`tests.mas.MasStandIn`, whose
+pass-through, auth_metadata and compatibility login it keeps) passes every
+request through to Synapse except `POST /_matrix/client/v3/keys/
 device_signing/upload` when Synapse asks for user-interactive auth (a
 replacement: first uploads and the same keys again go through, MSC3967). There
 it answers as a MAS-backed Synapse does (synapse/rest/client/keys.py,
@@ -26,14 +27,13 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bot.devserver import DevHomeserver
 from tests.helpers import PASSWORD, unique
+from tests.mas import MasStandIn
 
 UPLOAD = "/_matrix/client/v3/keys/device_signing/upload"
 ACTION = "org.matrix.cross_signing_reset"
@@ -50,53 +50,26 @@ def oauth_challenge(url: str) -> dict[str, Any]:
     }
 
 
-class MasResetStandIn:
+class MasResetStandIn(MasStandIn):
     """`async with MasResetStandIn(synapse, user_id, password) as mas:` the bot's
     homeserver is `mas.url`; `mas.approval_url` is what the 401 carries."""
 
     def __init__(self, synapse: DevHomeserver, user_id: str, password: str) -> None:
-        self.synapse = synapse
+        super().__init__(synapse.url)
         self.user_id = user_id
         self._password = password
         admin = synapse.register(unique("mas"), PASSWORD, admin=True)
         self._admin_token = synapse.login(admin, PASSWORD)
-        self.url = ""
         # The end of the window Synapse opened, in ms since the epoch.
         self.approved_until_ms: int | None = None
         # How many times the stage was asked for (each retry of the client too).
         self.challenges = 0
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self.routes["GET", "/account/"] = self._approve
+        self.routes["POST", UPLOAD] = self._upload
 
     @property
     def approval_url(self) -> str:
         return f"{self.url}/account/?action={ACTION}"
-
-    async def __aenter__(self) -> Self:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/account/", self._approve)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        # A long poll in flight ends with its client (the bot stopped): not awaited.
-        self._runner = web.AppRunner(app, shutdown_timeout=1, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        # Long polls (/sync) go through: no total timeout.
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._http is not None:
-            await self._http.close()
 
     # -- the person's approval, as MAS's account page -------------------------------------
 
@@ -107,7 +80,7 @@ class MasResetStandIn:
             f"/_synapse/admin/v1/users/{urllib.parse.quote(self.user_id, safe='')}"
             "/_allow_cross_signing_replacement_without_uia"
         )
-        status, _, data = await self._pass(
+        status, _, data = await self.call(
             "POST", path, {"Authorization": f"Bearer {self._admin_token}"}, b"{}"
         )
         if status != 200:
@@ -118,21 +91,12 @@ class MasResetStandIn:
     def window_open(self) -> bool:
         return self.approved_until_ms is not None and time.time() * 1000 < self.approved_until_ms
 
-    # -- the client-server API ------------------------------------------------------------
+    # -- the key upload ---------------------------------------------------------------------
 
-    async def _forward(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.method == "POST" and request.path == UPLOAD:
-            return await self._upload(request, body)
-        status, ctype, data = await self._pass(
-            request.method, request.path_qs, request.headers, body
-        )
-        return web.Response(status=status, body=data, content_type=ctype)
-
-    async def _upload(self, request: web.Request, body: bytes) -> web.Response:
-        keys = json.loads(body or b"{}")
+    async def _upload(self, request: web.Request) -> web.Response:
+        keys = json.loads(await request.read() or b"{}")
         keys.pop("auth", None)  # a MAS-backed Synapse does not look at it
-        status, ctype, data = await self._pass(
+        status, ctype, data = await self.call(
             "POST", UPLOAD, request.headers, json.dumps(keys).encode()
         )
         answer = json.loads(data or b"{}")
@@ -147,17 +111,7 @@ class MasResetStandIn:
             "password": self._password,
             "session": answer.get("session"),
         }
-        status, ctype, data = await self._pass(
+        status, ctype, data = await self.call(
             "POST", UPLOAD, request.headers, json.dumps({**keys, "auth": auth}).encode()
         )
         return web.Response(status=status, body=data, content_type=ctype)
-
-    async def _pass(
-        self, method: str, path_qs: str, headers: Any, body: bytes
-    ) -> tuple[int, str, bytes]:
-        assert self._http is not None
-        sent = {k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type")}
-        async with self._http.request(
-            method, self.synapse.url + path_qs, data=body or None, headers=sent
-        ) as resp:
-            return resp.status, resp.content_type, await resp.read()
