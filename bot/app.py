@@ -304,8 +304,6 @@ class BotApp:
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
             if not sync.cancelled() and (failure := sync.exception()) is not None:
-                if isinstance(failure, LoginFailed):
-                    raise StartupError(str(failure))
                 raise failure
             log.info("stopping")
 

@@ -42,7 +42,8 @@ from bot.matrix.undecryptable import Undecryptable
 from bot.permissions import default_allowed_servers
 from bot.render import Message
 
-# `connect()` and `run()` raise `LoginFailed`: importable with the class.
+# `connect()` raises `LoginFailed` (`run()` waits in the session's states
+# instead): importable with the class.
 __all__ = ["LoginFailed", "MatrixChat"]
 
 log = logging.getLogger(__name__)

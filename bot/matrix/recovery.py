@@ -63,18 +63,17 @@ async def token_refused(session: Session, resp: ErrorResponse) -> None:
     or (no password) wait in the revoked state until stopped."""
     kind = "ended by a soft logout" if resp.soft_logout else "revoked"
     device = session.device_id
-    if not session.can_log_in:
-        await session.states.enter(
-            State.REVOKED,
-            f"the access token of {session.user_id} (device {device}) was {kind}",
-            advice=REVOKED_ADVICE,
-        )
-        await asyncio.Event().wait()  # until the bot is stopped
     await session.states.enter(
         State.REVOKED,
         f"the access token of {session.user_id} (device {device}) was {kind}",
-        advice=f"logging in again with the password, same device {device}",
+        advice=(
+            f"logging in again with the password, same device {device}"
+            if session.can_log_in
+            else REVOKED_ADVICE
+        ),
     )
+    if not session.can_log_in:
+        await asyncio.Event().wait()  # until the bot is stopped
     await relogin(session, device)
 
 
