@@ -7,7 +7,9 @@ the error boundary) is `bot.commands.runner`.
 A command is answered with a transaction id derived from its event id, then
 marked done. A crash anywhere in between leaves a pending row that is
 answered again at start with the same transaction id, which the homeserver
-deduplicates: no command is lost, none is answered twice. An edit of a
+deduplicates: no command is lost, none is answered twice (past the
+homeserver's memory of that id, `bot.delivery` looks for the answer in the
+room first). An edit of a
 command is answered as an edit of the bot's answer (`m.replace` of the
 answer's event, whose id the inbox keeps), or as a first answer when the
 command had none yet (the bot was down) or when its answer was a file. The
@@ -26,7 +28,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.chat import ChatClient, IncomingMessage, Reply
@@ -49,6 +51,26 @@ HOLD_S = 0.5
 APPROVE_COMMAND = gazette_command.name
 
 
+@dataclass(frozen=True, slots=True)
+class Tried:
+    """What the inbox row says of the attempts to answer it (`bot.delivery.Attempts`).
+
+    `made`: attempts counted; `first_counted`: the next one is counted
+    already (a row is recorded with one); `since`: when it was received
+    (epoch seconds); `device_id`: the bot's device of the attempts made.
+    """
+
+    made: int
+    first_counted: bool
+    since: float
+    device_id: str | None
+
+    @property
+    def resumed(self) -> bool:
+        """Tried by an earlier run (recorded with one attempt, made or not)."""
+        return not self.first_counted
+
+
 class Answers:
     def __init__(
         self,
@@ -67,8 +89,9 @@ class Answers:
         self._tasks: set[asyncio.Task[None]] = set()
         # A command and its edits are answered one at a time, in order.
         self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
-        # Received in this sync batch, answered once the batch is recorded.
-        self._held: list[tuple[IncomingMessage, Invocation | None]] = []
+        # Received in this sync batch, answered once the batch is recorded:
+        # (message, its command, the row it follows).
+        self._held: list[tuple[IncomingMessage, Invocation | None, str | None]] = []
         self._hold_timer: asyncio.TimerHandle | None = None
         # Taken inside `_one_at_a_time` (never the other way round): a command
         # waiting for its turn holds no slot an earlier edit of it would need.
@@ -94,8 +117,9 @@ class Answers:
         resumed = 0
         for item in pending:
             msg = _message(item)
+            tried = Tried(item.attempts, False, item.received_at, item.device_id)
             if item.replaces is not None:  # an edit: its text is parsed when answered
-                self._spawn(msg, None, attempts=item.attempts, first_counted=False)
+                self._spawn(msg, None, tried)
                 resumed += 1
                 continue
             invocation = (
@@ -106,21 +130,24 @@ class Answers:
             if invocation is None:  # typed under another prefix: nothing to answer now
                 await self.storage.inbox.finish(item.event_id)
                 continue
-            self._spawn(msg, invocation, attempts=item.attempts, first_counted=False)
+            self._spawn(msg, invocation, tried, item.follows)
             resumed += 1
         if resumed:
             log.info("answering %d command(s) left pending by the last run", resumed)
         return resumed
 
-    def hold(self, msg: IncomingMessage, invocation: Invocation | None) -> None:
+    def hold(
+        self, msg: IncomingMessage, invocation: Invocation | None, follows: str | None = None
+    ) -> None:
         """Answer once the sync batch is recorded (`settle`), not at once.
 
         A command and its edit in one batch (sent while the bot was away)
         are then both in the inbox when the command's turn comes: the edit
         answers, once, instead of an answer to the old text then its edit.
-        Waiting costs the rest of the batch, a few milliseconds.
+        Waiting costs the rest of the batch, a few milliseconds. `follows`:
+        the command this one is answered after (a 🔔 taken back: the 🔔).
         """
-        self._held.append((msg, invocation))
+        self._held.append((msg, invocation, follows))
         if self._hold_timer is None:
             self._hold_timer = asyncio.get_running_loop().call_later(HOLD_S, self._release)
 
@@ -129,18 +156,20 @@ class Answers:
             self._hold_timer.cancel()
             self._hold_timer = None
         held, self._held = self._held, []
-        for msg, invocation in held:
-            self._spawn(msg, invocation, attempts=0, first_counted=True)
+        for msg, invocation, follows in held:
+            # Recorded with its first attempt, by this device, just now.
+            tried = Tried(0, True, time.time(), self.chat.device_id)
+            self._spawn(msg, invocation, tried, follows)
 
     def _spawn(
         self,
         msg: IncomingMessage,
         invocation: Invocation | None,
-        attempts: int,
-        first_counted: bool,
+        tried: Tried,
+        follows: str | None = None,
     ) -> None:
         """Answer in the background: `invocation` for a command, None for an edit."""
-        self.background(self._process(msg, invocation, attempts, first_counted))
+        self.background(self._process(msg, invocation, tried, follows))
 
     async def settle(self, grace: float = SETTLE_GRACE) -> None:
         """Give in-flight answers up to `grace` seconds; they go on after that.
@@ -183,20 +212,31 @@ class Answers:
         self,
         msg: IncomingMessage,
         invocation: Invocation | None,
-        attempts: int,
-        first_counted: bool,
+        tried: Tried,
+        follows: str | None,
     ) -> None:
-        async with (
-            self._one_at_a_time(msg.replaces or _answers_after(invocation) or msg.event_id),
-            self.slot,
-        ):
+        key = msg.replaces or follows or _answers_after(invocation) or msg.event_id
+        async with self._one_at_a_time(key), self.slot:
             if msg.replaces is not None:
-                await self._process_edit(msg, attempts, first_counted)
+                await self._process_edit(msg, tried)
+            elif invocation is not None and follows is not None:
+                await self._process_taken_back(msg, invocation, tried, follows)
             elif invocation is not None:
-                await self._process_command(msg, invocation, attempts, first_counted)
+                await self._process_command(msg, invocation, tried)
+
+    async def _process_taken_back(
+        self, msg: IncomingMessage, invocation: Invocation, tried: Tried, bell: str
+    ) -> None:
+        """A 🔔 taken back before its answer, answered after it: the reminders
+        it did ask for are forgotten (none: nothing to say)."""
+        sids = await self.storage.personal.via(msg.sender, bell)
+        if not sids:
+            await self.storage.inbox.finish(msg.event_id)
+            return
+        await self._process_command(msg, Invocation(invocation.name, " ".join(sids)), tried)
 
     async def _process_command(
-        self, msg: IncomingMessage, invocation: Invocation, attempts: int, first_counted: bool
+        self, msg: IncomingMessage, invocation: Invocation, tried: Tried
     ) -> None:
         if not msg.direct and await self.storage.inbox.latest_edit(msg.event_id) is not None:
             # Edited before it was answered (the bot was away): the newest
@@ -206,11 +246,9 @@ class Answers:
             return
         started = time.perf_counter()
         reply = await self.answer(msg, invocation)
-        await self._deliver(msg, msg, invocation, reply, None, attempts, first_counted, started)
+        await self._deliver(msg, msg, invocation, reply, None, tried, started)
 
-    async def _process_edit(
-        self, edit: IncomingMessage, attempts: int, first_counted: bool
-    ) -> None:
+    async def _process_edit(self, edit: IncomingMessage, tried: Tried) -> None:
         """The newest edit of a command: the command's answer edited in place,
         or a first answer when there is none to edit."""
         assert edit.replaces is not None
@@ -237,7 +275,7 @@ class Answers:
             if isinstance(reply, Message) and not self.runner.private(invocation)
             else None
         )
-        await self._deliver(msg, edit, invocation, reply, edits, attempts, first_counted, started)
+        await self._deliver(msg, edit, invocation, reply, edits, tried, started)
 
     async def _deliver(
         self,
@@ -246,8 +284,7 @@ class Answers:
         invocation: Invocation | None,
         reply: Reply | None,
         edits: str | None,
-        attempts: int,
-        first_counted: bool,
+        tried: Tried,
         started: float,
     ) -> None:
         """Send the answer to `msg` for the inbox row `row` (the command, or its
@@ -258,22 +295,25 @@ class Answers:
             return
         # The answer in the command's room: what a later edit of the command replaces.
         answer_id = None
+        made, first_counted = tried.made, tried.first_counted
         for out in await self._outgoing(msg, invocation, reply, row.event_id, edits):
-            delivered = await self.sender.deliver(
-                out,
-                Attempts(
-                    made=attempts,
-                    record=lambda: self.storage.inbox.attempt(row.event_id),
-                    first_recorded=first_counted,
-                ),
+            attempts = Attempts(
+                made=made,
+                record=lambda device: self.storage.inbox.attempt(row.event_id, device),
+                first_recorded=first_counted,
+                since=tried.since,
+                device_id=tried.device_id,
+                # The second message went out with the first, in an earlier run too.
+                tried=made > 0 or tried.resumed,
             )
-            if not delivered.sent:
+            delivered = await self.sender.deliver(out, attempts)
+            if not delivered.sent:  # failed, or abandoned (it may have gone out)
                 await self.storage.inbox.finish(row.event_id, failed=True)
                 return
             if out.room_id == msg.room_id:
                 answer_id = delivered.event_id
             # A second message (a private answer's notice) counts its own attempts.
-            attempts, first_counted = 0, False
+            made, first_counted = 0, False
         if edits is None:  # a new answer: the one later edits replace
             await self.storage.inbox.finish(
                 row.event_id, answered=msg.event_id, answer_id=answer_id

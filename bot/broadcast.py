@@ -3,7 +3,8 @@
 A broadcast becomes one outbox row per room (with its transaction id) in the
 same transaction that marks it queued; each row is sent with that id and
 marked after. A crash anywhere resends pending rows with the same id, which
-the homeserver deduplicates: no duplicate, no loss. Sends are paced
+the homeserver deduplicates: no duplicate, no loss (past the homeserver's
+memory of that id, `bot.delivery` looks for the post in the room first). Sends are paced
 (`broadcasts.pace`), and each room has its own task, so a slow or failing
 room never holds the others back.
 
@@ -263,12 +264,17 @@ class Broadcaster:
             label=f"broadcast {item.broadcast} to {item.room_id}",
             replaces=post.replaces,
         )
-        delivered = await self._sender.deliver(
-            out, Attempts(made=item.attempts, record=lambda: self._storage.outbox.attempt(item.id))
+        attempts = Attempts(
+            made=item.attempts,
+            record=lambda device: self._storage.outbox.attempt(item.id, device),
+            since=item.created_at,
+            device_id=item.device_id,
         )
+        delivered = await self._sender.deliver(out, attempts)
         if delivered.sent and self._gazette is not None and isinstance(key, IssueKey):
             await self._gazette.posts.sent(key, item.room_id, delivered.event_id)
-        await self._storage.outbox.finish(item.id, "sent" if delivered.sent else "failed")
+        status = "sent" if delivered.sent else "abandoned" if delivered.abandoned else "failed"
+        await self._storage.outbox.finish(item.id, status)
         return delivered.sent
 
     async def _skip(self, item: OutboxItem) -> bool:

@@ -111,9 +111,31 @@ class Redaction:
 Reply = Message | FileUpload | Redaction
 
 
+@dataclass(frozen=True, slots=True)
+class SentCheck:
+    """What the room shows of a message the bot may have sent already (`find_sent`).
+
+    `event_id`: found, this is it. Otherwise `conclusive` says whether the
+    room proved it absent (False: some of the bot's own events could not be
+    read, or the room could not be asked).
+    """
+
+    event_id: str | None
+    conclusive: bool = True
+
+
 class ChatClient(Protocol):
     @property
     def user_id(self) -> str: ...
+
+    @property
+    def device_id(self) -> str:
+        """The bot's device: transaction ids are deduplicated per device."""
+        ...
+
+    async def find_sent(self, room_id: str, txn_id: str, *, since: float) -> SentCheck:
+        """Whether the bot's recent events in the room hold the message sent
+        with `txn_id` (its marker), looking back to `since` (epoch seconds)."""
 
     async def send_message(
         self,

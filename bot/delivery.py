@@ -6,6 +6,14 @@ from the command's event, or stored in the outbox row), so a resend after a
 crash or a timeout is deduplicated by the homeserver. What to send, and where,
 is decided by the callers (the dispatcher routes answers, the broadcaster
 decides what is due); whether it went out is decided here, once.
+
+The homeserver remembers a transaction id for a while, and for the device
+that used it only. An item tried before, longer ago than `TXN_MEMORY_S` or
+by another device of the bot, is looked for in the room first
+(`ChatClient.find_sent`: each message carries its transaction id): found, it
+counts as sent; proved absent, it is sent; when the room cannot tell (the
+bot's own events there are unreadable to this device), it is abandoned,
+counted (`bluehats_outbox_abandoned_total`) and logged: never posted twice.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.chat import ChatClient, FileUpload, Redaction, Reply, SendError
+from bot.chat import ChatClient, FileUpload, Redaction, Reply, SendError, SentCheck
 from bot.db.storage import Storage
 from bot.ops import Metrics
 from bot.render import Message
@@ -27,6 +35,14 @@ log = logging.getLogger(__name__)
 # Attempts per item, over all runs of the bot: an item that kills the bot
 # while being sent is not retried at every restart forever.
 SEND_ATTEMPTS = 5
+# How long the homeserver is trusted to remember a transaction id. Synapse
+# keeps event sends' ids 24 hours in its database, but every PUT (a
+# redaction too) only 30 to 60 minutes in memory, lost when it restarts
+# (`bot.matrix.sent` cites both); the spec sets no duration, so other
+# homeservers owe nothing more. The shortest is taken: an item tried before
+# and still pending after that is looked for in the room, which costs one or
+# two reads, only after a crash or a long outage.
+TXN_MEMORY_S = 30 * 60
 
 
 class Kind(StrEnum):
@@ -56,21 +72,31 @@ class Attempts:
     """What is stored about an item's attempts.
 
     `made`: attempts already started (by this run or an earlier one).
-    `record`: stores one more attempt; called BEFORE it is made, so that a
-    crash during the send counts. `first_recorded`: the next attempt was
-    stored with the item itself (a command is recorded with one attempt,
-    sparing a write before its first answer).
+    `record`: stores one more attempt, and the bot's device making it;
+    called BEFORE it is made, so that a crash during the send counts.
+    `first_recorded`: the next attempt was stored with the item itself (a
+    command is recorded with one attempt, sparing a write before its first
+    answer). `since`: when the item was created (epoch seconds: no attempt
+    is older); `device_id`: the device of the attempts made (None: not
+    known); `tried`: whether an earlier attempt may have sent it (None: when
+    `made` counts any; the second message of a private answer counts its
+    attempts apart, yet was tried with the first).
     """
 
     made: int
-    record: Callable[[], Awaitable[None]]
+    record: Callable[[str], Awaitable[None]]
     first_recorded: bool = False
+    since: float = 0.0
+    device_id: str | None = None
+    tried: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
     sent: bool
     event_id: str | None = None
+    # Not sent because it may have gone out already (the room could not tell).
+    abandoned: bool = False
 
 
 class Sender:
@@ -90,8 +116,10 @@ class Sender:
         metrics: Metrics | None = None,
         pace: float = 0.0,
         in_flight: int | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._chat = chat
+        self._wall = wall
         self._storage = storage
         self._retry_delay = retry_delay
         self._metrics = metrics or Metrics()
@@ -103,11 +131,20 @@ class Sender:
     async def deliver(self, out: Outgoing, attempts: Attempts) -> Delivered:
         """Send `out` until it is sent, a permanent error, or SEND_ATTEMPTS in all."""
         made = attempts.made
+        tried = made > 0 if attempts.tried is None else attempts.tried
+        device = attempts.device_id
         reason = ""
         while made < SEND_ATTEMPTS:
+            if tried and self._maybe_forgotten(out, attempts.since, device):
+                check = await self._look_for(out, attempts.since)
+                if check.event_id is not None:
+                    return await self._sent(out, check.event_id)
+                if not check.conclusive:
+                    return self._abandon(out)
             made += 1
             if not (attempts.first_recorded and made == 1):
-                await attempts.record()
+                await attempts.record(self._chat.device_id)
+            tried, device = True, self._chat.device_id
             try:
                 event_id = await self._send_once(out)
             except SendError as exc:
@@ -118,20 +155,53 @@ class Sender:
                 log.warning("%s not sent (%s), retrying in %.0fs", out.label, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if out.replaces and isinstance(out.reply, Message):
-                # Reactions go to the post edited, now presenting these sessions.
-                await self._storage.posts.edited(out.replaces, out.room_id, out.reply.sessions)
-            elif event_id and isinstance(out.reply, Message) and out.reply.sessions:
-                # A 🔔 reaction to this post asks for reminders of its sessions.
-                await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
-            if event_id and isinstance(out.reply, Message) and out.reply.approves:
-                # A ✅ on this preview approves what it shows.
-                await self._storage.gazette.previewed(event_id, out.room_id, out.reply.approves)
-            self._count(out.kind, "sent")
-            return Delivered(sent=True, event_id=event_id)
+            return await self._sent(out, event_id)
         log.error("giving up %s: %s", out.label, reason or f"{made} attempt(s) failed")
         self._count(out.kind, "failed")
         return Delivered(sent=False)
+
+    def _maybe_forgotten(self, out: Outgoing, since: float, device: str | None) -> bool:
+        """Whether the homeserver may have forgotten the item's transaction id.
+
+        A redaction is never looked for: made again, it changes nothing.
+        """
+        if isinstance(out.reply, Redaction):
+            return False
+        return device != self._chat.device_id or self._wall() - since > TXN_MEMORY_S
+
+    async def _look_for(self, out: Outgoing, since: float) -> SentCheck:
+        check = await self._chat.find_sent(out.room_id, out.txn_id, since=since)
+        if check.event_id is not None:
+            log.info("%s was sent already (%s): not sent again", out.label, check.event_id)
+        elif check.conclusive:
+            log.info("%s tried before, not found in the room: sending it", out.label)
+        return check
+
+    def _abandon(self, out: Outgoing) -> Delivered:
+        log.warning(
+            "%s abandoned: it was tried before, long ago or by another device, and the room "
+            "cannot tell whether it went out (the bot's own events there are unreadable "
+            "now); not sent again, so as to post nothing twice",
+            out.label,
+        )
+        self._metrics.abandoned.labels(out.kind.value).inc()
+        return Delivered(sent=False, abandoned=True)
+
+    async def _sent(self, out: Outgoing, event_id: str | None) -> Delivered:
+        """What a sent item leaves behind (also one found sent already)."""
+        if isinstance(out.reply, FileUpload | Redaction):
+            event_id = None  # an answer that cannot be edited
+        if out.replaces and isinstance(out.reply, Message):
+            # Reactions go to the post edited, now presenting these sessions.
+            await self._storage.posts.edited(out.replaces, out.room_id, out.reply.sessions)
+        elif event_id and isinstance(out.reply, Message) and out.reply.sessions:
+            # A 🔔 reaction to this post asks for reminders of its sessions.
+            await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
+        if event_id and isinstance(out.reply, Message) and out.reply.approves:
+            # A ✅ on this preview approves what it shows.
+            await self._storage.gazette.previewed(event_id, out.room_id, out.reply.approves)
+        self._count(out.kind, "sent")
+        return Delivered(sent=True, event_id=event_id)
 
     def skipped(self, kind: Kind) -> None:
         """An item that will not be sent (it no longer makes sense)."""

@@ -32,6 +32,7 @@ from bot.commands.core import Registry, Services
 from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK
 from bot.commands.personal import forget_command, remind_me_command
 from bot.commands.runner import Invocation, Runner, parsed
+from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
 from bot.delivery import Sender
 from bot.limits import Clock, CommandLimits, Over
@@ -112,6 +113,7 @@ class Dispatcher:
             msg.thread_root,
             direct=msg.direct,
             sent_ms=msg.ts,
+            device_id=self.chat.device_id,
         ):
             log.debug("command %s already recorded, not answering again", msg.event_id)
             return
@@ -157,6 +159,7 @@ class Dispatcher:
             command.thread_root,
             sent_ms=sent_ms,
             replaces=command.event_id,
+            device_id=self.chat.device_id,
         ):
             log.debug("edit %s already recorded, not answering again", edit.event_id)
             return
@@ -201,11 +204,39 @@ class Dispatcher:
         A ✅ taken back: its approval withdrawn (`_accept_withdrawal`)."""
         if await self._accept_withdrawal(redaction):
             return
+        bell = await self._pending_bell(redaction)
+        if bell is not None:
+            # Taken back before its answer (both in one sync batch, or while
+            # it is answered): what it asks for is not stored yet. Answered
+            # after it, the reminders it did ask for are then forgotten.
+            await self._accept_private(
+                redaction.room_id,
+                redaction.event_id,
+                redaction.sender,
+                FORGET_COMMAND,
+                bell.body.split(),
+                follows=bell.event_id,
+            )
+            return
         # [] when not one of the reactions that asked for reminders.
         sids = await self.storage.personal.via(redaction.sender, redaction.redacts)
         await self._accept_private(
             redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
         )
+
+    async def _pending_bell(self, redaction: IncomingRedaction) -> InboxItem | None:
+        """The 🔔 its sender just redacted, if it is still waiting for its answer."""
+        item = await self.storage.inbox.get(redaction.redacts)
+        if (
+            item is None
+            or item.command != REACTION_COMMAND
+            or not item.direct
+            or item.sender != redaction.sender
+            or item.room_id != redaction.room_id
+            or await self.storage.inbox.status(item.event_id) != "pending"
+        ):
+            return None
+        return item
 
     async def _accept_withdrawal(self, redaction: IncomingRedaction) -> bool:
         """Its sender redacted a ✅ that approved a gazette preview (or is still
@@ -244,9 +275,17 @@ class Dispatcher:
         return item.sender
 
     async def _accept_private(
-        self, room_id: str, event_id: str, sender: str, command: str, sids: list[str]
+        self,
+        room_id: str,
+        event_id: str,
+        sender: str,
+        command: str,
+        sids: list[str],
+        *,
+        follows: str | None = None,
     ) -> None:
-        """`command sids…` on behalf of `sender`, answered in their direct room.
+        """`command sids…` on behalf of `sender`, answered in their direct room
+        (after the command `follows`, when given).
 
         Stored as the command and its arguments: nothing to parse again, and
         no text that a change of `bot.prefix` could make unreadable.
@@ -256,7 +295,7 @@ class Dispatcher:
         invocation = Invocation(command, " ".join(sids))
         if not self._admit(sender, room_id, event_id):
             return
-        await self._record(room_id, event_id, sender, invocation, direct=True)
+        await self._record(room_id, event_id, sender, invocation, direct=True, follows=follows)
 
     async def _record(
         self,
@@ -266,17 +305,26 @@ class Dispatcher:
         invocation: Invocation,
         *,
         direct: bool = False,
+        follows: str | None = None,
     ) -> None:
         """A command run by a reaction (or by taking one back): stored as its
         name and arguments, answered once, in the room or (`direct`) in private."""
         if not await self.storage.inbox.add(
-            event_id, room_id, sender, invocation.args, None, direct=direct, command=invocation.name
+            event_id,
+            room_id,
+            sender,
+            invocation.args,
+            None,
+            direct=direct,
+            command=invocation.name,
+            device_id=self.chat.device_id,
+            follows=follows,
         ):
             log.debug("reaction %s already recorded, not answering again", event_id)
             return
         # As `bot.answers` rebuilds it from the inbox after a restart.
         msg = IncomingMessage(room_id, event_id, sender, "", direct=direct, reaction=not direct)
-        self.answers.hold(msg, invocation)
+        self.answers.hold(msg, invocation, follows)
 
     def _admit(
         self,

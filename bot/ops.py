@@ -85,6 +85,13 @@ class Metrics:
             registry=registry,
         )
         self.set_session_state(State.OK)
+        self.abandoned = Counter(
+            "bluehats_outbox_abandoned",
+            "Answers (reply) and posts (broadcast) not sent again after a long outage or from "
+            "a new device: tried before, they may have gone out, and the room could not tell",
+            ["kind"],
+            registry=registry,
+        )
         self.undecryptable = Counter(
             "bluehats_undecryptable",
             "Encrypted messages that stayed unreadable (sender told)",

@@ -18,7 +18,7 @@ from bot import config as configuration
 from bot.agenda.model import Agenda, Session
 from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
-from bot.chat import FileUpload, IncomingMessage, SendError, UnknownUser
+from bot.chat import FileUpload, IncomingMessage, SendError, SentCheck, UnknownUser
 from bot.commands import build_registry
 from bot.commands.core import Services
 from bot.db.storage import Storage
@@ -72,6 +72,11 @@ class FakeChat:
     aliases: dict[str, str] = field(default_factory=dict)
     # Each room's `notifications.room` power level (50 where not listed).
     room_mention_levels: dict[str, float] = field(default_factory=dict)
+    device_id: str = "FAKEDEVICE"
+    # Rooms whose history cannot tell what the bot sent (events of another
+    # device), and the (room, transaction id) of each look made there.
+    unreadable: set[str] = field(default_factory=set)
+    looked_for: list[tuple[str, str]] = field(default_factory=list)
 
     async def send_message(
         self,
@@ -112,6 +117,14 @@ class FakeChat:
             raise self.failures.pop(0)
         if (room_id, event_id, txn_id) not in self.redactions:  # a resend: deduplicated
             self.redactions.append((room_id, event_id, txn_id))
+
+    async def find_sent(self, room_id: str, txn_id: str, *, since: float) -> SentCheck:
+        """The room's history is what was sent (`sent`), whatever its age."""
+        self.looked_for.append((room_id, txn_id))
+        for s in self.sent:
+            if (s.room_id, s.txn_id) == (room_id, txn_id):
+                return SentCheck(s.event_id or f"$ev-{txn_id}")
+        return SentCheck(None, conclusive=room_id not in self.unreadable)
 
     async def open_direct_room(self, user_id: str) -> str:
         room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:example.org"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -63,6 +64,32 @@ async def test_crash_after_send_resends_with_the_same_txn_id(world: World) -> No
     assert await world.broadcaster().deliver() == 1
     room, _, txn = world.notices()[-1]
     assert (room, txn) == (ROOMS[2], first[ROOMS[2]])  # the homeserver drops the duplicate
+
+
+async def test_posts_tried_before_a_long_outage_are_looked_for_not_resent(world: World) -> None:
+    for room in ROOMS:
+        await world.say("!abonner rappels", room=room)
+    await world.say(f"!session modifier {grist(world)} 15h-16h")
+    assert await world.broadcaster().deliver() == 3
+    posted = list(world.chat.sent)
+    # Left pending two days ago by a crash after the sends: in room A the post
+    # is found; in room B it is there but unreadable (another device sent
+    # it); room C's post never reached the homeserver.
+    in_a, in_c = (next(s for s in posted if s.room_id == room) for room in (ROOMS[0], ROOMS[2]))
+    world.chat.sent = [in_a]
+    world.chat.unreadable.add(ROOMS[1])
+    await world.storage.db.execute(
+        "UPDATE outbox SET status = 'pending', attempts = 1, created_at = $1",
+        int(time.time()) - 2 * 86400,
+    )
+    assert await world.broadcaster().deliver() == 2  # A's found, C's sent again
+    assert world.chat.sent == [in_a, in_c]
+    change = (await world.storage.agenda.changes_since(0))[0].key
+    assert await world.storage.outbox.status(f"change:{change}") == {
+        ROOMS[0]: "sent",
+        ROOMS[1]: "abandoned",
+        ROOMS[2]: "sent",
+    }
 
 
 async def test_notice_for_a_session_already_started_is_skipped(world: World) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
-from bot.chat import SendError
+import pytest
+
+from bot.chat import Redaction, SendError
 from bot.db.storage import Storage
-from bot.delivery import SEND_ATTEMPTS, Attempts, Kind, Outgoing, Sender
+from bot.delivery import SEND_ATTEMPTS, TXN_MEMORY_S, Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.render import Message
-from tests.fakes import FakeChat
+from tests.fakes import FakeChat, Sent
 
 NOTICE = Message(body="Bonjour", html="Bonjour", sessions=("abc123",))
 
@@ -24,9 +27,11 @@ class Counter:
 
     def __init__(self) -> None:
         self.recorded = 0
+        self.devices: list[str] = []
 
-    async def record(self) -> None:
+    async def record(self, device_id: str) -> None:
         self.recorded += 1
+        self.devices.append(device_id)
 
 
 async def test_transient_errors_are_retried_with_the_same_transaction_id(tmp_path: Path) -> None:
@@ -110,5 +115,85 @@ async def test_an_edited_post_makes_a_bell_on_it_mean_its_new_sessions(tmp_path:
         edit = Outgoing(Kind.REPLY, room, gone, "bh-edit-2", "edit", replaces=first.event_id)
         assert (await sender.deliver(edit, Attempts(0, Counter().record))).sent
         assert await storage.posts.sessions(first.event_id, room) == []
+    finally:
+        await storage.close()
+
+
+# -- when the homeserver may have forgotten the transaction id ----------------------------------
+
+ROOM = "!room:example.org"
+T0 = 1_800_000_000.0  # when the item was created
+FORGOTTEN = T0 + TXN_MEMORY_S + 1
+
+
+@pytest.mark.parametrize(
+    ("made", "device", "now", "looked"),
+    [
+        (0, None, FORGOTTEN, False),  # never tried: nothing can have gone out
+        (1, "FAKEDEVICE", T0 + 60, False),  # tried lately by this device: deduplicated
+        (1, "FAKEDEVICE", FORGOTTEN, True),  # tried longer ago than the homeserver remembers
+        (1, "OLDDEVICE", T0 + 60, True),  # tried by another device of the bot
+        (1, None, T0 + 60, True),  # by a device not recorded (a row of an earlier version)
+    ],
+)
+async def test_an_item_tried_before_is_looked_for_when_its_id_may_be_forgotten(
+    tmp_path: Path, made: int, device: str | None, now: float, looked: bool
+) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        chat = FakeChat()
+        sender = Sender(chat, storage, retry_delay=0, wall=lambda: now)
+        counter = Counter()
+        attempts = Attempts(made, counter.record, since=T0, device_id=device)
+        assert (await sender.deliver(outgoing(), attempts)).sent
+        assert chat.looked_for == ([(ROOM, "bh-o-txn")] if looked else [])
+        assert len(chat.sent) == 1
+        assert counter.devices == ["FAKEDEVICE"]  # the attempt stored with its device
+    finally:
+        await storage.close()
+
+
+async def test_found_counts_as_sent_absent_is_sent_once_unreadable_is_abandoned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    try:
+        metrics = Metrics()
+        tried = Attempts(1, Counter().record, since=T0, device_id="FAKEDEVICE")
+
+        # The earlier attempt did go out: it is in the room, nothing is sent.
+        chat = FakeChat()
+        chat.sent.append(Sent(ROOM, NOTICE, "bh-o-txn", None, None, "$earlier"))
+        sender = Sender(chat, storage, retry_delay=0, metrics=metrics, wall=lambda: FORGOTTEN)
+        delivered = await sender.deliver(outgoing(), tried)
+        assert (delivered.sent, delivered.event_id) == (True, "$earlier")
+        assert len(chat.sent) == 1
+        # Recorded as if just sent: a 🔔 on it asks for its session.
+        assert await storage.posts.sessions("$earlier", ROOM) == ["abc123"]
+
+        # Not in the room, which shows every event of the bot's since: sent, once.
+        chat = FakeChat()
+        sender = Sender(chat, storage, retry_delay=0, metrics=metrics, wall=lambda: FORGOTTEN)
+        assert (await sender.deliver(outgoing(), tried)).sent
+        assert [s.txn_id for s in chat.sent] == ["bh-o-txn"]
+        assert metrics.broadcasts.labels("sent")._value.get() == 2
+
+        # The room cannot tell (its events unreadable to this device): abandoned.
+        chat = FakeChat(unreadable={ROOM})
+        sender = Sender(chat, storage, retry_delay=0, metrics=metrics, wall=lambda: FORGOTTEN)
+        caplog.clear()
+        delivered = await sender.deliver(outgoing(), tried)
+        assert (delivered.sent, delivered.abandoned) == (False, True)
+        assert chat.sent == []
+        assert metrics.abandoned.labels("broadcast")._value.get() == 1
+        (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warning.levelno == logging.WARNING
+        assert warning.getMessage().startswith("test post abandoned: it was tried before")
+
+        # A redaction made again changes nothing: never looked for.
+        redaction = Outgoing(Kind.BROADCAST, ROOM, Redaction("$issue"), "bh-r-txn", "retraction")
+        assert (await sender.deliver(redaction, tried)).sent
+        assert chat.redactions == [(ROOM, "$issue", "bh-r-txn")]
+        assert chat.looked_for == [(ROOM, "bh-o-txn")]  # the post's look only
     finally:
         await storage.close()

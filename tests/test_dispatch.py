@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from bot.chat import FileUpload, IncomingMessage, SendError
 from bot.commands import build_registry
 from bot.commands.core import Context, Problem, Registry, UsageError, command
 from bot.commands.runner import parse
+from bot.db.storage import Storage
 from bot.dispatch import txn_id_for
 from bot.permissions import Role
 from bot.render import Message
@@ -267,7 +269,7 @@ async def test_a_reply_that_keeps_failing_is_given_up_even_across_restarts(
         # A row left pending by runs that died while sending is not retried forever.
         await storage.inbox.add("$y", ROOM, "@alice:example.org", "!aide", None)
         for _ in range(5):
-            await storage.inbox.attempt("$y")
+            await storage.inbox.attempt("$y", chat.device_id)
         await dispatcher.resume_pending()
         await dispatcher.drain()
         assert await storage.inbox.status("$y") == "failed" and len(chat.failures) == 5
@@ -519,5 +521,73 @@ async def test_edits_and_private_answers(tmp_path: Path) -> None:
         assert said.room_id == ROOM and said.replaces is None
         assert said.message.body == "🔒 Je vous ai répondu en message privé."
         assert help_answer.room_id == ROOM
+    finally:
+        await storage.close()
+
+
+async def left_pending(storage: Storage, event_id: str, *, days: float, device: str) -> None:
+    """As a run that crashed between the answer and its mark, `days` ago, on `device`."""
+    await storage.db.execute(
+        "UPDATE inbox SET status = 'pending', body = $1, received_at = $2, device_id = $3 "
+        "WHERE event_id = $4",
+        "!mes-donnees",
+        int(time.time() - days * 86400),
+        device,
+        event_id,
+    )
+
+
+async def test_an_answer_sent_before_a_long_outage_is_not_sent_again(tmp_path: Path) -> None:
+    """Past the homeserver's memory of its transaction id, the pending answer is
+    looked for in the room (both messages of a private one) and not posted twice."""
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    try:
+        await dispatcher.accept(typed("!mes-donnees"))
+        await dispatcher.drain()
+        dm, notice = chat.sent
+        await left_pending(storage, "$c", days=2, device=chat.device_id)
+        assert await dispatcher.resume_pending() == 1
+        await dispatcher.drain()
+        assert chat.sent == [dm, notice]  # nothing new
+        assert chat.looked_for == [(dm.room_id, dm.txn_id), (ROOM, notice.txn_id)]
+        assert await storage.inbox.status("$c") == "done"
+        # Marked as if just sent: an edit of the command edits that notice.
+        await dispatcher.accept(edit("!aide", "$e1", after_s=10))
+        await dispatcher.drain()
+        assert chat.sent[-1].replaces == notice.event_id
+
+        # Under a new device that cannot read the bot's events: abandoned, not resent.
+        await dispatcher.accept(typed("!mes-donnees", "$c2"))
+        await dispatcher.drain()
+        sent = list(chat.sent)
+        chat.unreadable.add(ROOM)
+        chat.sent.remove(sent[-1])  # the notice is in the room, unreadable
+        await left_pending(storage, "$c2", days=0, device="OLDDEVICE")
+        await dispatcher.resume_pending()
+        await dispatcher.drain()
+        assert chat.sent == sent[:-1]
+        assert await storage.inbox.status("$c2") == "failed"
+        assert dispatcher.metrics.abandoned.labels("reply")._value.get() == 1
+    finally:
+        await storage.close()
+
+
+async def test_two_private_answers_at_once_open_one_direct_room(tmp_path: Path) -> None:
+    dispatcher, chat, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
+    opened = chat.open_direct_room
+
+    async def open_slowly(user_id: str) -> str:
+        # A room's creation is round trips, then a sync that shows it.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        return await opened(user_id)
+
+    chat.open_direct_room = open_slowly  # type: ignore[method-assign]
+    try:
+        await dispatcher.accept(typed("!mes-donnees", "$c1"))
+        await dispatcher.accept(typed("!mon-agenda", "$c2"))
+        await dispatcher.drain()
+        ((_, dm),) = chat.direct_rooms
+        assert sorted(s.room_id for s in chat.sent) == sorted([dm, dm, ROOM, ROOM])
     finally:
         await storage.close()

@@ -193,3 +193,30 @@ async def test_notice_of_a_session_moved_by_its_calendar_points_to_its_new_id(
     await world.dispatcher.drain()
     (mine,) = await world.storage.personal.reminders(MEMBER)
     assert mine.sid == new
+
+
+async def test_a_bell_taken_back_in_its_own_sync_batch_leaves_no_reminder(world: World) -> None:
+    await command(world, "!agenda", "$agenda")
+    answer_id = world.chat.sent[-1].event_id
+    before = len(world.chat.sent)
+    # One sync batch: both are recorded before either is answered (`settle`).
+    await world.dispatcher.accept_reaction(
+        IncomingReaction(ROOMS[0], "$bell", MEMBER, answer_id, "🔔")
+    )
+    await world.dispatcher.accept_redaction(IncomingRedaction(ROOMS[0], "$r", MEMBER, "$bell"))
+    await world.dispatcher.settle()
+    await world.dispatcher.drain()
+    assert await world.storage.personal.reminders(MEMBER) == []
+    set_, cancelled = (s.message.body for s in world.chat.sent[before:])
+    assert set_.startswith("🔔 C'est noté") and cancelled.startswith("✅ Rappel annulé")
+
+    # The same two left pending by a crash: answered in that order at restart.
+    await world.storage.inbox.add(
+        "$bell2", ROOMS[0], MEMBER, grist(world), None, direct=True, command="rappelle-moi"
+    )
+    await world.storage.inbox.add(
+        "$r2", ROOMS[0], MEMBER, grist(world), None, direct=True, command="oublie", follows="$bell2"
+    )
+    assert await world.dispatcher.resume_pending() == 2
+    await world.dispatcher.drain()
+    assert await world.storage.personal.reminders(MEMBER) == []

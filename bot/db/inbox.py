@@ -31,6 +31,10 @@ class InboxItem:
     answer_id: str | None = None
     # On an edit: the command it edits.
     replaces: str | None = None
+    # The bot's device when it was last attempted (None: not known).
+    device_id: str | None = None
+    # A 🔔 taken back before its answer: that 🔔's row, answered first.
+    follows: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
@@ -47,13 +51,15 @@ class InboxItem:
             row["sent_ms"],
             row["answer_id"],
             row["replaces"],
+            row["device_id"],
+            row["follows"],
         )
 
 
 # Queries are literal strings (no formatting): what InboxItem.from_row reads.
 _SELECT = (
     "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct, "
-    "command, sent_ms, answer_id, replaces FROM inbox "
+    "command, sent_ms, answer_id, replaces, device_id, follows FROM inbox "
 )
 
 
@@ -74,17 +80,20 @@ class Inbox:
         command: str | None = None,
         sent_ms: int | None = None,
         replaces: str | None = None,
+        device_id: str | None = None,
+        follows: str | None = None,
     ) -> bool:
         """Record a command (or an edit of one, `replaces` naming the command);
         False when this event was already recorded (redelivery).
 
-        The row counts one attempt already: the caller answers at once, and a
-        crash during that first send must count like any other.
+        The row counts one attempt already, by the bot's device `device_id`:
+        the caller answers at once, and a crash during that first send must
+        count like any other. `follows`: the row to answer first.
         """
         result = await self._db.execute(
             "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at, attempts, direct, command, sent_ms, replaces) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10)",
+            "received_at, attempts, direct, command, sent_ms, replaces, device_id, follows) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12)",
             event_id,
             room_id,
             sender,
@@ -95,6 +104,8 @@ class Inbox:
             command,
             sent_ms,
             replaces,
+            device_id,
+            follows,
         )
         return result.rowcount == 1
 
@@ -122,9 +133,12 @@ class Inbox:
         )
         return None if value is None else str(value)
 
-    async def attempt(self, event_id: str) -> None:
+    async def attempt(self, event_id: str, device_id: str) -> None:
+        """One more attempt, about to be made by the bot's device `device_id`."""
         await self._db.execute(
-            "UPDATE inbox SET attempts = attempts + 1 WHERE event_id = $1", event_id
+            "UPDATE inbox SET attempts = attempts + 1, device_id = $1 WHERE event_id = $2",
+            device_id,
+            event_id,
         )
 
     async def finish(

@@ -33,12 +33,26 @@ class OutboxItem:
     room_id: str
     txn_id: str
     attempts: int
+    # When it was queued (epoch s): no attempt of it is older.
+    created_at: int = 0
+    # The bot's device when it was last attempted (None: not known, or never).
+    device_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
         return cls(
-            int(row["id"]), row["broadcast"], row["room_id"], row["txn_id"], int(row["attempts"])
+            int(row["id"]),
+            row["broadcast"],
+            row["room_id"],
+            row["txn_id"],
+            int(row["attempts"]),
+            int(row["created_at"]),
+            row["device_id"],
         )
+
+
+# Queries are literal strings (no formatting): what OutboxItem.from_row reads.
+_SELECT = "SELECT id, broadcast, room_id, txn_id, attempts, created_at, device_id FROM outbox "
 
 
 class Outbox:
@@ -81,14 +95,16 @@ class Outbox:
         return queued
 
     async def pending(self) -> list[OutboxItem]:
-        rows = await self._db.fetch(
-            "SELECT id, broadcast, room_id, txn_id, attempts FROM outbox "
-            "WHERE status = 'pending' ORDER BY id"
-        )
+        rows = await self._db.fetch(_SELECT + "WHERE status = 'pending' ORDER BY id")
         return [OutboxItem.from_row(r) for r in rows]
 
-    async def attempt(self, item_id: int) -> None:
-        await self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1", item_id)
+    async def attempt(self, item_id: int, device_id: str) -> None:
+        """One more attempt, about to be made by the bot's device `device_id`."""
+        await self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, device_id = $1 WHERE id = $2",
+            device_id,
+            item_id,
+        )
 
     async def finish(self, item_id: int, status: str) -> None:
         # Only a pending row: one abandoned meanwhile (the bot left the room)
@@ -168,11 +184,7 @@ async def abandon(q: Queries, item_id: int) -> int:
 
 
 async def pending_in(q: Queries, room_id: str) -> list[OutboxItem]:
-    rows = await q.fetch(
-        "SELECT id, broadcast, room_id, txn_id, attempts FROM outbox "
-        "WHERE room_id = $1 AND status = 'pending' ORDER BY id",
-        room_id,
-    )
+    rows = await q.fetch(_SELECT + "WHERE room_id = $1 AND status = 'pending' ORDER BY id", room_id)
     return [OutboxItem.from_row(r) for r in rows]
 
 

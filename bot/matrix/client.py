@@ -25,7 +25,7 @@ from nio import (
     RoomResolveAliasResponse,
 )
 
-from bot.chat import FileUpload, UnknownUser
+from bot.chat import FileUpload, SentCheck, UnknownUser
 from bot.config import MatrixConfig, server_name
 from bot.db.storage import Storage
 from bot.matrix.authority import RoomAuthority
@@ -36,6 +36,7 @@ from bot.matrix.login import LoginFailed, Session
 from bot.matrix.responses import describe
 from bot.matrix.rooms import RoomLifecycleEvents
 from bot.matrix.sending import RatePacer, RoomPoster
+from bot.matrix.sent import find_sent
 from bot.matrix.session_state import SessionStates
 from bot.matrix.sync import SyncLoop
 from bot.matrix.undecryptable import Undecryptable
@@ -207,6 +208,10 @@ class MatrixChat:
     async def redact(self, room_id: str, event_id: str, *, reason: str, txn_id: str) -> None:
         await self._usable(room_id)
         await self._sender.redact(room_id, event_id, reason=reason, txn_id=txn_id)
+
+    async def find_sent(self, room_id: str, txn_id: str, *, since: float) -> SentCheck:
+        await self._usable(room_id)
+        return await find_sent(self._session.client, room_id, txn_id, since)
 
     async def open_direct_room(self, user_id: str) -> str:
         await self._session.states.until_usable()

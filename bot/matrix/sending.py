@@ -3,7 +3,8 @@ caller's transaction id, direct rooms, and pacing after 429s.
 
 The transaction id comes from the caller (the outbox, the inbox): sent again
 after a crash, the same id makes the homeserver give back the same event
-instead of posting twice.
+instead of posting twice. Each message carries it in its content too
+(`bot.matrix.sent.MARKER`), for when the homeserver has forgotten it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nio.exceptions import OlmUnverifiedDeviceError
 from bot.chat import FileUpload, SendError
 from bot.matrix.login import Session
 from bot.matrix.responses import describe
+from bot.matrix.sent import MARKER
 from bot.render import Message
 
 log = logging.getLogger(__name__)
@@ -309,6 +311,9 @@ class RoomPoster:
         reply_to: str | None,
         thread_root: str | None,
     ) -> str:
+        # What finds the message again when its transaction id is forgotten
+        # (`bot.matrix.sent`); encrypted with the rest in an encrypted room.
+        content[MARKER] = txn_id
         if thread_root:
             content["m.relates_to"] = {
                 "rel_type": "m.thread",

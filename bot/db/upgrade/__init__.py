@@ -33,6 +33,7 @@ from bot.db.upgrade import (  # noqa: F401 - each registers its step, in this or
     v19,
     v20,
     v21,
+    v22,
 )
 from bot.db.upgrade.table import Step, UpgradeTable, run_script, schema_version, upgrades
 
