@@ -124,8 +124,10 @@ class Storage:
 
 
 def damaged_message(path: Path, detail: str) -> str:
+    """One line for the operator (quick_check's findings may span several)."""
+    detail = " ".join(detail.replace("*** in database main ***", "").split())
     return (
-        f"the database {path} is damaged: {detail}; stop here and restore it from a backup "
+        f"the database {path} is damaged: {detail}; restore it from a backup "
         "(README « Sauvegardes »)"
     )
 
