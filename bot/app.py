@@ -42,7 +42,7 @@ from bot.permissions import ModeratorRooms
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import new_scheduler
-from bot.store_lock import StoreBusy, lock_store, tighten_modes
+from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
 from bot.web.assets import dsfr_dist
 from bot.web.server import WebServer
 from bot.web.site import Site
@@ -332,7 +332,7 @@ async def open_storage(stack: AsyncExitStack, config: Config) -> Storage:
     os.umask(0o077)
     try:
         lock = lock_store(config.storage.path)
-    except StoreBusy as exc:
+    except StoreUnavailable as exc:
         raise StartupError(str(exc)) from None
     stack.callback(lock.release)  # last: after everything below is closed
     tighten_modes(config.storage.path)

@@ -31,8 +31,9 @@ LOCK_FILE = "bluehats.lock"
 FILE_MODE, DIR_MODE = 0o600, 0o700
 
 
-class StoreBusy(Exception):
-    """Another process holds the store; the message names the directory and its PID."""
+class StoreUnavailable(Exception):
+    """The store cannot be taken: another process holds it (the message names the
+    directory and that process's PID), or the directory cannot be used at all."""
 
 
 class StoreLock:
@@ -53,22 +54,33 @@ class StoreLock:
 
 
 def lock_store(directory: Path) -> StoreLock:
-    """The directory (created 0700 if missing), locked for this process; `StoreBusy` at once
-    if another process holds it (no wait: a second bot must not start late either)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    # Not inherited by child processes (Python's default, PEP 446): the parser
-    # process, started by 'spawn', never holds the store.
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    """The directory (created 0700 if missing), locked for this process; `StoreUnavailable`
+    at once if another process holds it (no wait: a second bot must not start late either)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        # Not inherited by child processes (Python's default, PEP 446): the parser
+        # process, started by 'spawn', never holds the store.
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot use the storage directory {directory}: {exc.strerror or exc}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise StoreBusy(
+        raise StoreUnavailable(
             f"the storage directory {directory} is in use by another bluehats-bot process "
             f"({f'PID {holder}' if holder else 'PID unknown'}): one store takes one process "
             "(two would send as one device twice); stop that one first, or give this one "
             "another storage.path"
+        ) from None
+    except OSError as exc:  # a filesystem without locks (some network shares)
+        os.close(fd)
+        raise StoreUnavailable(
+            f"cannot lock the storage directory {directory} ({exc.strerror or exc}): put "
+            "storage.path on a filesystem with file locks (a local disk or volume)"
         ) from None
     except BaseException:
         os.close(fd)
@@ -105,7 +117,18 @@ def tighten_modes(directory: Path) -> list[Path]:
         allowed = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE
         mode = stat.S_IMODE(st.st_mode)
         if mode & ~allowed:
-            path.chmod(mode & allowed)
+            try:
+                path.chmod(mode & allowed)
+            except OSError as exc:  # another owner's file (copied as root, say)
+                log.warning(
+                    "storage: %s is mode %04o, readable beyond the bot's user, and cannot "
+                    "be changed (%s): make it %04o",
+                    path,
+                    mode,
+                    exc.strerror or exc,
+                    mode & allowed,
+                )
+                continue
             log.warning(
                 "storage: %s was mode %04o, readable beyond the bot's user: now %04o",
                 path,
