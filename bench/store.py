@@ -12,6 +12,15 @@
    lock, and on the writer's connection without the lock (before: a read
    could see another task's uncommitted rows). Prints read latency (median,
    p90, max) and the commands' total time.
+
+Measured here (2 shared CPUs, load average 5-7, December 2026): quick_check
+90-130 ms on 5.6-11.9 MB databases, nearly all of `Storage.open`'s time. Reads
+with 50 commands in flight and a refresh committing every 100 ms, two rounds:
+own connection median 0.8-1.0 ms (p90 4-9 ms), 2,000 commands in 4.7-6.2 s;
+under the writer's lock median 21-37 ms (p90 45-83 ms), 6.5-10.3 s; the
+former shared connection median 0.8-0.9 ms, 4.8-6.2 s. Reads under the lock
+wait for every write and for the refresh's commit: the own connection costs
+nothing measurable against the shared one.
 """
 
 from __future__ import annotations
