@@ -1,4 +1,4 @@
-"""Command line: `bluehats-bot run|check-config|identity|demo`.
+"""Command line: `bluehats-bot run|check-config|identity|backup|demo`.
 
 Exit codes: 0 stopped normally, 1 runtime failure (login refused, newer
 database…), 2 configuration errors (every one listed, before connecting).
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -24,6 +25,11 @@ from bot.config.base import parse_duration
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _private_files() -> None:
+    """Whatever the command creates (database, crypto store, backup) is the user's alone."""
+    os.umask(0o077)
 
 
 def _setup_logging(verbose: bool, log_format: str = "text", *, file: Path | None = None) -> None:
@@ -105,6 +111,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _private_files()
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -139,6 +146,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
     To replace keys, a homeserver asks for the password (prompted in a terminal
     when none is configured) or, under MAS, for a person to approve at a URL:
     printed at once, then the upload is retried until approved or `--wait` is over."""
+    _private_files()
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -205,6 +213,27 @@ def cmd_identity(args: argparse.Namespace) -> int:
     return EXIT_OK if state.device_signed else EXIT_FAILURE
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the database, made while the bot may run, checked, then
+    described (path, size, schema, rows of the key tables)."""
+    _private_files()
+    cfg = _load_config(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    from bot.db.backup import BackupError, backup
+    from bot.db.storage import DB_FILE
+
+    try:
+        done = backup(cfg.storage.path / DB_FILE, args.dest, force=args.force)
+    except BackupError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"backup: OK {done.path} ({done.size:,} bytes, schema {done.schema})")
+    for table, count in done.rows.items():
+        print(f"  {table + ':':20} {count}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     # What the newcomer reads is the demo's own text; the bot's log lines go
     # to a file, or (--verbose) to the terminal.
@@ -261,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ident.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     ident.set_defaults(func=cmd_identity)
+
+    back = sub.add_parser(
+        "backup",
+        help="a consistent copy of the database, while the bot runs",
+        description="Copy storage.path/bluehats.db to DEST through SQLite's backup API (a "
+        "consistent copy, even while the bot writes), check it and print what it holds. Only "
+        "the database: nio's crypto store and the session are not copied and must never be "
+        "restored (an old crypto store rolls the encryption ratchets back: members' clients "
+        "reject what the bot then sends). A bot restored from this copy starts on an empty "
+        "storage.path and comes back as a new device, signed with the recovery key.",
+    )
+    back.add_argument("--config", type=Path, required=True)
+    back.add_argument("dest", metavar="DEST", type=Path, help="the backup file to write")
+    back.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    back.set_defaults(func=cmd_backup)
 
     demo = sub.add_parser(
         "demo", help="start a local homeserver, a demo room and the bot with a sample agenda"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -24,7 +25,7 @@ from bot.commands import build_registry
 from bot.commands.core import Services
 from bot.config import Config
 from bot.db.database import StorageError
-from bot.db.storage import Storage
+from bot.db.storage import DB_FILE, Storage
 from bot.dispatch import Dispatcher
 from bot.feeds import FeedWatcher
 from bot.gazette.desk import Desk
@@ -41,13 +42,12 @@ from bot.permissions import ModeratorRooms
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import new_scheduler
+from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
 from bot.web.assets import dsfr_dist
 from bot.web.server import WebServer
 from bot.web.site import Site
 
 log = logging.getLogger(__name__)
-
-DB_FILE = "bluehats.db"
 
 
 def utc_now() -> datetime:
@@ -324,9 +324,18 @@ class BotApp:
 
 
 async def open_storage(stack: AsyncExitStack, config: Config) -> Storage:
-    """The database in `storage.path` (a private directory), closed with `stack`."""
-    config.storage.path.mkdir(parents=True, exist_ok=True)
-    config.storage.path.chmod(0o700)
+    """`storage.path` locked for this process (`StartupError` at once if another holds
+    it), its files made private, then the database, checked and upgraded: all closed
+    and released with `stack`. Called before anything else in the directory is opened."""
+    # Every file the process creates from here on is private (nio's crypto
+    # store, SQLite's files, the session); `bluehats-bot` sets it at start too.
+    os.umask(0o077)
+    try:
+        lock = lock_store(config.storage.path)
+    except StoreUnavailable as exc:
+        raise StartupError(str(exc)) from None
+    stack.callback(lock.release)  # last: after everything below is closed
+    tighten_modes(config.storage.path)
     try:
         storage = await Storage.open(config.storage.path / DB_FILE)
     except StorageError as exc:

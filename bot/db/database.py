@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -30,6 +31,12 @@ _PARAMETER = re.compile(r"\$(\d+)")
 
 class StorageError(Exception):
     """The database cannot be used by this version of the bot (the message says why)."""
+
+
+def is_damaged(exc: sqlite3.Error) -> bool:
+    """SQLite says the file is not a database, or a damaged one ("malformed")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,41 +99,66 @@ class Transaction(_Reader):
 
 
 class Database(_Reader):
-    """One connection, in autocommit mode; writes take one lock.
+    """Two connections in autocommit mode, in WAL: one writes (under one lock), one reads.
 
-    One connection: a statement issued while a transaction is open would join
-    it (and be rolled back with it), so every write, single statement or
-    transaction, takes the writer lock. Reads do not wait for it.
+    The writer: a statement issued while a transaction is open would join it
+    (and be rolled back with it), so every write, single statement or
+    transaction, takes the writer lock. The reader: `fetch`, `fetchrow` and
+    `fetchval` on the `Database` go through a second connection, so that a
+    read never sees another task's uncommitted transaction (with one shared
+    connection it did), and never waits for the writer: in WAL a reader sees
+    the last committed state, and a write committed before the read was
+    issued is seen (read-your-writes holds across the two connections). A
+    `Transaction` reads on the writer's connection: it sees its own writes.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        super().__init__(reader)
+        self._writer = writer
+        self._writes = Transaction(writer)  # single statements, under the lock
         self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
+        """The database at `path` (created 0600 if missing), both connections open."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private: SQLite gives its -wal and -shm files the database's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so that a
         # migration and its version bump share one transaction.
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        writer = await aiosqlite.connect(path, isolation_level=None)
         try:
-            conn.row_factory = Row
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            writer.row_factory = Row
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute("PRAGMA foreign_keys=ON")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            await writer.execute("PRAGMA synchronous=NORMAL")
+            # After the writer put the file in WAL mode: readers never block it.
+            reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
-            await conn.close()
+            await writer.close()
             raise
-        return cls(conn)
+        try:
+            reader.row_factory = Row
+            await reader.execute("PRAGMA busy_timeout=5000")
+            await reader.execute("PRAGMA query_only=ON")  # every write goes through the lock
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        return cls(writer, reader)
 
     async def close(self) -> None:
-        await self._conn.close()
+        try:
+            await self._conn.close()
+        finally:
+            # The last connection closed checkpoints the WAL into the file.
+            await self._writer.close()
 
     async def execute(self, query: str, *args: Any) -> Result:
         """One write statement, alone (atomic by itself)."""
         async with self._write:
-            return await self._execute(query, args)
+            return await self._writes.execute(query, *args)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -139,14 +171,14 @@ class Database(_Reader):
         swallows (the bot then never stopped).
         """
         async with self._write:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                yield Transaction(self._conn)
+                yield Transaction(self._writer)
             except BaseException:
-                if self._conn.in_transaction:  # SQLite may have rolled back itself
-                    await asyncio.shield(self._conn.execute("ROLLBACK"))
+                if self._writer.in_transaction:  # SQLite may have rolled back itself
+                    await asyncio.shield(self._writer.execute("ROLLBACK"))
                 raise
-            commit = asyncio.ensure_future(self._conn.execute("COMMIT"))
+            commit = asyncio.ensure_future(self._writer.execute("COMMIT"))
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:

@@ -17,13 +17,17 @@ storage.rooms          rooms the bot is alone in, room upgrades, leaving and fol
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Self
 
 from bot.db import agenda, outbox, posts, undecrypted
 from bot.db.agenda import AgendaStore
-from bot.db.database import Database
+from bot.db.backup import copy_database
+from bot.db.database import Database, StorageError, is_damaged
 from bot.db.feeds import FeedEntries
 from bot.db.gazette import GazetteStore
 from bot.db.inbox import INBOX_RETENTION_S, Inbox
@@ -37,6 +41,11 @@ from bot.db.rooms import RoomRecords
 from bot.db.subscriptions import Subscriptions
 from bot.db.undecrypted import UndecryptedEvents
 from bot.db.upgrade import UpgradeTable, schema_version, upgrades
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "bluehats.db"  # in storage.path
+BEFORE = ".before-v"  # bluehats.db.before-v22: the copy taken before migration 22
 
 
 class Storage:
@@ -58,10 +67,29 @@ class Storage:
 
     @classmethod
     async def open(cls, path: Path, migrations: UpgradeTable = upgrades) -> Self:
-        """The database at `path`, created or upgraded; `StorageError` if too new."""
-        db = await Database.open(path)
+        """The database at `path`, checked, then created or upgraded (after a copy of it);
+        `StorageError` if too new or damaged."""
         try:
+            db = await Database.open(path)
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise _damaged(path, exc) from None
+            raise
+        try:
+            # Before anything reads the data: a damaged file stops the start here,
+            # not hours later in a job ("database disk image is malformed").
+            found = [row[0] for row in await db.fetch("PRAGMA quick_check(5)")]
+            if found != ["ok"]:
+                raise StorageError(damaged_message(path, "; ".join(found)))
+            current = await schema_version(db)
+            if 0 < current < migrations.latest:
+                await _copy_before_upgrade(path, current)
             await migrations.upgrade(db)
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            if is_damaged(exc):
+                raise _damaged(path, exc) from None
+            raise
         except BaseException:
             await db.close()
             raise
@@ -93,3 +121,30 @@ class Storage:
             }
         result["inbox"] = await self.inbox.prune(at)
         return {table: n for table, n in result.items() if n}
+
+
+def damaged_message(path: Path, detail: str) -> str:
+    """One line for the operator (quick_check's findings may span several)."""
+    detail = " ".join(detail.replace("*** in database main ***", "").split())
+    return (
+        f"the database {path} is damaged: {detail}; restore it from a backup "
+        "(README « Sauvegardes »)"
+    )
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
+    return StorageError(damaged_message(path, str(exc)))
+
+
+async def _copy_before_upgrade(path: Path, version: int) -> None:
+    """`bluehats.db.before-vNN` beside the database: the database as it was before
+    migration NN (the first about to run) changed it; older such copies are deleted."""
+    copy = path.with_name(f"{path.name}{BEFORE}{version + 1:02d}")
+    partial = copy.with_name(copy.name + ".partial")
+    partial.unlink(missing_ok=True)  # left by a start killed while copying
+    await asyncio.to_thread(copy_database, path, partial)
+    partial.replace(copy)
+    for older in path.parent.glob(f"{path.name}{BEFORE}*"):
+        if older != copy:
+            older.unlink(missing_ok=True)
+    log.info("storage: copied the database (schema %d) to %s before upgrading it", version, copy)
