@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlparse
@@ -9,6 +10,17 @@ from urllib.parse import urlparse
 from pydantic import field_validator
 
 from bot.config.base import Duration, _host_port, _Model, _split_host_port
+
+
+def is_loopback(host: str | None) -> bool:
+    """`localhost` (RFC 6761: names under it too), 127.0.0.0/8 or ::1: this machine only."""
+    host = (host or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class WebConfig(_Model):
@@ -49,3 +61,13 @@ class WebConfig(_Model):
     @property
     def http_host_port(self) -> tuple[str, int] | None:
         return _split_host_port(self.http)
+
+    @property
+    def in_clear(self) -> bool:
+        """`public_url` is plain http to another machine: what people fetch there,
+        the secret addresses of personal calendars included, crosses the network
+        unencrypted."""
+        if self.public_url is None:
+            return False
+        url = urlparse(self.public_url)
+        return url.scheme == "http" and not is_loopback(url.hostname)
