@@ -28,7 +28,9 @@ class WebConfig(_Model):
     # when unset. Put a TLS reverse proxy in front of it.
     http: str | None = None
     # The address people see (https://agenda.example.gouv.fr): links in the
-    # bot's answers, in pages and calendars. Links are left out when unset.
+    # bot's answers, in pages and calendars. Unset: no link in the answers, and
+    # the pages link relatively (never to the Host a request claims), without
+    # webcal:// links. Plain http to another machine is warned about at start.
     public_url: str | None = None
     # "simple" (default), or "dsfr": the State design system, whose brand and
     # Marianne font are reserved for State services.
