@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from bot import __version__, config
 from bot.config.base import parse_duration
@@ -32,12 +32,12 @@ def _private_files() -> None:
     os.umask(0o077)
 
 
-def _setup_logging(verbose: bool, log_format: str = "text", *, file: Path | None = None) -> None:
-    """One line per event on stderr (or appended to `file`): text, or one JSON
+def _setup_logging(
+    verbose: bool, log_format: str = "text", *, stream: TextIO | None = None
+) -> None:
+    """One line per event on stderr (or written to `stream`): text, or one JSON
     object (`ops.log_format: json`)."""
-    handler: logging.Handler = (
-        logging.StreamHandler(sys.stderr) if file is None else logging.FileHandler(file, "w")
-    )
+    handler: logging.Handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
@@ -237,15 +237,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     # What the newcomer reads is the demo's own text; the bot's log lines go
     # to a file, or (--verbose) to the terminal.
-    log_file = None if args.verbose else demo_log_file()
-    _setup_logging(args.verbose, file=log_file)
+    log_file, stream = (None, None) if args.verbose else demo_log_file()
+    _setup_logging(args.verbose, stream=stream)
     from bot.demo import run_demo
 
     return run_demo(once=args.once, log_file=log_file)
 
 
-def demo_log_file() -> Path:
-    return Path(tempfile.gettempdir()) / f"bluehats-demo-{getpass.getuser()}.log"
+def demo_log_file() -> tuple[Path, TextIO]:
+    """A new file for the demo's log lines in the shared temp directory, and the
+    stream that writes it.
+
+    Its name is unpredictable and `mkstemp` creates it (O_CREAT | O_EXCL, mode
+    0600): never a file or a symlink someone planted at a name known in advance
+    (the old `bluehats-demo-<user>.log`, opened for writing, followed one). It is
+    written through the descriptor that created it, never reopened by name."""
+    fd, name = tempfile.mkstemp(prefix="bluehats-demo-", suffix=".log")
+    return Path(name), os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _duration(text: str) -> timedelta:

@@ -33,6 +33,7 @@ from bot.broadcast_key import MovedKey, parse
 from bot.chat import ChatClient, MembersChanged, RoomLeft, RoomUpgraded
 from bot.db.rooms import UPGRADE_PENDING, Upgrade
 from bot.db.storage import Storage
+from bot.logsafe import printable
 from bot.ops import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class RoomLifecycle:
             detail = "left" if left.by == self._chat.user_id else f"left ({left.by})"
         else:
             detail = f"{left.how} by {left.by}"
-        if left.reason:
+        if left.reason:  # kept as typed in the audit trail; escaped in the log
             detail += f": {left.reason[:200]}"
         # The bot's own leaves (an invite declined, a room left on purpose)
         # are logged where decided: here only if they ended something.
@@ -103,13 +104,13 @@ class RoomLifecycle:
                 "%s: %s; subscriptions ended: %s; %d post(s) abandoned; %d direct room(s) "
                 "forgotten",
                 room_id,
-                detail,
+                printable(detail),
                 ", ".join(ended.kinds) or "none",
                 ended.abandoned,
                 len(ended.direct_users),
             )
         elif not quiet:
-            log.info("%s: %s", room_id, detail)
+            log.info("%s: %s", room_id, printable(detail))
 
     # -- members ----------------------------------------------------------------------
 
@@ -221,7 +222,7 @@ class RoomLifecycle:
                 "%s was upgraded to %s, which the bot cannot join yet: what belongs to the "
                 "old room moves there once the bot is invited",
                 old,
-                new,
+                printable(new),
             )
             return
         if not await self._successor(upgrade, was_in=was_in):
@@ -235,7 +236,7 @@ class RoomLifecycle:
             "%s upgraded to %s by %s: subscriptions moved: %s; %d post(s) re-queued, %d "
             "abandoned; %d direct room(s) moved",
             old,
-            new,
+            printable(new),
             upgrade.sender,
             ", ".join(moved.kinds) or "none",
             moved.posts,
@@ -260,7 +261,7 @@ class RoomLifecycle:
                 "%s was upgraded to %s: the new room's m.room.create cannot be read; nothing "
                 "moved yet, tried again at the next join or start",
                 old,
-                new,
+                printable(new),
             )
             return False
         if named == old:
@@ -271,9 +272,9 @@ class RoomLifecycle:
             "%s was upgraded to %s by %s: not followed, the new room names %s as its "
             "predecessor; nothing moved, %s",
             old,
-            new,
+            printable(new),
             upgrade.sender,
-            named or "no room",
+            printable(named) if named else "no room",
             "the bot stays in both" if stay else "the bot leaves the new room",
         )
         if not stay:

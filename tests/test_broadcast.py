@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.chat import SendError
+from bot.chat import IncomingMessage, SendError
 from bot.render import Message
 from tests.fakes import ROOMS, START, World, grist, make_config
 
@@ -197,8 +197,17 @@ async def test_personal_reminder_by_direct_message(world: World) -> None:
     assert "n'a l'identifiant « zzzzzz »" in await world.say("!rappelle-moi zzzzzz", sender=member)
     ((user, dm),) = world.chat.direct_rooms  # one direct room, opened once
     assert user == member
-    mine = await world.say("!mes-rappels", sender=member)
-    assert f"• mardi 24 novembre à 14h00 — Webinaire Grist [{sid}]" in mine
+    # Which sessions one follows is one's own: listed in the direct room only.
+    world.chat.sent.clear()
+    await world.dispatcher.accept(IncomingMessage(ROOMS[0], "$mine", member, "!mes-rappels"))
+    await world.dispatcher.drain()
+    where = {s.room_id: s.message.body for s in world.chat.sent if isinstance(s.message, Message)}
+    assert where == {
+        dm: where[dm],
+        ROOMS[0]: "🔒 Je vous ai répondu en message privé.",
+    }
+    assert f"• mardi 24 novembre à 14h00 — Webinaire Grist [{sid}]" in where[dm]
+    world.chat.sent.clear()
     assert f"Webinaire Grist [{sid}]" in await world.say("!mes-donnees", sender=member)
 
     broadcaster = world.broadcaster()

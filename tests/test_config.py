@@ -75,6 +75,34 @@ def test_check_config_warns_when_nobody_may_change_shared_data(tmp_path: Path) -
     assert "moderator_rooms.1" not in result.stderr and "moderator_rooms.2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("public_url", "warned"),
+    [
+        ("http://agenda.example.gouv.fr", True),
+        ("http://10.0.0.5:8080", True),
+        ("https://agenda.example.gouv.fr", False),
+        # This machine only: nothing crosses the network.
+        ("http://127.0.0.1:8080", False),
+        ("http://localhost:8080", False),
+        ("http://[::1]:8080", False),
+    ],
+)
+def test_a_plain_http_public_url_is_warned_about(public_url: str, warned: bool) -> None:
+    cfg = configuration.from_dict(
+        {
+            "matrix": {"homeserver": "https://hs", "user_id": "@bot:hs", "password": "x"},
+            "bot": {"moderators": ["@mod:hs"]},
+            "web": {"http": "127.0.0.1:8080", "public_url": public_url},
+        },
+        env={},
+    )
+    found = dict(configuration.warnings(cfg))
+    assert ("web.public_url" in found) == warned
+    if warned:
+        assert found["web.public_url"].startswith(f"{public_url} is plain http")
+        assert "secret addresses of personal calendars" in found["web.public_url"]
+
+
 def test_broken_config_lists_every_problem_with_its_key(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(

@@ -1,12 +1,17 @@
-"""`bluehats-bot demo`: what a newcomer runs first, through the installed entry point."""
+"""`bluehats-bot demo`: what a newcomer runs first, through the installed entry point;
+and where its log goes."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -14,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from bot.__main__ import demo_log_file
 
 
+@pytest.mark.e2e
 def test_demo_answers_agenda_then_stops_everything_on_ctrl_c() -> None:
     # The console script installed beside this interpreter (the venv's bin/).
     beside = Path(sys.executable).parent / "bluehats-bot"
@@ -51,3 +57,29 @@ def test_demo_answers_agenda_then_stops_everything_on_ctrl_c() -> None:
     assert "ready: @bluehats:" in Path(log_file[1]).read_text()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url[1]}/_matrix/client/versions", timeout=5)
+
+
+def test_the_demo_log_follows_no_symlink_planted_in_the_temp_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user of the machine plants a symlink at the name the demo's log had
+    (`bluehats-demo-<user>.log`): the demo writes a new file of its own, 0600."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the shared temp directory
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    planted = tmp_path / f"bluehats-demo-{getpass.getuser()}.log"
+    planted.symlink_to(victim)
+
+    path, stream = demo_log_file()
+    with stream:
+        stream.write("ready: @bluehats:localhost\n")
+    assert victim.read_text() == "precious\n"
+    assert path.parent == tmp_path and path != planted and not path.is_symlink()
+    assert path.read_text() == "ready: @bluehats:localhost\n"
+    mode = path.lstat()
+    assert stat.S_ISREG(mode.st_mode) and stat.S_IMODE(mode.st_mode) == 0o600
+    assert mode.st_uid == os.getuid()
+    # A second demo gets a file of its own.
+    again, stream = demo_log_file()
+    stream.close()
+    assert again != path

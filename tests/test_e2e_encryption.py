@@ -77,10 +77,11 @@ async def test_bell_reminder_in_an_encrypted_direct_room_and_taken_back(
         # She takes her 🔔 back: the reminder is cancelled, and she is told in private.
         await alice.client.room_redact(room, bell)
         await eventually(lambda: from_bot("✅ Rappel annulé pour la séance") is not None)
+        # Her reminders are hers: listed in the direct room, the room only told so.
         asked = await alice.say(room, "!mes-rappels")
-        assert body(await alice.reply_to(room, asked, bot_id)).startswith(
-            "Vous n'avez aucun rappel"
-        )
+        said = await alice.reply_to(room, asked, bot_id)
+        assert body(said) == "🔒 Je vous ai répondu en message privé."
+        await eventually(lambda: from_bot("Vous n'avez aucun rappel") is not None)
 
 
 def withhold_room_key(user: Any, room: str) -> Any:

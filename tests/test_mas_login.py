@@ -47,6 +47,71 @@ def test_user_id_on_the_directory_server_name() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("answer", "homeserver", "used"),
+    [
+        ("agent.dinum.tchap.gouv.fr", None, True),
+        ("agent.externe.tchap.gouv.fr:443", None, True),
+        ("tchap.gouv.fr", None, True),
+        ("evil.example", None, False),
+        ("agent.tchap.gouv.fr.evil.example", None, False),
+        ("eviltchap.gouv.fr", None, False),
+        # Not a server name: nothing of it may reach a URL.
+        ("evil.example/agent.tchap.gouv.fr", None, False),
+        ("evil.example@agent.tchap.gouv.fr", None, False),
+        ("evil.example#.tchap.gouv.fr", None, False),
+        # The configured homeserver's own host; the directory stand-in's (loopback).
+        ("matrix.example.org", "https://matrix.example.org", True),
+        ("other.example.org", "https://matrix.example.org", False),
+        ("localhost:8448", None, True),
+        ("[::1]:8448", None, True),
+    ],
+)
+async def test_the_directory_may_only_name_a_tchap_homeserver(
+    answer: str, homeserver: str | None, used: bool
+) -> None:
+    email = "agent@numerique.gouv.fr"
+    routes = {tchap.DIRECTORY_PATH: json_route({"hs": answer})}
+    async with loopback_http(routes) as directory:
+        if used:
+            assert await tchap.server_name(directory, email, homeserver) == answer
+            return
+        with pytest.raises(tchap.DirectoryError) as refused:
+            await tchap.server_name(directory, email, homeserver)
+    assert str(refused.value).startswith(
+        f"{directory} names {answer} as the homeserver of {email}, which is not a Tchap "
+        "homeserver (neither tchap.gouv.fr nor under it"
+    )
+
+
+async def test_an_e_mail_login_stops_when_the_directory_names_another_host(
+    tmp_path: Path,
+) -> None:
+    routes = {tchap.DIRECTORY_PATH: json_route({"hs": "matrix.evil.example"})}
+    async with loopback_http(routes) as directory:
+        cfg = configuration.from_dict(
+            {
+                "matrix": {
+                    "user_id": "bluehats@numerique.gouv.fr",
+                    "password": "pw",
+                    "identity_server": directory,
+                },
+                "storage": {"path": str(tmp_path)},
+            },
+            env={},
+        )
+
+        async def on_error(resp: Any) -> None:
+            pass
+
+        session = Session(cfg.matrix, tmp_path, on_error=on_error)
+        try:
+            with pytest.raises(LoginFailed, match=r"names matrix\.evil\.example as the homeserver"):
+                await session.connect()
+        finally:
+            await session.close()
+
+
 def json_route(document: Any, status: int = 200) -> Any:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response(document, status=status)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import icalendar
 import pytest
 
+from bot.agenda.export import to_ics
 from bot.agenda.programme import ProgrammeError, parse_programme
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -59,6 +62,27 @@ events:
     assert sessions[0].start == datetime(2027, 3, 28, 8, 0, tzinfo=UTC)  # UTC+2 already
     assert sessions[1].start == datetime(2027, 3, 20, 13, 0, tzinfo=UTC)  # EDT, UTC-4
     assert sessions[1].end == datetime(2027, 3, 20, 14, 30, tzinfo=UTC)
+
+
+def test_line_breaks_of_a_description_reach_the_calendar_as_line_feeds() -> None:
+    """A lone CR (or CRLF, or U+2028) typed in a description: one line break each
+    in the session and in the .ics, never a bare CR inside a content line."""
+    (session,) = parse(
+        r"""
+events:
+  - title: Journée
+    dates: 2027-03-20
+    sessions:
+      - time: 10h-11h
+        title: Atelier
+        description: "Un\rdeux\r\ntrois\u2028quatre\r\rcinq"
+"""
+    )
+    assert session.description == "Un\ndeux\ntrois\nquatre\n\ncinq"
+    data = to_ics([session], tz=PARIS, now=EVER[0])
+    assert re.search(rb"\r(?!\n)", data) is None
+    (event,) = icalendar.Calendar.from_ical(data).walk("VEVENT")
+    assert str(event["DESCRIPTION"]).startswith("Un\ndeux\ntrois\nquatre\n\ncinq\n\n")
 
 
 def test_window_and_cancelled_flag() -> None:

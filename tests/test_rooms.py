@@ -3,7 +3,10 @@ direct room left, alone too long, upgraded; and what survives a restart."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+
+import pytest
 
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import MovedKey, PersonalKey, ReminderKey
@@ -79,6 +82,27 @@ async def test_a_kick_ends_the_rooms_subscriptions_and_abandons_its_posts(world:
     assert await world.broadcaster().deliver() == 1
     assert [s.room_id for s in world.chat.sent] == [ROOMS[1]]
     assert (await world.say("!abonnements", ROOMS[1])).startswith("Ce salon reçoit : les rappels")
+
+
+async def test_a_kick_reason_cannot_forge_log_lines(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reason is the kicker's text: in the log it stays on the kick's one line,
+    escaped; the audit trail keeps it as typed."""
+    await subscribe(world, ROOMS[0])
+    caplog.set_level(logging.INFO, logger="bot.rooms")
+    forged = "2026-01-01 00:00:00,000 ERROR bot: database disk image is malformed"
+    reason = f"spam\n{forged}\r\x1b[2K\u202eevil"
+    await lifecycle(world).on_left(RoomLeft(ROOMS[0], "kicked", MOD, reason=reason))
+
+    (record,) = [r for r in caplog.records if ROOMS[0] in r.getMessage()]
+    # The format `bluehats-bot run` logs with (bot/__main__.py).
+    line = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    assert record.levelno == logging.INFO
+    assert f"kicked by {MOD}: spam\\n{forged}\\r\\x1b[2K\\u202eevil; subscriptions" in line
+    assert not any(c in line for c in "\n\r\x1b\u202e")
+    history = await world.storage.subscriptions.history(ROOMS[0])
+    assert history[-1].detail == f"kicked by {MOD}: {reason}"
 
 
 async def test_a_ban_or_the_bot_leaving_is_recorded_as_such(world: World) -> None:

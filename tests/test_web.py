@@ -28,7 +28,7 @@ from bot.config import WebConfig
 from bot.db.storage import Storage
 from bot.render import Renderer
 from bot.web.server import make_app
-from bot.web.site import Site
+from bot.web.site import SITE, Site
 from tests.fakes import FakeClock, World, grist, make_config
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -133,10 +133,9 @@ async def test_page_filters_like_the_command(web: Web) -> None:
     # A period word in q filters by period, as after !agenda.
     _, _, html = await web.get("/?q=demain")
     assert len(ids(html)) == 2
-    # The subscribe links carry the same filter.
+    # The calendar link carries the same filter (relative: no web.public_url here).
     _, _, html = await web.get("/?periode=semaine&q=grist")
-    assert 'href="webcal://' in html
-    assert "/agenda.ics?periode=semaine&amp;q=grist" in html
+    assert 'href="/agenda.ics?periode=semaine&amp;q=grist"' in html
 
 
 async def test_bad_input_gets_french_pages(web: Web) -> None:
@@ -159,7 +158,7 @@ async def test_session_page_and_its_calendar(web: Web) -> None:
     assert "Ana Lopez" in html and "En ligne" in html
     assert 'href="https://webinaire.numerique.gouv.fr/superset"' in html
     assert "<p>Deuxième paragraphe.</p>" in html
-    assert f'href="http://127.0.0.1:{web.client.port}/seance/{superset.sid}.ics"' in html
+    assert f'href="/seance/{superset.sid}.ics"' in html
     assert "Ajouter à mon agenda" in html
     cal = await web.calendar(f"/seance/{superset.sid}.ics")
     (event,) = cal.walk("VEVENT")
@@ -195,14 +194,11 @@ async def test_feed_is_a_stable_subscribable_calendar(web: Web) -> None:
     assert list(events(cal)) == ["Atelier Grist"]
 
 
-async def test_a_moved_session_keeps_its_uid_and_a_cancelled_one_is_struck_then_goes(
-    web: Web,
-) -> None:
-    before = events(await web.calendar())
+async def move_grist(web: Web) -> tuple[Session, Session]:
+    """The source moves Grist by an hour (a new id) and drops the café: (before, after)."""
     grist = web.agenda.next(NOW, ["grist"])
     cafe = web.agenda.next(NOW, ["cafe"])
     assert grist is not None and cafe is not None
-    # The source moves Grist by an hour (a new id) and drops the café.
     moved = replace(
         grist, start=grist.start + timedelta(hours=1), end=grist.end + timedelta(hours=1), sid=""
     )
@@ -213,6 +209,14 @@ async def test_a_moved_session_keeps_its_uid_and_a_cancelled_one_is_struck_then_
     web.agenda = Agenda(
         [moved if s.sid == grist.sid else s for s in programme() if s.sid != cafe.sid]
     )
+    return grist, moved
+
+
+async def test_a_moved_session_keeps_its_uid_and_a_cancelled_one_is_struck_then_goes(
+    web: Web,
+) -> None:
+    before = events(await web.calendar())
+    grist, moved = await move_grist(web)
     after = events(await web.calendar())
     old, new = before["Atelier Grist"], after["Atelier Grist"]
     assert new["UID"] == old["UID"]
@@ -231,6 +235,38 @@ async def test_a_moved_session_keeps_its_uid_and_a_cancelled_one_is_struck_then_
     assert "<del>Café des Écoles</del>" in html
     web.clock.value = NOW + timedelta(days=7, minutes=6)
     assert "Café des Écoles" not in events(await web.calendar())
+
+
+async def test_a_forged_host_header_reaches_no_link_nor_redirect(web: Web) -> None:
+    """Anyone can send any Host: links and redirects never take it. Without
+    web.public_url they are relative (and no webcal:// link, which would need an
+    absolute address); with it, they all start with it."""
+    forged = {"Host": "evil.example"}
+    grist, moved = await move_grist(web)
+    _, _, page = await web.get("/?q=superset", **forged)
+    (sid,) = ids(page)
+    _, _, session = await web.get(f"/seance/{sid}", **forged)
+    status, headers, _ = await web.get(f"/seance/{grist.sid}", **forged)
+    assert status == 301 and headers["Location"] == f"/seance/{moved.sid}"
+    for html in page, session:
+        assert "evil.example" not in html and "webcal:" not in html
+    assert 'href="/agenda.ics?q=superset"' in page
+    assert f'href="/seance/{sid}.ics"' in session
+
+    # The same site restarted with web.public_url.
+    site = web.client.server.app[SITE]
+    site.config = WebConfig(public_url="https://agenda.example.gouv.fr")
+    site.cache.clear()
+    _, _, page = await web.get("/?q=superset", **forged)
+    _, _, session = await web.get(f"/seance/{sid}", **forged)
+    status, headers, _ = await web.get(f"/seance/{grist.sid}", **forged)
+    assert status == 301
+    assert headers["Location"] == f"https://agenda.example.gouv.fr/seance/{moved.sid}"
+    for html in page, session:
+        assert "evil.example" not in html
+        assert 'href="webcal://agenda.example.gouv.fr/agenda.ics' in html
+    assert 'href="https://agenda.example.gouv.fr/agenda.ics?q=superset"' in page
+    assert f'href="https://agenda.example.gouv.fr/seance/{sid}.ics"' in session
 
 
 async def test_answers_link_the_same_agenda_on_the_web(world: World) -> None:

@@ -69,6 +69,14 @@ def _text(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+def _lines(value: Any) -> Any:
+    """Multi-line text with LF line breaks only: a CRLF or a lone CR (a double-quoted
+    "\\r" in YAML), U+2028 and the like would otherwise reach the calendars (the
+    icalendar releases pyproject allows before collective/icalendar PR 1462, June
+    2026, write a lone CR as is), the pages and the messages."""
+    return "\n".join(value.splitlines()) if isinstance(value, str) else value
+
+
 def _link(value: Any) -> str:
     text = _text(value)
     if text and urlparse(text).scheme not in ("http", "https"):
@@ -90,6 +98,7 @@ def _dates(value: Any) -> list[date]:
 
 
 Text = Annotated[str, BeforeValidator(_text)]
+Lines = Annotated[str, BeforeValidator(_lines)]
 Link = Annotated[str, BeforeValidator(_link)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 Clock = Annotated[time, BeforeValidator(parse_time)]
@@ -109,7 +118,7 @@ class SessionEntry(_Model):
     room: Text = ""
     link: Link = ""
     tags: Names = ()
-    description: str = ""
+    description: Lines = ""
     id: Text = ""
     cancelled: bool = False
 

@@ -78,8 +78,16 @@ async def remind_me_command(ctx: Context) -> Message:
     )
 
 
-@command("mes-rappels", "my-reminders", "mesrappels", about=N_("your personal reminders"))
+@command(
+    "mes-rappels",
+    "my-reminders",
+    "mesrappels",
+    about=N_("your personal reminders (answered in private)"),
+    private=True,
+)
 async def my_reminders_command(ctx: Context) -> Message:
+    """Which sessions a person follows is theirs, as with `!mes-donnees`: answered
+    in their direct room, the room told only where to look."""
     items = await ctx.storage.personal.reminders(ctx.msg.sender)
     return ctx.render(
         "personal_list",

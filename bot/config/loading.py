@@ -107,6 +107,15 @@ def warnings(config: Config) -> list[tuple[str, str]]:
                 f"account's password, preferably in {ENV_PASSWORD}",
             )
         )
+    if config.web.in_clear:
+        found.append(
+            (
+                "web.public_url",
+                f"{config.web.public_url} is plain http: the secret addresses of personal "
+                "calendars (!mon-agenda) would cross the network in clear; give the https:// "
+                "address of the TLS proxy in front of web.http",
+            )
+        )
     if not config.bot.moderators and not config.bot.moderator_rooms:
         found.append(
             (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlparse
@@ -11,12 +12,25 @@ from pydantic import field_validator
 from bot.config.base import Duration, _host_port, _Model, _split_host_port
 
 
+def is_loopback(host: str | None) -> bool:
+    """`localhost` (RFC 6761: names under it too), 127.0.0.0/8 or ::1: this machine only."""
+    host = (host or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class WebConfig(_Model):
     # `host:port` where the public agenda (pages and calendars) is served; off
     # when unset. Put a TLS reverse proxy in front of it.
     http: str | None = None
     # The address people see (https://agenda.example.gouv.fr): links in the
-    # bot's answers, in pages and calendars. Links are left out when unset.
+    # bot's answers, in pages and calendars. Unset: no link in the answers, and
+    # the pages link relatively (never to the Host a request claims), without
+    # webcal:// links. Plain http to another machine is warned about at start.
     public_url: str | None = None
     # "simple" (default), or "dsfr": the State design system, whose brand and
     # Marianne font are reserved for State services.
@@ -49,3 +63,13 @@ class WebConfig(_Model):
     @property
     def http_host_port(self) -> tuple[str, int] | None:
         return _split_host_port(self.http)
+
+    @property
+    def in_clear(self) -> bool:
+        """`public_url` is plain http to another machine: what people fetch there,
+        the secret addresses of personal calendars included, crosses the network
+        unencrypted."""
+        if self.public_url is None:
+            return False
+        url = urlparse(self.public_url)
+        return url.scheme == "http" and not is_loopback(url.hostname)

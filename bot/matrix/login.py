@@ -289,7 +289,9 @@ class Session:
 
     async def _directory(self, email: str) -> str:
         """The server name of an e-mail account, as Tchap's directory tells it."""
-        self._server_name = await tchap.server_name(self._config.identity_server, email)
+        self._server_name = await tchap.server_name(
+            self._config.identity_server, email, self._config.homeserver
+        )
         return self._server_name
 
     async def _discover(self, email: str) -> str:

@@ -26,6 +26,7 @@ from nio.api import Api
 
 from bot import permissions
 from bot.chat import MembersChanged, RoomLeft, RoomUpgraded
+from bot.logsafe import printable
 from bot.matrix.authority import RoomAuthority
 from bot.matrix.events import Handlers
 from bot.matrix.login import Session
@@ -131,7 +132,7 @@ class RoomLifecycleEvents:
                 log.info(
                     "%s was upgraded to %s by %s: not followed (server not allowed)",
                     room_id,
-                    new_room,
+                    printable(new_room),
                     sender,
                 )
             elif not await self._authority.may_send_state(room_id, sender, TOMBSTONE):
@@ -139,7 +140,7 @@ class RoomLifecycleEvents:
                     "%s was upgraded to %s by %s: not followed (their power level there is "
                     "below what %s needs)",
                     room_id,
-                    new_room,
+                    printable(new_room),
                     sender,
                     TOMBSTONE,
                 )

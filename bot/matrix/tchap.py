@@ -3,10 +3,15 @@ address's homeserver, and the Matrix ID Tchap gives an address."""
 
 from __future__ import annotations
 
+import re
 import string
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import ClientError
+
+from bot.config.web import is_loopback
+from bot.logsafe import printable
 
 # What Tchap keeps of an address in a localpart. Both places that create
 # accounts apply the same rule: tchapgouv/synapse-sso-proconnect
@@ -16,6 +21,15 @@ from aiohttp import ClientError
 LOCALPART_CHARACTERS = frozenset("_-./=" + string.ascii_lowercase + string.digits)
 
 DIRECTORY_PATH = "/_matrix/identity/api/v1/info"
+
+# Every Tchap homeserver is named under this domain (agent.dinum.tchap.gouv.fr,
+# agent.externe.tchap.gouv.fr…), and the directory answers one of those names:
+# Tchap's web client then talks to "https://matrix." + the answer
+# (tchapgouv/tchap-web-v4, src/tchap/util/TchapUtils.ts, fetchHomeserverForEmail).
+TCHAP_DOMAIN = "tchap.gouv.fr"
+# A server name (spec, appendices, "Server Name"): a DNS name, an IPv4 address or
+# a bracketed IPv6 one, and an optional port. Nothing else may reach a URL.
+_SERVER_NAME = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 
 
 class DirectoryError(Exception):
@@ -36,9 +50,28 @@ def user_id(email: str, server_name: str) -> str:
     return f"@{localpart(email)}:{server_name}"
 
 
-async def server_name(identity_server: str, email: str) -> str:
+def _host(url: str | None) -> str:
+    return (urlsplit(url).hostname or "") if url else ""
+
+
+def trusted(host: str, *, identity_server: str, homeserver: str | None = None) -> bool:
+    """Whether the directory may send the bot (its password, its token) to `host`:
+    a Tchap homeserver (`tchap.gouv.fr` or under it), or the host of the configured
+    homeserver or directory itself (loopback names being one host: a local
+    stand-in of the directory, in tests or a demo)."""
+    host = host.lower().rstrip(".")
+    if host == TCHAP_DOMAIN or host.endswith(f".{TCHAP_DOMAIN}"):
+        return True
+    for configured in (_host(homeserver), _host(identity_server)):
+        if host == configured or (is_loopback(host) and is_loopback(configured)):
+            return True
+    return False
+
+
+async def server_name(identity_server: str, email: str, homeserver: str | None = None) -> str:
     """The server name of the address's homeserver, as Tchap's directory answers it
-    (`{"hs": "agent.dinum.tchap.gouv.fr"}`)."""
+    (`{"hs": "agent.dinum.tchap.gouv.fr"}`); `DirectoryError` for an answer that is
+    not a server name, or names a server that is not Tchap's (see `trusted`)."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
@@ -57,6 +90,17 @@ async def server_name(identity_server: str, email: str) -> str:
             f"cannot ask {identity_server} for the e-mail's server: {exc!r}"
         ) from None
     hs = data.get("hs") if isinstance(data, dict) else None
-    if not isinstance(hs, str) or not hs or "/" in hs:
+    if not isinstance(hs, str) or not hs:
         raise DirectoryError(f"{identity_server} knows no homeserver for {email}")
+    found = _SERVER_NAME.fullmatch(hs)
+    if found is None or not trusted(
+        found["host"].strip("[]"), identity_server=identity_server, homeserver=homeserver
+    ):
+        raise DirectoryError(
+            f"{identity_server} names {printable(hs, 100)} as the homeserver of {email}, "
+            f"which is not a Tchap homeserver (neither {TCHAP_DOMAIN} nor under it, nor the "
+            "host of matrix.homeserver or matrix.identity_server): not used; check "
+            "matrix.identity_server, or give matrix.homeserver and matrix.user_id as a "
+            "Matrix ID"
+        )
     return hs

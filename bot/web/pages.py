@@ -27,8 +27,8 @@ async def agenda_page(request: web.Request) -> web.StreamResponse:
         return site.error(request, 400, "bad_period")
     published = await site.published()
     now = site.now()
-    base = site.base_url(request)
-    key = ("page", published.generation, int(now.timestamp()) // 60, query, base)
+    base = site.base_url
+    key = ("page", published.generation, int(now.timestamp()) // 60, query)
 
     async def build() -> Rendered:
         renderer = site.renderer
@@ -50,7 +50,7 @@ async def agenda_page(request: web.Request) -> web.StreamResponse:
             more=max(0, len(sessions) - PAGE_LIMIT),
             today=renderer.local(now).date(),
             feed=feed,
-            webcal=links.webcal(feed),
+            webcal=links.webcal(feed) if base else "",
             periods=[("", None), *((w, w) for w in ("aujourdhui", "demain", "semaine"))],
         )
         return Rendered(html.encode(), HTML, published.last_modified)
@@ -69,11 +69,12 @@ async def session_page(request: web.Request) -> web.StreamResponse:
     if entry is None:
         moved = published.moved_to(sid)
         if moved is not None and agenda.get(moved) is not None:
-            raise web.HTTPMovedPermanently(links.session_url(site.base_url(request), moved))
+            # Relative without web.public_url (RFC 9110 §10.2.2 allows it).
+            raise web.HTTPMovedPermanently(links.session_url(site.base_url, moved))
         return site.error(request, 404, "session_not_found")
     now = site.now()
-    base = site.base_url(request)
-    key = ("seance", published.generation, int(now.timestamp()) // 60, sid, base)
+    base = site.base_url
+    key = ("seance", published.generation, int(now.timestamp()) // 60, sid)
 
     async def build() -> Rendered:
         renderer = site.renderer
@@ -90,7 +91,7 @@ async def session_page(request: web.Request) -> web.StreamResponse:
             today=renderer.local(now).date(),
             ics=links.session_ics_url(base, sid),
             feed=feed,
-            webcal=links.webcal(feed),
+            webcal=links.webcal(feed) if base else "",
         )
         return Rendered(html.encode(), HTML, entry.stamp)
 

@@ -43,11 +43,20 @@ class Site:
             self.writer.new_generation()
         return published
 
-    def base_url(self, request: web.Request) -> str:
-        """Absolute links: `web.public_url`, else the address the request came to."""
-        if self.config.public_url:
-            return self.config.public_url
-        return f"{request.scheme}://{request.host}"
+    @property
+    def base_url(self) -> str:
+        """What links start with: `web.public_url`, else nothing (links relative to
+        the site's root).
+
+        Never the request's Host header: anyone can send any Host, and a page or
+        a redirect built from it would point people to another site (and be
+        cached for everyone). Nor the `web.http` bind address: behind the TLS
+        proxy that the README asks for, it is an address visitors cannot reach
+        (127.0.0.1, 0.0.0.0, a container's). Relative links work whatever
+        address the visitor came through; only a webcal:// link needs the
+        absolute address, so it is offered with `web.public_url` only.
+        """
+        return self.config.public_url or ""
 
     def midnight(self, now: datetime) -> datetime:
         """Today's start in the bot's zone: calendars start there, so they change once a day."""
@@ -64,7 +73,7 @@ class Site:
             name,
             lang=self.renderer.language,
             dsfr=dsfr,
-            base=self.base_url(request),
+            base=self.base_url,
             prefix=self.prefix,
             **context,
         )
