@@ -40,7 +40,7 @@ SALT_FILE = "pickle-key.salt"
 SALT_BYTES = 16
 # nio's own default: what a store made without a key is pickled with.
 NIO_DEFAULT_KEY = str(AsyncClientConfig.pickle_key)
-# scrypt's cost (RFC 7914: N = 2^15, r = 8 takes 32 MiB and ~0.1 s here, once per start).
+# scrypt's cost (RFC 7914): N = 2^15, r = 8 take 32 MiB and a fraction of a second, once per start.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 KEY_NAMES = f"storage.key or {ENV_STORE_KEY}"
 
