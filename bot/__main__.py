@@ -194,7 +194,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
     print(f"device fingerprint: {group(state.device_key)}")
     print(f"master key:         {group(state.master_key)}")
     print(f"device signed:      {yes_no[state.device_signed]}")
-    print(f"private keys here:  {yes_no[state.keys_here]}")
+    print(f"signing key here:   {yes_no[state.keys_here]}")
     print(f"in secret storage:  {yes_no[state.in_secret_storage]}")
     if recovery_key is not None:
         print(

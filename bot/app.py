@@ -393,7 +393,7 @@ def gazette_schedule(
 
 def open_chat(stack: AsyncExitStack, config: Config, storage: Storage) -> MatrixChat:
     """The Matrix adapter, not connected yet, closed with `stack`."""
-    chat = MatrixChat(config.matrix, config.storage.path, storage)
+    chat = MatrixChat(config.matrix, config.storage.path, storage, store_key=config.storage.key)
     stack.push_async_callback(chat.close)
     return chat
 

@@ -225,7 +225,7 @@ async def test_reset_never_approved_gives_up_when_the_wait_is_over(
         shown = await Cli.start(bot.config)
         code, stdout, stderr = await shown.end()
         assert code == 0, stderr
-        assert "private keys here:  yes" in stdout
+        assert "signing key here:   yes" in stdout
         assert printed_master(stdout) == bot.master
 
 

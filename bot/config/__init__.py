@@ -24,7 +24,7 @@ from bot.config.base import (
     parse_duration,
     server_name,
 )
-from bot.config.core import BotConfig, LimitsConfig, RateConfig, StorageConfig
+from bot.config.core import ENV_STORE_KEY, BotConfig, LimitsConfig, RateConfig, StorageConfig
 from bot.config.gazette import DEFAULT_SECTIONS, GazetteConfig
 from bot.config.loading import PLACEHOLDER_PASSWORD, Config, from_dict, load, warnings
 from bot.config.matrix import (
@@ -45,6 +45,7 @@ __all__ = [
     "ENV_OPS_HTTP",
     "ENV_PASSWORD",
     "ENV_RECOVERY_KEY",
+    "ENV_STORE_KEY",
     "MXID_RE",
     "PLACEHOLDER_PASSWORD",
     "AgendaConfig",

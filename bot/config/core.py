@@ -7,14 +7,33 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from bot.config.base import Duration, MatrixId, RoomRef, _Model
 from bot.limits import Rate
 
+# The secret nio's crypto store is protected with (better here than in the file).
+ENV_STORE_KEY = "BLUEHATS_STORE_KEY"
+STORE_KEY_MIN_LENGTH = 16
+
 
 class StorageConfig(_Model):
     path: Path = Path("data")
+    # The secret that nio's crypto store (the device's keys and sessions) is
+    # pickled with, through a key derived from it (bot.matrix.store_key). None:
+    # nio's default key, which anyone can read.
+    key: SecretStr | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < STORE_KEY_MIN_LENGTH:
+            # The message never shows the key.
+            raise ValueError(
+                f"at least {STORE_KEY_MIN_LENGTH} characters; make one with "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
 
 
 class RateConfig(_Model):

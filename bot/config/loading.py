@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from bot.config.agenda import AgendaConfig, BroadcastConfig, RemindersConfig
 from bot.config.base import ConfigError, _Model
-from bot.config.core import BotConfig, StorageConfig
+from bot.config.core import ENV_STORE_KEY, BotConfig, StorageConfig
 from bot.config.gazette import GazetteConfig
 from bot.config.matrix import ENV_ACCESS_TOKEN, ENV_PASSWORD, ENV_RECOVERY_KEY, MatrixConfig
 from bot.config.ops import ENV_OPS_HTTP, OpsConfig
@@ -42,6 +42,12 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
         # The container image's health check needs the endpoint whatever the file says.
         ops = raw.get("ops")
         raw["ops"] = {**(ops if isinstance(ops, dict) else {}), "http": env[ENV_OPS_HTTP]}
+    if env.get(ENV_STORE_KEY):
+        storage = raw.get("storage")
+        raw["storage"] = {
+            **(storage if isinstance(storage, dict) else {}),
+            "key": env[ENV_STORE_KEY],
+        }
     matrix = raw.get("matrix")
     if not isinstance(matrix, dict):
         return

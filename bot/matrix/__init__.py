@@ -10,11 +10,14 @@ token, the loop), `events` (timeline events to the core's `Incoming*`),
 (power levels, v12 creators) and `sending` (quiet notices or messages that
 ring, files, direct rooms, pacing after 429s). `identity` gives the bot's
 device a cross-signed identity (MSC4153) with its keys in secret storage,
-through `keys_api` (the endpoints nio lacks) and `uia` (the password or,
-under MAS, a person's approval to replace keys) and `key_files` (the private
-keys kept here); `cross_signing` and `secret_storage` are the pure cryptography
+through `keys_api` (the endpoints nio lacks), `uia` (the password or,
+under MAS, a person's approval to replace keys), `stored_keys` (the keys in
+secret storage) and `key_files` (the self-signing key, the only one kept
+here); `cross_signing` and `secret_storage` are the pure cryptography
 they use (importable without nio, e.g. by the configuration to check a
-recovery key). `state` says what room state is: state events from the
-homeserver, never an encrypted event's plaintext; its `StateClient` is the
-nio client `login` makes, whose room model follows that rule too.
+recovery key). `store_key` derives the key nio's crypto store is pickled
+with from the operator's secret, and moves stores off nio's default key.
+`state` says what room state is: state events from the homeserver, never
+an encrypted event's plaintext; its `StateClient` is the nio client `login`
+makes, whose room model follows that rule too.
 """

@@ -24,6 +24,7 @@ from nio import (
     RoomLeaveError,
     RoomResolveAliasResponse,
 )
+from pydantic import SecretStr
 
 from bot.chat import FileUpload, SentCheck, UnknownUser
 from bot.config import MatrixConfig, server_name
@@ -58,11 +59,14 @@ class MatrixChat:
         config: MatrixConfig,
         storage_dir: Path,
         storage: Storage,
+        *,
+        store_key: SecretStr | None = None,
     ) -> None:
         # What the core sets before `run()`: where messages, reactions… go.
         self.handlers = Handlers()
         self._pacer = RatePacer()
-        self._session = Session(config, storage_dir, on_error=self._on_error)
+        # `store_key`: the secret nio's crypto store is pickled with (storage.key).
+        self._session = Session(config, storage_dir, on_error=self._on_error, store_key=store_key)
         self._invites = Invites(self._session, storage, config.allowed_servers)
         self._authority = RoomAuthority(self._session)
         events = IncomingEvents(self._session, self.handlers)

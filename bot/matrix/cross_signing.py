@@ -14,7 +14,7 @@ Signatures are over the canonical JSON of an object without its
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from canonicaljson import encode_canonical_json
@@ -77,11 +77,15 @@ def key_public(key_obj: dict[str, Any] | None) -> str | None:
 
 @dataclass(frozen=True)
 class CrossSigningKeys:
-    """The three private keys of an identity."""
+    """The private keys of an identity: the three, or the self-signing key alone.
 
-    master: Ed25519PrivateKey
+    The self-signing key is the one the bot needs day to day (it signs the bot's
+    own devices): it alone is kept on disk. The master and user-signing keys live
+    in secret storage, opened with the recovery key when needed."""
+
+    master: Ed25519PrivateKey | None
     self_signing: Ed25519PrivateKey
-    user_signing: Ed25519PrivateKey
+    user_signing: Ed25519PrivateKey | None
 
     @classmethod
     def generate(cls) -> CrossSigningKeys:
@@ -93,18 +97,40 @@ class CrossSigningKeys:
 
     @classmethod
     def from_seeds(cls, seeds: dict[str, str]) -> CrossSigningKeys:
-        """From the unpadded-base64 seeds (the format of secret storage and Element)."""
-        return cls(*(seed_key(seeds[usage]) for usage in USAGES))
+        """From the unpadded-base64 seeds (the format of secret storage and Element): the
+        self-signing key's is required, the two others may be missing."""
+
+        def optional(usage: str) -> Ed25519PrivateKey | None:
+            return seed_key(seeds[usage]) if usage in seeds else None
+
+        return cls(optional(MASTER), seed_key(seeds[SELF_SIGNING]), optional(USER_SIGNING))
+
+    @property
+    def complete(self) -> bool:
+        """The three keys (a new identity, or keys opened from secret storage)."""
+        return self.master is not None and self.user_signing is not None
+
+    def self_signing_only(self) -> CrossSigningKeys:
+        """What is kept on disk once the three are in secret storage."""
+        return replace(self, master=None, user_signing=None)
 
     def seeds(self) -> dict[str, str]:
-        return {usage: seed(self.key(usage)) for usage in USAGES}
+        keys = {
+            MASTER: self.master,
+            SELF_SIGNING: self.self_signing,
+            USER_SIGNING: self.user_signing,
+        }
+        return {usage: seed(key) for usage, key in keys.items() if key is not None}
 
     def key(self, usage: str) -> Ed25519PrivateKey:
-        return {
+        key = {
             MASTER: self.master,
             SELF_SIGNING: self.self_signing,
             USER_SIGNING: self.user_signing,
         }[usage]
+        if key is None:
+            raise ValueError(f"the {usage} key is not here (it is in secret storage)")
+        return key
 
     def public(self, usage: str) -> str:
         return public_key(self.key(usage))

@@ -6,10 +6,13 @@ over the client-server API:
 - at first start, create the three cross-signing keys, upload them (`uia`
   answers the homeserver if it asks for a stage), sign the device with the
   self-signing key and the master key with the device key,
-  and keep the private keys in secret storage under a new recovery key,
-  written once to `recovery-key.txt`;
+  and keep the private keys in secret storage under the configured recovery
+  key, or a new one written once to `recovery-key.txt`;
+- keep on disk only the self-signing key (`key_files`), the one that signs
+  the bot's devices: the master and user-signing keys stay in secret storage
+  (the three are on disk only until secret storage has them);
 - at every start, check that the device is still signed, and sign it again
-  if not, with the keys kept here or, after a lost volume, with the keys that
+  if not, with the key kept here or, after a lost volume, with the keys that
   the recovery key opens in secret storage: same master key, so people who
   verified the bot still trust it;
 - never replace an existing identity by itself: when it cannot sign, it says
@@ -36,6 +39,7 @@ from bot.matrix import uia
 from bot.matrix.files import write_private
 from bot.matrix.key_files import KeyFiles
 from bot.matrix.keys_api import IdentityError, KeysApi, Published
+from bot.matrix.stored_keys import StoredKeys
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ class IdentityState:
     master_key: str | None
     # Signed by the published self-signing key: trusted by MSC4153 clients.
     device_signed: bool
-    # The private cross-signing keys are kept in storage.path.
+    # The self-signing key is kept in storage.path (the only private key kept there
+    # once secret storage holds the three).
     keys_here: bool
     # Secret storage holds the three private keys under its default key.
     in_secret_storage: bool
@@ -67,6 +72,17 @@ class IdentityState:
     @property
     def trusted(self) -> bool:
         return self.device_signed and self.problem is None
+
+
+def warn_if_recovery_key_file(storage_dir: Path) -> None:
+    """At every start while the first start's `recovery-key.txt` is still there."""
+    if (storage_dir / RECOVERY_KEY_FILE).exists():
+        log.warning(
+            "%s is still in %s: move it to your secret store and delete it (give the key back "
+            "in matrix.recovery_key or BLUEHATS_MATRIX_RECOVERY_KEY after a lost volume)",
+            RECOVERY_KEY_FILE,
+            storage_dir,
+        )
 
 
 def group(key: str | None) -> str:
@@ -175,7 +191,7 @@ class Identity:
             if self._client.should_upload_keys:
                 await self._client.keys_upload()
             state, recovery_key = await self._new_identity(
-                uia.UploadAuth(self._identifier(), password, approval), write_file=False
+                uia.UploadAuth(self._identifier(), password, approval), reset=True
             )
         # The old file opens the old storage key only: it would mislead.
         self.recovery_key_file.unlink(missing_ok=True)
@@ -190,7 +206,7 @@ class Identity:
 
     async def _create(self) -> IdentityState:
         auth = uia.UploadAuth(self._identifier(), lambda: self._password)
-        state, _ = await self._new_identity(auth, write_file=True)
+        state, _ = await self._new_identity(auth, reset=False)
         log.info(
             "created the bot's cross-signing identity (master key %s) and signed device %s",
             state.master_key,
@@ -199,7 +215,7 @@ class Identity:
         return state
 
     async def _new_identity(
-        self, auth: uia.UploadAuth, *, write_file: bool
+        self, auth: uia.UploadAuth, *, reset: bool
     ) -> tuple[IdentityState, str]:
         """Publish new keys, sign this device, keep the keys in secret storage: the new
         state and the recovery key."""
@@ -212,7 +228,10 @@ class Identity:
         )
         self._keys.published()
         await self._sign(keys, await self.api.query(self.device_id))
-        recovery_key = await self._store_secrets(keys, write_file=write_file)
+        recovery_key = await self._store_secrets(keys, reset=reset)
+        # In secret storage now: only the self-signing key stays here.
+        keys = keys.self_signing_only()
+        self._keys.save(self.user_id, keys)
         state = await self._describe(await self.api.query(self.device_id), keys)
         return replace(state, action="created"), recovery_key
 
@@ -238,11 +257,54 @@ class Identity:
                 "opened with the recovery key" if action == "recovered" else "kept here",
             )
         state = await self._describe(published, keys)
-        if keys is not None and not state.in_secret_storage:
-            # Created here, but the secret storage step never finished.
-            await self._store_secrets(keys, write_file=True)
-            state = replace(state, in_secret_storage=True)
+        if keys is not None and keys.complete:
+            state = await self._keep_self_signing_only(keys, state, published)
         return replace(state, action=action)
+
+    async def _keep_self_signing_only(
+        self, keys: xs.CrossSigningKeys, state: IdentityState, published: Published
+    ) -> IdentityState:
+        """The three keys are here (a crash before secret storage had them, or a file
+        of a version that kept them all): only the self-signing key stays, once secret
+        storage holds the three; else all are kept, with one warning."""
+        if not state.in_secret_storage:
+            # Created here, but the secret storage step never finished.
+            await self._store_secrets(keys, reset=False)
+            state = replace(state, in_secret_storage=True)
+        else:
+            problem = await self._stored_otherwise(keys, published)
+            if problem is not None:
+                log.warning(
+                    "%s keeps the master and user-signing keys: %s; dropping them could lose "
+                    "the identity (check matrix.recovery_key and restart)",
+                    self.keys_file,
+                    problem,
+                )
+                return state
+        self._keys.save(self.user_id, keys.self_signing_only())
+        log.info(
+            "%s now holds the self-signing key only: the master and user-signing keys are in "
+            "secret storage, opened with the recovery key when needed",
+            self.keys_file,
+        )
+        return state
+
+    async def _stored_otherwise(
+        self, keys: xs.CrossSigningKeys, published: Published
+    ) -> str | None:
+        """Why secret storage may not hold these keys, or None. Without the recovery key
+        only their presence under the default key can be checked (`StoredKeys.present`);
+        with it, the keys it opens are compared with these."""
+        text = self._recovery_key_text()
+        if text is None:
+            return None
+        try:
+            stored = await self.stored.open(text, published)
+        except ssss.SecretStorageError as exc:
+            return str(exc)
+        if stored.seeds() != keys.seeds():
+            return "secret storage holds other keys than these"
+        return None
 
     def _device_signed(self, published: Published) -> bool:
         """Signed by the published self-signing key: what MSC4153 clients require."""
@@ -279,40 +341,13 @@ class Identity:
                 "and restart; " + remedy
             )
         try:
-            keys = await self._open_secret_storage(text, published)
+            keys = await self.stored.open(text, published)
         except ssss.SecretStorageError as exc:
             return None, where + f"{exc}; check matrix.recovery_key and restart; " + remedy
+        # Only the self-signing key is kept: the two others stay in secret storage.
+        keys = keys.self_signing_only()
         self._keys.save(self.user_id, keys)
         return keys, ""
-
-    async def _open_secret_storage(
-        self, recovery_key: str, published: Published
-    ) -> xs.CrossSigningKeys:
-        key_id = await self._default_key_id()
-        if key_id is None:
-            raise ssss.SecretStorageError("the account has no secret storage")
-        description = await self.api.account_data(ssss.KEY_TYPE_PREFIX + key_id)
-        if description is None:
-            raise ssss.SecretStorageError(f"secret storage key {key_id} is not described")
-        key = ssss.SecretStorageKey.open(key_id, description, recovery_key)
-        seeds = {}
-        for usage, name in xs.SECRET_NAMES.items():
-            content = await self.api.account_data(name)
-            if content is None:
-                raise ssss.SecretStorageError(f"{name} is not in secret storage")
-            seeds[usage] = key.decrypt_secret(name, content)
-        try:
-            keys = xs.CrossSigningKeys.from_seeds(seeds)
-        except ValueError:
-            raise ssss.SecretStorageError("secret storage holds malformed keys") from None
-        if (keys.public(xs.MASTER), keys.public(xs.SELF_SIGNING)) != (
-            published.master_key,
-            published.self_signing_key,
-        ):
-            raise ssss.SecretStorageError(
-                "secret storage holds keys of another identity than the published one"
-            )
-        return keys
 
     async def _sign(self, keys: xs.CrossSigningKeys | None, published: Published) -> None:
         """Upload the device's signature by the self-signing key (when `keys` are given)
@@ -333,18 +368,20 @@ class Identity:
             )
         await self.api.upload_signatures(signatures)
 
-    async def _store_secrets(self, keys: xs.CrossSigningKeys, *, write_file: bool) -> str:
-        """Under a new default secret storage key; its recovery key is returned (and
-        written once to `recovery-key.txt` when asked)."""
-        key = ssss.SecretStorageKey.generate(SECRET_STORAGE_KEY_NAME)
-        await self.api.put_account_data(key.event_type, key.description)
-        for usage, name in xs.SECRET_NAMES.items():
-            await self.api.put_account_data(
-                name, key.encrypt_secret(name, xs.seed(keys.key(usage)))
-            )
-        # Last: a crash before leaves the old default (and the secrets' old copies) valid.
-        await self.api.put_account_data(ssss.DEFAULT_KEY_TYPE, {"key": key.key_id})
-        if write_file:
+    async def _store_secrets(self, keys: xs.CrossSigningKeys, *, reset: bool) -> str:
+        """Under a new default secret storage key; its recovery key is returned.
+
+        A reset makes a new key (printed once by the command). At start the key is
+        the configured recovery key's (the operator has it), else a new one written
+        once to `recovery-key.txt`: the operator must get it somehow, and the bot
+        warns at every start until the file is gone."""
+        configured = None if reset else self._recovery_key_text()
+        key = ssss.SecretStorageKey.generate(
+            SECRET_STORAGE_KEY_NAME,
+            ssss.decode_recovery_key(configured) if configured is not None else None,
+        )
+        await self.stored.store(keys, key)
+        if not reset and configured is None:
             write_private(self.recovery_key_file, key.recovery_key + "\n")
             log.warning(
                 "the recovery key of the bot's identity is in %s (readable by the bot's user "
@@ -371,38 +408,22 @@ class Identity:
             master_key=published.master_key,
             device_signed=self._device_signed(published),
             keys_here=keys is not None,
-            in_secret_storage=await self._secrets_stored(),
+            in_secret_storage=await self.stored.present(),
         )
-
-    async def _default_key_id(self) -> str | None:
-        default = await self.api.account_data(ssss.DEFAULT_KEY_TYPE)
-        key_id = (default or {}).get("key")
-        return key_id if isinstance(key_id, str) else None
-
-    async def _secrets_stored(self) -> bool:
-        key_id = await self._default_key_id()
-        if key_id is None:
-            return False
-        for name in xs.SECRET_NAMES.values():
-            content = await self.api.account_data(name) or {}
-            if key_id not in (content.get("encrypted") or {}):
-                return False
-        return True
 
     def _device_key(self) -> str:
         olm = self._client.olm
         return str(olm.account.identity_keys["ed25519"]) if olm is not None else ""
 
     def _local_keys(self, published: Published) -> xs.CrossSigningKeys | None:
-        return self._keys.of_identity(self.user_id, published.master_key)
+        return self._keys.of_identity(self.user_id, published.self_signing_key)
 
     def _recovery_key_text(self) -> str | None:
+        """The configured recovery key only: `recovery-key.txt` is never read back (it
+        is there for the operator to take away, not a place to keep it)."""
         if self._recovery_key is not None:
             return self._recovery_key.get_secret_value()
-        try:  # still where the first start wrote it
-            return self.recovery_key_file.read_text(encoding="utf-8").strip() or None
-        except OSError:
-            return None
+        return None
 
     # -- the homeserver ----------------------------------------------------------------
 
@@ -420,3 +441,8 @@ class Identity:
         if self._api is None:
             raise RuntimeError("Identity calls the homeserver only inside its session")
         return self._api
+
+    @property
+    def stored(self) -> StoredKeys:
+        """The account's secret storage."""
+        return StoredKeys(self.api)

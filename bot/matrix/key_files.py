@@ -1,8 +1,13 @@
-"""The private cross-signing keys kept in `storage.path`, readable by the bot's user only.
+"""The private cross-signing key kept in `storage.path`, readable by the bot's user only.
 
-`cross-signing.json` holds the keys of the published identity; new keys wait in
-`cross-signing.new.json` until the homeserver took them, so that a refused or
-unapproved reset leaves the published identity's keys as they were.
+`cross-signing.json` holds the published identity's self-signing key: the
+only one the bot needs day to day (it signs the bot's own devices). The
+master and user-signing keys are in secret storage, opened with the
+recovery key when needed (see `identity`). The three are on disk only while
+a new identity is being published and stored: new keys wait in
+`cross-signing.new.json` until the homeserver took them (a refused or
+unapproved reset leaves the published identity's key as it was), and
+`cross-signing.json` holds the three until secret storage has them.
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ class KeyFiles:
         self.path = storage_dir / KEYS_FILE
         self.new_path = storage_dir / NEW_KEYS_FILE
 
-    def of_identity(self, user_id: str, master_key: str | None) -> xs.CrossSigningKeys | None:
-        """The keys kept here, if they are those of the published identity: also new
-        keys that the homeserver took before a crash kept them from replacing the old."""
+    def of_identity(self, user_id: str, self_signing_key: str | None) -> xs.CrossSigningKeys | None:
+        """The keys kept here, if they are those of the published identity (its
+        self-signing key, which its master key signed): also new keys that the
+        homeserver took before a crash kept them from replacing the old."""
         for path in (self.path, self.new_path):
             keys = self._read(path, user_id)
-            if keys is not None and keys.public(xs.MASTER) == master_key:
+            if keys is not None and keys.public(xs.SELF_SIGNING) == self_signing_key:
                 if path == self.new_path:
                     self.new_path.replace(self.path)
                 return keys
         if self.path.exists():
-            log.info("the cross-signing keys in %s are of another identity: unused", self.path)
+            log.info("the cross-signing key in %s is of another identity: unused", self.path)
         return None
 
     def save(self, user_id: str, keys: xs.CrossSigningKeys, *, new: bool = False) -> None:

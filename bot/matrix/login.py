@@ -9,6 +9,7 @@ from the address (`tchap.user_id`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
+from pydantic import SecretStr
 
-from bot.config import MatrixConfig, is_email
-from bot.matrix import mas, recovery, tchap
+from bot.config import ENV_STORE_KEY, MatrixConfig, is_email
+from bot.matrix import mas, recovery, store_key, tchap
 from bot.matrix.files import write_private
-from bot.matrix.identity import Identity
+from bot.matrix.identity import Identity, warn_if_recovery_key_file
 from bot.matrix.responses import describe
 from bot.matrix.session_state import UNKNOWN_TOKEN, SessionStates, State
 from bot.matrix.state import StateClient
@@ -87,9 +89,14 @@ class Session:
         storage_dir: Path,
         *,
         on_error: Callable[[ErrorResponse], Awaitable[None]],
+        store_key: SecretStr | None = None,
     ) -> None:
         self._config = config
         self._dir = storage_dir
+        # The secret nio's crypto store is pickled with (storage.key), and the key
+        # derived from it, once the store is checked (`store_key`).
+        self._store_key = store_key
+        self._pickle_key: str | None = None
         # Registered on every client made: sees each error response (429s).
         self._on_error = on_error
         self.client: AsyncClient = StateClient("http://unconfigured.invalid")
@@ -118,7 +125,8 @@ class Session:
     async def _new_client(self, homeserver: str) -> None:
         await self.client.close()  # the placeholder, or a session the server refused
         crypto = self._dir / "crypto"
-        crypto.mkdir(parents=True, exist_ok=True)
+        if self._pickle_key is None:
+            self._pickle_key = await asyncio.to_thread(self._open_store, crypto)
         self.client = StateClient(
             homeserver,
             self._config.user_id if not is_email(self._config.user_id) else "",
@@ -131,9 +139,26 @@ class Session:
                 # When the homeserver is unreachable nio retries with a growing
                 # wait; capped so that the bot is back soon after it is.
                 max_timeout_retry_wait_time=RECONNECT_MAX_WAIT_S,
+                pickle_key=self._pickle_key,
             ),
         )
         self.client.add_response_callback(self._on_error, ErrorResponse)
+
+    def _open_store(self, crypto: Path) -> str:
+        """Once per start, before nio opens its store: the key it is pickled with (a
+        wrong one is a `LoginFailed`, the start's end), and what is kept too broadly."""
+        try:
+            key = store_key.pickle_key(crypto, self._store_key)
+        except store_key.StoreKeyError as exc:
+            raise LoginFailed(str(exc)) from None
+        if self._store_key is None:
+            log.warning(
+                "the crypto store is protected with nio's default key: set %s (or storage.key) "
+                "to a secret of your own",
+                ENV_STORE_KEY,
+            )
+        warn_if_recovery_key_file(self._dir)
+        return key
 
     async def connect(self, *, wait_while_expired: bool = True) -> None:
         """Reuse the saved session (same device), or log in once and save it.

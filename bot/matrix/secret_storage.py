@@ -127,8 +127,13 @@ class SecretStorageKey:
     description: dict[str, Any]
 
     @classmethod
-    def generate(cls, name: str) -> SecretStorageKey:
-        key = secrets.token_bytes(KEY_BYTES)
+    def generate(cls, name: str, key: bytes | None = None) -> SecretStorageKey:
+        """A new key (new id and description): random, or `key` (the bytes of a recovery
+        key the operator already holds)."""
+        if key is None:
+            key = secrets.token_bytes(KEY_BYTES)
+        elif len(key) != KEY_BYTES:
+            raise ValueError("a secret storage key has 32 bytes")
         iv = _new_iv()
         alphabet = string.ascii_letters + string.digits
         key_id = "".join(secrets.choice(alphabet) for _ in range(32))
