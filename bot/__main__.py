@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _cancelled_by_sigterm(work: Coroutine[Any, Any, T]) -> T:
     """`work`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C: its `finally`
-    blocks run (`identity --reset` removes its marker file)."""
+    blocks run (the client and the store closed, no traceback)."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
@@ -155,7 +155,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
     from bot.app import StartupError, manage_identity
     from bot.matrix.identity import group
-    from bot.matrix.uia import APPROVAL_WINDOW, Approval, PendingReset
+    from bot.matrix.uia import APPROVAL_WINDOW, Approval, PendingApproval
 
     def ask_password() -> SecretStr | None:
         """Only when the homeserver offers the password stage and none is configured."""
@@ -163,7 +163,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
             return None
         return SecretStr(getpass.getpass(f"Password of {cfg.matrix.user_id}: "))
 
-    def announce(pending: PendingReset) -> None:
+    def announce(pending: PendingApproval) -> None:
         print(
             "The homeserver asks a person to approve this reset. Open this URL in a browser, "
             f"logged in as {cfg.matrix.user_id}, and approve it:\n\n    {pending.url}\n\n"
@@ -172,7 +172,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    approval = Approval(cfg.storage.path, announce, wait=args.wait or APPROVAL_WINDOW)
+    approval = Approval(announce, wait=args.wait or APPROVAL_WINDOW)
     try:
         state, recovery_key = asyncio.run(
             _cancelled_by_sigterm(

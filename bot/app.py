@@ -70,11 +70,7 @@ class BotApp:
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
         # /healthz, the session's metric, and the device checked again after a recovery.
-        self.health = Health(
-            metrics=self.metrics,
-            stuck_after=config.ops.stuck_after,
-            storage_dir=config.storage.path,
-        )
+        self.health = Health(metrics=self.metrics, stuck_after=config.ops.stuck_after)
         self.web: WebServer | None = None  # the public agenda, when `web.http` is set
 
     def stop(self) -> None:

@@ -4,25 +4,21 @@ once the session is usable after an expiry or a new login."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 from bot.db.storage import Storage
 from bot.matrix.client import MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.session_state import State, Status
-from bot.matrix.uia import pending_reset
 from bot.ops import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Health:
-    def __init__(self, *, metrics: Metrics, stuck_after: timedelta, storage_dir: Path) -> None:
+    def __init__(self, *, metrics: Metrics, stuck_after: timedelta) -> None:
         self._metrics = metrics
         self._stuck_after = stuck_after.total_seconds()
-        # Where `identity --reset` leaves its marker while a person's approval is awaited.
-        self._storage_dir = storage_dir
         self.chat: MatrixChat | None = None
         # The bot's cross-signing state, as last checked (None before the first check).
         self.identity: IdentityState | None = None
@@ -36,12 +32,6 @@ class Health:
         """The session's state and why, for /healthz and the metric."""
         if self.chat is not None and (status := self.chat.states.status).state is not State.OK:
             return status.state, status.reason
-        if (pending := pending_reset(self._storage_dir, datetime.now(UTC))) is not None:
-            until = pending.deadline.astimezone(UTC).strftime("%H:%M:%S UTC")
-            return State.RESET_PENDING, (
-                f"`identity --reset` waits until {until} for a person to approve it at "
-                f"{pending.url}"
-            )
         return State.OK, "ok"
 
     def check(self) -> tuple[bool, str]:

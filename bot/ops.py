@@ -80,7 +80,7 @@ class Metrics:
         self.session_state = Gauge(
             "bluehats_session_state",
             "1 for the state the bot's session is in: ok, expired (account to renew), revoked "
-            "(token to replace), reset_pending (identity reset awaiting approval)",
+            "(token to replace)",
             ["state"],
             registry=registry,
         )

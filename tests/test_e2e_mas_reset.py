@@ -17,7 +17,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,10 @@ import aiohttp
 import pytest
 import yaml
 
-from bot.app import BotApp
+from bot.app import BotApp, StartupError
 from bot.config import Config
 from bot.devserver import DevHomeserver
 from bot.matrix import cross_signing as xs
-from bot.matrix.uia import MARKER_FILE, pending_reset
 from tests.helpers import PASSWORD, bot_config, running, unique
 from tests.mas_reset import MasResetStandIn
 from tests.test_e2e_identity import encrypted_room_with, readable_answer, signed_by_owner
@@ -159,13 +157,9 @@ async def test_reset_waits_for_the_approval_then_publishes_a_new_identity(
         assert url == bot.mas.approval_url
         assert "approve" in "".join(cli.stdout)
 
-        # While it waits: the marker, private, tells the URL and the deadline.
-        marker = bot.storage / MARKER_FILE
-        assert marker.stat().st_mode & 0o777 == 0o600
-        now = datetime.now(UTC)
-        pending = pending_reset(bot.storage, now)
-        assert pending is not None and pending.url == url
-        assert now + timedelta(minutes=9) < pending.deadline <= now + timedelta(minutes=10)
+        # While it waits, the store is its own: the bot cannot start beside it.
+        with pytest.raises(StartupError, match="in use by another bluehats-bot process"):
+            await BotApp(bot.cfg).run(handle_signals=False)
         # Retried, still not approved: the old identity stays.
         async with asyncio.timeout(30):
             while bot.mas.challenges < 2:  # noqa: ASYNC110 - the command's retries
@@ -184,8 +178,7 @@ async def test_reset_waits_for_the_approval_then_publishes_a_new_identity(
         recovery_key = stdout.strip().splitlines()[-1].strip()
         assert len(recovery_key.split(" ")) == 12
         assert recovery_key not in stderr
-        assert not marker.exists()
-        assert pending_reset(bot.storage, datetime.now(UTC)) is None
+        assert stdout.count(url) == 1  # told once, however many retries
 
         new_master = printed_master(stdout)
         assert new_master != bot.master
@@ -216,7 +209,6 @@ async def test_reset_never_approved_gives_up_when_the_wait_is_over(
         assert "run `identity --reset` again" in stderr
         assert "Traceback" not in stderr
         assert "New identity" not in stdout
-        assert not (bot.storage / MARKER_FILE).exists()
 
         answer = await published(synapse, bot.bot_id, bot.device)
         assert master_of(answer, bot.bot_id) == bot.master
@@ -229,21 +221,13 @@ async def test_reset_never_approved_gives_up_when_the_wait_is_over(
         assert printed_master(stdout) == bot.master
 
 
-async def test_interrupted_reset_removes_its_marker(synapse: DevHomeserver, tmp_path: Path) -> None:
+async def test_interrupted_reset_ends_cleanly(synapse: DevHomeserver, tmp_path: Path) -> None:
     async with bot_behind_mas(synapse, tmp_path) as bot:
         cli = await Cli.start(bot.config, "--reset", "--wait", "5m")
-        url = await cli.approval_url()
-        marker = bot.storage / MARKER_FILE
-        assert marker.stat().st_mode & 0o777 == 0o600
-        pending = pending_reset(bot.storage, datetime.now(UTC))
-        assert pending is not None and pending.url == url
-        # A marker is ignored past its deadline (a process killed before it removed it).
-        assert pending_reset(bot.storage, pending.deadline + timedelta(seconds=1)) is None
-
+        await cli.approval_url()
         cli.proc.send_signal(signal.SIGTERM)  # as `docker stop` does; Ctrl-C does the same
         code, _, stderr = await cli.end()
         assert code == 1
         assert "interrupted" in stderr and "Traceback" not in stderr
-        assert not marker.exists()
         answer = await published(synapse, bot.bot_id, bot.device)
         assert master_of(answer, bot.bot_id) == bot.master

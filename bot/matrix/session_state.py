@@ -32,8 +32,6 @@ class State(StrEnum):
     EXPIRED = "expired"
     # The access token was revoked and the bot cannot log in again by itself.
     REVOKED = "revoked"
-    # `identity --reset` waits for a person to approve it in a browser (MAS).
-    RESET_PENDING = "reset_pending"
 
 
 @dataclass(frozen=True, slots=True)

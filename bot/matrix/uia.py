@@ -20,26 +20,24 @@ A homeserver lets the first upload of an account's cross-signing keys through
   the same upload with an `auth` dict holding just the `session` (the spec);
   until approval the answer is the same 401.
 
-Only `bluehats-bot identity --reset` waits for that person (`Approval`). While
-it waits, `identity-reset.json` in storage.path holds the URL and the deadline,
-so that the running bot can tell (`pending_reset`).
+Only `bluehats-bot identity --reset` waits for that person (`Approval`): it
+prints the URL once and retries until approved or its wait is over. It never
+runs beside the bot (one process per store, bot/store_lock.py), so nothing
+else needs to know that a reset is pending.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from bot.matrix.files import write_private
 from bot.matrix.keys_api import IdentityError, error_text
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,6 @@ OAUTH_STAGES = ("m.oauth", "org.matrix.cross_signing_reset")
 # Synapse's window once approved (UserReplaceMasterCrossSigningKeyRestServlet).
 APPROVAL_WINDOW = timedelta(minutes=10)
 RETRY_EVERY = timedelta(seconds=2)
-MARKER_FILE = "identity-reset.json"
 
 # One POST of the keys (with `auth` when given): (HTTP status, JSON answer).
 Post = Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
@@ -61,7 +58,7 @@ class ApprovalExpired(IdentityError):
 
 
 @dataclass(frozen=True)
-class PendingReset:
+class PendingApproval:
     """A replacement waiting for a person to approve it at `url` until `deadline`."""
 
     url: str
@@ -70,11 +67,10 @@ class PendingReset:
 
 @dataclass(frozen=True)
 class Approval:
-    """A person may approve here (`identity --reset`): where the marker goes, how the
-    URL is told, how long to wait for the approval."""
+    """A person may approve here (`identity --reset`): how the URL is told, how long
+    to wait for the approval."""
 
-    storage_dir: Path
-    announce: Callable[[PendingReset], None]
+    announce: Callable[[PendingApproval], None]
     wait: timedelta = APPROVAL_WINDOW
     retry_every: timedelta = RETRY_EVERY
 
@@ -89,19 +85,6 @@ class UploadAuth:
     password: Callable[[], SecretStr | None]
     # None: nobody can approve here (the bot's own start).
     approval: Approval | None = None
-
-
-def pending_reset(storage_dir: Path, now: datetime) -> PendingReset | None:
-    """The replacement `identity --reset` waits for (`now`: aware), if its deadline is
-    still ahead; None otherwise, also for an unreadable marker."""
-    try:
-        data = json.loads((storage_dir / MARKER_FILE).read_text(encoding="utf-8"))
-        pending = PendingReset(str(data["url"]), datetime.fromisoformat(data["deadline"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if pending.deadline.tzinfo is None or pending.deadline <= now:
-        return None  # left by a process killed before it could remove it
-    return pending
 
 
 async def upload_keys(post: Post, body: dict[str, Any], auth: UploadAuth) -> None:
@@ -154,7 +137,7 @@ async def _approved(
     approval: Approval | None,
 ) -> tuple[int, dict[str, Any]]:
     """Tell the approval URL, then retry the upload until the homeserver takes it or
-    the wait is over (the marker file exists meanwhile)."""
+    the wait is over."""
     url = ((challenge.get("params") or {}).get(stage) or {}).get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise IdentityError(f"the homeserver asks for {stage} without an approval URL")
@@ -163,32 +146,27 @@ async def _approved(
             f"the homeserver asks a person to approve replacing the cross-signing keys "
             f"({stage}): run `bluehats-bot identity --config … --reset`, which prints the URL"
         )
-    pending = PendingReset(url, datetime.now(UTC).replace(microsecond=0) + approval.wait)
-    marker = approval.storage_dir / MARKER_FILE
-    write_private(marker, json.dumps({"url": url, "deadline": pending.deadline.isoformat()}))
-    try:
-        approval.announce(pending)
-        log.info("waiting for approval of the identity reset until %s", pending.deadline)
-        session = challenge.get("session")
-        retry = {**body, "auth": {"session": session}} if isinstance(session, str) else body
-        end = time.monotonic() + approval.wait.total_seconds()
-        while True:
-            left = end - time.monotonic()
-            await asyncio.sleep(max(0.0, min(approval.retry_every.total_seconds(), left)))
-            status, answer = await post(retry)
-            still_asked = status == 401 and any(
-                [s] in [f.get("stages") for f in answer.get("flows") or []] for s in OAUTH_STAGES
+    pending = PendingApproval(url, datetime.now(UTC).replace(microsecond=0) + approval.wait)
+    approval.announce(pending)
+    log.info("waiting for approval of the identity reset until %s", pending.deadline)
+    session = challenge.get("session")
+    retry = {**body, "auth": {"session": session}} if isinstance(session, str) else body
+    end = time.monotonic() + approval.wait.total_seconds()
+    while True:
+        left = end - time.monotonic()
+        await asyncio.sleep(max(0.0, min(approval.retry_every.total_seconds(), left)))
+        status, answer = await post(retry)
+        still_asked = status == 401 and any(
+            [s] in [f.get("stages") for f in answer.get("flows") or []] for s in OAUTH_STAGES
+        )
+        if not still_asked:
+            return status, answer
+        if time.monotonic() >= end:
+            raise ApprovalExpired(
+                f"nobody approved the reset at {url} within {_duration(approval.wait)}: "
+                "the identity was not replaced; run `identity --reset` again and approve "
+                "sooner (or give --wait a longer time)"
             )
-            if not still_asked:
-                return status, answer
-            if time.monotonic() >= end:
-                raise ApprovalExpired(
-                    f"nobody approved the reset at {url} within {_duration(approval.wait)}: "
-                    "the identity was not replaced; run `identity --reset` again and approve "
-                    "sooner (or give --wait a longer time)"
-                )
-    finally:
-        marker.unlink(missing_ok=True)
 
 
 def _duration(value: timedelta) -> str:
