@@ -89,27 +89,27 @@ async def test_an_e_mail_login_stops_when_the_directory_names_another_host(
 ) -> None:
     routes = {tchap.DIRECTORY_PATH: json_route({"hs": "matrix.evil.example"})}
     async with loopback_http(routes) as directory:
-        cfg = configuration.from_dict(
-            {
-                "matrix": {
-                    "user_id": "bluehats@numerique.gouv.fr",
-                    "password": "pw",
-                    "identity_server": directory,
-                },
-                "storage": {"path": str(tmp_path)},
-            },
-            env={},
-        )
+        matrix = {
+            "user_id": "bluehats@numerique.gouv.fr",
+            "password": "pw",
+            "identity_server": directory,
+        }
+        await login_fails(matrix, tmp_path, r"names matrix\.evil\.example as the homeserver")
 
-        async def on_error(resp: Any) -> None:
-            pass
 
-        session = Session(cfg.matrix, tmp_path, on_error=on_error)
-        try:
-            with pytest.raises(LoginFailed, match=r"names matrix\.evil\.example as the homeserver"):
-                await session.connect()
-        finally:
-            await session.close()
+async def login_fails(matrix: dict[str, Any], tmp_path: Path, message: str) -> None:
+    """A session with this `matrix` configuration fails to log in, saying `message`."""
+    cfg = configuration.from_dict({"matrix": matrix, "storage": {"path": str(tmp_path)}}, env={})
+
+    async def on_error(resp: Any) -> None:
+        pass
+
+    session = Session(cfg.matrix, tmp_path, on_error=on_error)
+    try:
+        with pytest.raises(LoginFailed, match=message):
+            await session.connect()
+    finally:
+        await session.close()
 
 
 def json_route(document: Any, status: int = 200) -> Any:
@@ -173,20 +173,5 @@ async def test_no_password_flow_asks_for_a_compatibility_token(tmp_path: Path) -
         mas.LOGIN_PATH: json_route({"flows": [MAS_SSO, {"type": "m.login.token"}]}),
     }
     async with loopback_http(routes) as url:
-        cfg = configuration.from_dict(
-            {
-                "matrix": {"homeserver": url, "user_id": "@bot:example.org", "password": "pw"},
-                "storage": {"path": str(tmp_path)},
-            },
-            env={},
-        )
-
-        async def on_error(resp: Any) -> None:
-            pass
-
-        session = Session(cfg.matrix, tmp_path, on_error=on_error)
-        try:
-            with pytest.raises(LoginFailed, match="mas-cli manage issue-compatibility-token"):
-                await session.connect()
-        finally:
-            await session.close()
+        matrix = {"homeserver": url, "user_id": "@bot:example.org", "password": "pw"}
+        await login_fails(matrix, tmp_path, "mas-cli manage issue-compatibility-token")
