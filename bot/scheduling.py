@@ -85,6 +85,7 @@ class Scheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped library
             if late:
                 log.warning("%d job(s) still running %g s after the stop: left", len(late), within)
         self.shutdown(wait=False)
+        await asyncio.sleep(0)  # AsyncIOScheduler shuts down in a callback of the loop
 
 
 def new_scheduler(tz: ZoneInfo) -> Scheduler:

@@ -151,7 +151,7 @@ def _session(event: icalendar.Event, tz: ZoneInfo, source: str) -> Session | Non
 # memory flat, large enough that the repeated time zones cost little.
 SLICE_EVENTS = 500
 # A recurring series is expanded over windows this long at first, doubling.
-FIRST_SPAN = timedelta(days=1)
+FIRST_SPAN = timedelta(hours=1)
 
 # Lines that open or close a component, and an event's UID (folded lines
 # start with a space or a tab, so these are whole lines).
@@ -249,28 +249,36 @@ def _in_order(series: Any, start: datetime, end: datetime) -> Iterator[Any]:
     """A series' occurrences overlapping [start, end), in time order, computed lazily.
 
     A series without a rule is finite (its event, its RDATEs, its moved
-    occurrences): asked at once. A rule may be endless: asked window after
-    window (1 day, then doubling), so that stopping early stops the work.
+    occurrences): asked at once. A rule may be endless: asked for what comes
+    before its first occurrence (moved ones), then window after window from
+    it (1 hour, then doubling), so that stopping early stops the work.
     """
     core = getattr(series.recurrence, "core", None)
     if core is None or not core.rrules:
         yield from sorted(series.between(start, end))
         return
     seen: set[Any] = set()
-    low, span = start, FIRST_SPAN
-    while low < end:
-        high = min(low + span, end)
-        for occurrence in sorted(series.between(low, high)):
+    # A day before DTSTART whatever its zone: no occurrence of the rule before it.
+    first = _as_utc(series.recurrence.start, ZoneInfo("UTC"))
+    low = min(max(start, first - timedelta(days=1)), end)
+    windows = [(start, low)] if low > start else []
+    span = FIRST_SPAN
+    while windows or low < end:
+        if windows:
+            window = windows.pop()
+        else:
+            window = (low, min(low + span, end))
+            low, span = window[1], span * 2
+        for occurrence in sorted(series.between(*window)):
             key = occurrence.id
             if key not in seen:  # one spanning two windows comes twice
                 seen.add(key)
                 yield occurrence
-        low, span = high, span * 2
 
 
 def _series_name(series: Any) -> str:
-    core = getattr(series.recurrence, "core", None)
-    summary = clean_text(core.component.get("SUMMARY")) if core is not None else ""
+    event = getattr(getattr(series.recurrence, "core", None), "_component", None)
+    summary = clean_text(event.get("SUMMARY")) if event is not None else ""
     uid = clean_text(series.uid)
     return f"{uid} ({summary!r})" if summary else uid
 
