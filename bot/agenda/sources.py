@@ -39,9 +39,7 @@ import aiohttp
 
 from bot import __version__
 from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS
-from bot.agenda.edits import (
-    apply_edits,
-)
+from bot.agenda.edits import apply_edits
 from bot.agenda.model import Agenda, Session
 from bot.agenda.moderation import EditError as EditError  # re-exported for commands
 from bot.agenda.moderation import ModeratorEdits
@@ -68,8 +66,8 @@ LOOKBEHIND = timedelta(days=1)
 # An unchanged source is parsed again after this long anyway: recurring
 # events are expanded up to `horizon` from the time of parsing.
 REPARSE_AFTER = timedelta(hours=12)
-# A refresh whose comparison was overtaken by edits this many times makes
-# the last one holding the lock (edits then wait for it).
+# A refresh's diff is made again when an edit came in meanwhile; the last of
+# this many attempts holds the lock (edits then wait for it).
 DIFF_ATTEMPTS = 3
 
 
