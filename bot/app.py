@@ -13,12 +13,11 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import aiohttp
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from bot.agenda.published import PublishedLedger
 from bot.agenda.sources import AgendaService
-from bot.agenda.worker import ProcessParser
+from bot.agenda.worker import MIB, ParserLimits, ProcessParser
 from bot.broadcast import Broadcaster
 from bot.chat import RoomUpgraded
 from bot.commands import build_registry
@@ -41,7 +40,7 @@ from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
-from bot.scheduling import new_scheduler
+from bot.scheduling import STOP_WITHIN, Scheduler, new_scheduler
 from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
 from bot.web.assets import dsfr_dist
 from bot.web.server import WebServer
@@ -67,7 +66,7 @@ class BotApp:
         self._stop = asyncio.Event()
         self.chat: MatrixChat | None = None
         self.metrics = Metrics()
-        self.scheduler: AsyncIOScheduler | None = None
+        self.scheduler: Scheduler | None = None
         self.ready = asyncio.Event()
         # /healthz, the session's metric, and the device checked again after a recovery.
         self.health = Health(metrics=self.metrics, stuck_after=config.ops.stuck_after)
@@ -92,8 +91,11 @@ class BotApp:
             renderer = Renderer(cfg.bot.language, cfg.bot.tz, cfg.bot.templates)
             metrics = self.metrics
             # Parsing never runs on the event loop; the process exists only
-            # while a refresh needs it, and is stopped with the bot.
-            parser = ProcessParser()
+            # while a refresh needs it, under limits, and is stopped with the bot.
+            limits = ParserLimits(
+                cfg.agenda.parse_timeout.total_seconds(), cfg.agenda.parse_memory * MIB
+            )
+            parser = ProcessParser(limits)
             stack.callback(parser.close)
             agenda = AgendaService(
                 cfg.agenda.sources,
@@ -104,6 +106,8 @@ class BotApp:
                 self.now,
                 metrics=metrics,
                 parser=parser,
+                max_sessions=cfg.agenda.max_sessions,
+                max_per_series=cfg.agenda.max_per_series,
             )
             # The sessions of the last good refresh: no parsing, no network.
             await agenda.start()
@@ -214,11 +218,16 @@ class BotApp:
                 next_run_time=datetime.now(UTC),
             )
             if cfg.gazette.feed:
+                # Its own parser process: a feed poll never waits for a refresh.
+                feed_parser = ProcessParser(limits)
+                stack.callback(feed_parser.close)
                 watcher = FeedWatcher(
                     cfg.gazette.feed,
                     storage,
                     http,
                     title_filter=cfg.gazette.title_filter,
+                    burst=cfg.gazette.feed_burst,
+                    parser=feed_parser,
                     metrics=metrics,
                 )
 
@@ -266,7 +275,8 @@ class BotApp:
                 id="moderator-rooms",
             )
             scheduler.start()
-            stack.callback(scheduler.shutdown, wait=False)
+            # Running jobs cancelled and awaited (a refresh kills its parser process).
+            stack.push_async_callback(scheduler.stop, STOP_WITHIN)
 
             alerts = None
             if cfg.ops.error_room is not None:

@@ -1,17 +1,20 @@
 """A feed (RSS/Atom) whose new entries are posted to `gazette` rooms, once each.
 
 Fetched with aiohttp (conditional GET, timeout, retries: `bot.fetch`);
-feedparser gets the bytes and the response headers, in a thread, never a
-URL (its own fetching blocks and has no timeout). Entries are identified
-by their id, else their link, else a hash of title and summary. The first
-poll of a feed marks what is there as seen (no flood). A feed flagged
-`bozo` but with entries is still used; one without entries is a failure,
-logged once, the next good poll goes on from what was seen.
+feedparser gets the bytes and the response headers, in the parser process
+(`bot.agenda.worker`: off the event loop, under its time and memory limits),
+never a URL (its own fetching blocks and has no timeout). Entries are
+identified by their id, else their link, else a hash of title and summary;
+titles are cut at `TITLE_MAX` characters. The first poll of a feed marks what
+is there as seen (no flood), and so does a poll bringing more than `burst`
+new entries (a site migration that changed every id), with an error for the
+operator. A feed flagged `bozo` but with entries is still used; one without
+entries is a failure, logged once, the next good poll goes on from what was
+seen.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -22,6 +25,7 @@ from typing import Any
 import aiohttp
 import feedparser
 
+from bot.agenda.worker import Parser, ParserLimit, ThreadParser
 from bot.broadcast_key import FeedKey
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
@@ -30,6 +34,11 @@ from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
 from bot.ops import Metrics
 
 log = logging.getLogger(__name__)
+
+# Longer titles are cut (with an ellipsis) before they are stored and posted.
+TITLE_MAX = 200
+# Default of `gazette.feed_burst`.
+FEED_BURST = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,34 @@ def entry_key(entry: Any) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+def short_title(title: Any) -> str:
+    """A title on one line, at most TITLE_MAX characters."""
+    text = " ".join(str(title or "").split())
+    if len(text) <= TITLE_MAX:
+        return text
+    return text[: TITLE_MAX - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedJob:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedParsed:
+    entries: list[Entry]
+    error: str | None = None
+
+
+def run_feed(job: FeedJob) -> FeedParsed:
+    """parse_feed as a job of the parser process."""
+    try:
+        return FeedParsed(parse_feed(job.body, job.headers))
+    except SourceError as exc:
+        return FeedParsed([], str(exc))
+
+
 def parse_feed(data: bytes, headers: Mapping[str, str] | None = None) -> list[Entry]:
     """Entries of a feed; `headers`: the HTTP response's (its charset, its
     Content-Location for relative links), as feedparser would have seen them."""
@@ -60,7 +97,7 @@ def parse_feed(data: bytes, headers: Mapping[str, str] | None = None) -> list[En
     return [
         Entry(
             key=entry_key(e),
-            title=" ".join(str(e.get("title") or "").split()),
+            title=short_title(e.get("title")),
             link=str(e.get("link") or ""),
         )
         for e in parsed.entries
@@ -76,6 +113,8 @@ class FeedWatcher:
         *,
         title_filter: str | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        burst: int = FEED_BURST,
+        parser: Parser | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
@@ -84,6 +123,8 @@ class FeedWatcher:
         self._http = http
         self._filter = re.compile(title_filter) if title_filter else None
         self._retry_delays = retry_delays
+        self._burst = burst
+        self._parser: Parser = parser or ThreadParser()
         self._failing = False
 
     async def poll(self) -> int:
@@ -104,7 +145,7 @@ class FeedWatcher:
             # Relative links resolve against the feed's own address unless
             # the server says where the document lives.
             headers = {"content-location": self.url, **got.headers}
-            entries = await asyncio.to_thread(parse_feed, got.body, headers)
+            entries = await self._parse(got.body, headers)
         except SourceError as exc:
             self._metrics.source_failures.labels("feed").inc()
             if not self._failing:
@@ -115,6 +156,17 @@ class FeedWatcher:
             log.info("feed %s is readable again", describe(self.url))
             self._failing = False
         first = await self._storage.kv.get(f"{kv}:polled") is None
+        new = await self._storage.feeds.unseen(self.url, [e.key for e in entries])
+        burst = not first and new > self._burst
+        if burst:
+            log.error(
+                "feed %s: %d new entries at once, more than gazette.feed_burst (%d): none "
+                "posted, all marked seen as at a first poll (did the site change every "
+                "entry's id?). Check the feed; nothing to do if this was expected",
+                describe(self.url),
+                new,
+                self._burst,
+            )
         queued = await self._storage.feeds.record(
             self.url,
             [
@@ -123,7 +175,7 @@ class FeedWatcher:
                     e.title,
                     e.link,
                     FeedKey.of(self.url, e.key),
-                    not first and self._wanted(e),
+                    not first and not burst and self._wanted(e),
                 )
                 for e in entries
             ],
@@ -141,6 +193,17 @@ class FeedWatcher:
         elif queued:
             log.info("feed %s: %d post(s) queued", describe(self.url), queued)
         return queued
+
+    async def _parse(self, body: bytes, headers: dict[str, str]) -> list[Entry]:
+        try:
+            parsed = await self._parser.run(run_feed, FeedJob(body, headers))
+        except ParserLimit as exc:
+            raise SourceError(str(exc)) from None
+        finally:
+            self._parser.idle()
+        if parsed.error is not None:
+            raise SourceError(parsed.error)
+        return parsed.entries
 
     def _wanted(self, entry: Entry) -> bool:
         return self._filter is None or bool(self._filter.search(entry.title))

@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from bot.agenda.worker import ProcessParser
 from bot.broadcast import Broadcaster
 from bot.broadcast_key import GazetteKey
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
-from bot.feeds import FeedWatcher, entry_key, parse_feed
+from bot.feeds import TITLE_MAX, FeedWatcher, entry_key, parse_feed
 from bot.render import Message, Renderer
 from tests.fakes import FakeChat, FakeClock, StaticAgenda
 from tests.helpers import Server, loopback_http, real_feed, with_new_entry
@@ -150,3 +151,34 @@ async def test_subscriptions_show_the_next_gazette(tmp_path: Path) -> None:
         "Prochaine gazette : vendredi 15 janvier à 10h00.",
     ]
     await storage.close()
+
+
+async def test_a_burst_of_new_entries_posts_nothing_and_alerts_once_long_titles_cut(
+    served: tuple[Server, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = served
+    caplog.set_level(logging.INFO, logger="bot.feeds")
+    storage = await Storage.open(tmp_path / "db.sqlite")
+    await storage.subscriptions.add(ROOMS[0], GAZETTE, "@mod:example.org")
+    parser = ProcessParser()  # as the bot does: feedparser off the event loop
+    async with aiohttp.ClientSession() as http:
+        watcher = FeedWatcher(url, storage, http, retry_delays=(), burst=3, parser=parser)
+        assert await watcher.poll() == 0  # first poll
+        assert not parser.running  # the process ends with the poll
+        # A site migration: every entry has a new id.
+        server.body = real_feed().replace(b"<id>", b"<id>migrated:")
+        assert await watcher.poll() == 0
+        bursts = [r for r in caplog.records if "gazette.feed_burst" in r.getMessage()]
+        assert len(bursts) == 1 and bursts[0].levelno == logging.ERROR
+        assert "none posted" in bursts[0].getMessage()
+        # Seen, as at a first poll: the next new entry alone is posted.
+        title = "Gazette " + "très longue " * 40
+        server.body = with_new_entry(server.body, title, "https://code.gouv.fr/long")
+        assert await watcher.poll() == 1
+        assert len([r for r in caplog.records if "gazette.feed_burst" in r.getMessage()]) == 1
+    queued = await storage.feeds.for_gazette(0)
+    await storage.close()
+    parser.close()
+    (entry,) = queued
+    assert len(entry.title) == TITLE_MAX and entry.title.endswith("longue…")
+    assert entry.title.startswith("Gazette très longue très")

@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.agenda.bounds import Bounds, Earliest
 from bot.agenda.clock import time_of_day, time_range
 from bot.agenda.model import Session
 
@@ -207,8 +208,11 @@ def parse_programme(
     tz: ZoneInfo,
     window_start: datetime,
     window_end: datetime,
+    bounds: Bounds | None = None,
 ) -> list[Session]:
-    """Sessions overlapping the window; ProgrammeError listing every problem otherwise."""
+    """Sessions overlapping the window, the earliest `bounds.max_sessions` of them (what
+    was cut noted in `bounds.notes`); ProgrammeError listing every problem otherwise."""
+    bounds = bounds if bounds is not None else Bounds()
     try:
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
@@ -221,7 +225,7 @@ def parse_programme(
         programme = Programme.model_validate(raw)
     except ValidationError as exc:
         raise ProgrammeError("; ".join(_problems(exc))) from None
-    sessions = []
+    kept = Earliest(bounds.max_sessions)
     for event in programme.events:
         zone = ZoneInfo(event.timezone) if event.timezone else tz
         for entry in event.sessions:
@@ -231,7 +235,7 @@ def parse_programme(
             end = datetime.combine(day, entry.end, zone).astimezone(UTC)
             if end <= window_start or start >= window_end:
                 continue
-            sessions.append(
+            kept.add(
                 Session(
                     title=entry.title,
                     start=start,
@@ -247,4 +251,6 @@ def parse_programme(
                     cancelled=entry.cancelled,
                 )
             )
-    return sessions
+    if note := kept.note(source):
+        bounds.notes.append(note)
+    return kept.sessions()

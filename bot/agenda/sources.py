@@ -14,7 +14,13 @@ a database from before they were saved, or other settings (time zone,
 horizon, version), parse the saved copies once.
 
 Parsing and the diff of a refresh run in a separate process (`worker`): the
-event loop only decodes the result, a slice at a time.
+event loop only decodes the result, a slice at a time. They run under the
+parser's limits (time, memory) and the sources' caps (`bounds`): a source
+over a cap keeps its earliest sessions (one warning while it is over), one
+past a limit keeps its last good copy (one error). A refresh takes the lock
+that moderators' edits need only to switch to its result: an edit made
+while it compared the agendas is never lost, the comparison is made again
+with it.
 """
 
 from __future__ import annotations
@@ -22,34 +28,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from bot import __version__
-from bot.agenda.changes import diff
-from bot.agenda.edits import (
-    apply_edits,
-    change_record,
-    session_to_fields,
-)
+from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS
+from bot.agenda.edits import apply_edits
 from bot.agenda.model import Agenda, Session
+from bot.agenda.moderation import EditError as EditError  # re-exported for commands
+from bot.agenda.moderation import ModeratorEdits
 from bot.agenda.packed import FORMAT, unpack_async
+from bot.agenda.reports import SourceReports
 from bot.agenda.worker import (
+    Diffed,
     DiffJob,
     ParseJob,
     Parser,
+    ParserLimit,
     ThreadParser,
     relog,
 )
-from bot.db.agenda import AuditEntry, ChangeRecord, Edit, SourceBody, StoredSessions
+from bot.db.agenda import ChangeRecord, Edit, SourceBody, StoredSessions
 from bot.db.storage import Storage
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch, is_url
 from bot.ops import Metrics
@@ -61,10 +66,13 @@ LOOKBEHIND = timedelta(days=1)
 # An unchanged source is parsed again after this long anyway: recurring
 # events are expanded up to `horizon` from the time of parsing.
 REPARSE_AFTER = timedelta(hours=12)
+# A refresh's diff is made again when an edit came in meanwhile; the last of
+# this many attempts holds the lock (edits then wait for it).
+DIFF_ATTEMPTS = 3
 
 
-class EditError(Exception):
-    """A moderator's edit cannot apply (unknown id…); the message is for logs."""
+class LimitError(SourceError):
+    """Parsing a source went past a limit of the parser (time, memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,7 @@ class _Loaded:
     fresh: SourceBody | None  # a new copy to save, None when unchanged (304, same file)
 
 
-class AgendaService:
+class AgendaService(ModeratorEdits):
     def __init__(
         self,
         sources: list[str],
@@ -95,6 +103,8 @@ class AgendaService:
         retry_delays: Sequence[float] = RETRY_DELAYS,
         metrics: Metrics | None = None,
         parser: Parser | None = None,
+        max_sessions: int = MAX_SESSIONS,
+        max_per_series: int = MAX_PER_SERIES,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._sources = sources
@@ -106,8 +116,9 @@ class AgendaService:
         self._retry_delays = tuple(retry_delays)
         # A thread by default (tests); the bot passes a ProcessParser.
         self._parser: Parser = parser or ThreadParser()
+        self._caps = (max_sessions, max_per_series)
         self._good: dict[str, _Copy] = {}
-        self._failing: set[str] = set()
+        self._reports = SourceReports(self._metrics)
         self._edits: list[Edit] = []
         self._lock = asyncio.Lock()  # guards the agenda, the edits and the copies
         self._refreshing = asyncio.Lock()
@@ -161,7 +172,7 @@ class AgendaService:
                 try:
                     loaded = await self._load(source, now)
                 except SourceError as exc:
-                    self._report_failure(source, str(exc))
+                    self._report_failure(source, exc)
                     continue
                 assert loaded.copy is not None  # never parsed before: parsed now
                 self._good[source] = loaded.copy
@@ -176,6 +187,9 @@ class AgendaService:
         self.agenda = self._build(self._good, self._edits)
         self._log_size()
         return self.agenda
+
+    def _build_edited(self, edits: Sequence[Edit]) -> Agenda:
+        return self._build(self._good, edits)
 
     def _build(self, good: dict[str, _Copy], edits: Sequence[Edit]) -> Agenda:
         merged = [s for src in self._sources if src in good for s in good[src].sessions]
@@ -229,58 +243,91 @@ class AgendaService:
         results = await asyncio.gather(
             *(self._load(source, now) for source in self._sources), return_exceptions=True
         )
-        async with self._lock:
-            good = dict(self._good)
-            bodies: list[SourceBody] = []
-            parsed: list[str] = []
-            for source, result in zip(self._sources, results, strict=True):
-                if isinstance(result, SourceError):
-                    self._report_failure(source, str(result))
-                    continue
-                if isinstance(result, BaseException):
-                    log.error(
-                        "agenda: source %s: unexpected error",
-                        describe(source),
-                        exc_info=result,
-                    )
-                    continue
-                if source in self._failing:
-                    self._failing.discard(source)
-                    log.info("agenda: source %s is readable again", describe(source))
-                if result.copy is not None:
-                    good[source] = result.copy
-                    parsed.append(source)
-                if result.fresh is not None:
-                    bodies.append(result.fresh)
-            if parsed:
-                await self._switch(good, parsed, bodies, now)
-            self._log_size()
-            return self.agenda
+        good = dict(self._good)
+        bodies: list[SourceBody] = []
+        parsed: list[str] = []
+        for source, result in zip(self._sources, results, strict=True):
+            if isinstance(result, SourceError):
+                self._report_failure(source, result)
+                continue
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.error(
+                    "agenda: source %s: unexpected error",
+                    describe(source),
+                    exc_info=result,
+                )
+                continue
+            self._reports.readable(source)
+            if result.copy is not None:
+                good[source] = result.copy
+                parsed.append(source)
+            if result.fresh is not None:
+                bodies.append(result.fresh)
+        if parsed:
+            await self._switch(good, parsed, bodies, now)
+        self._log_size()
+        return self.agenda
 
     async def _switch(
         self, good: dict[str, _Copy], parsed: list[str], bodies: list[SourceBody], now: datetime
     ) -> None:
-        """Diff (in the parser) against the agenda served, save everything at once, switch."""
-        diffed = await self._parser.diff(
-            DiffJob(self._packed(self._good), self._packed(good), self._edits, self._edits, now)
-        )
-        relog(diffed.logs)
-        self._warn_suppressed(diffed.suppressed)
-        new = self._build(good, self._edits)
+        """Diff (in the parser) against the agenda served, save everything at once, switch.
+
+        The diff runs without the lock: edits go on meanwhile. If one was made,
+        the diff is made again with it (the last attempt under the lock), so
+        that the changes saved are those from the agenda served to the new one.
+        """
+        for _ in range(DIFF_ATTEMPTS - 1):
+            base, edits = self._good, self._edits
+            diffed = await self._diff(base, good, edits, now)
+            if diffed is None:
+                return
+            new = self._build(good, edits)
+            async with self._lock:
+                if self._good is base and self._edits is edits:
+                    await self._commit_switch(good, parsed, bodies, diffed, new)
+                    return
+            log.debug("agenda: edited during the refresh's diff: diffing again")
+        async with self._lock:  # edits wait for this last attempt
+            diffed = await self._diff(self._good, good, self._edits, now)
+            if diffed is not None:
+                new = self._build(good, self._edits)
+                await self._commit_switch(good, parsed, bodies, diffed, new)
+
+    async def _commit_switch(
+        self,
+        good: dict[str, _Copy],
+        parsed: list[str],
+        bodies: list[SourceBody],
+        diffed: Diffed,
+        new: Agenda,
+    ) -> None:
         stored = [self._stored(src, good[src]) for src in parsed]
         await self._storage.agenda.commit(bodies, diffed.changes, sessions=stored)
         self._good = good
         self.agenda = new
+        relog(diffed.logs)
+        self._warn_suppressed(diffed.suppressed)
         self._recorded(diffed.changes)
 
-    def _report_failure(self, source: str, reason: str) -> None:
-        self._metrics.source_failures.labels("calendar").inc()
-        if source in self._failing:
-            log.debug("agenda: source %s still failing: %s", describe(source), reason)
-            return
-        self._failing.add(source)
-        kept = "keeping its last good copy" if source in self._good else "no copy yet"
-        log.warning("agenda: source %s failed: %s (%s)", describe(source), reason, kept)
+    async def _diff(
+        self, base: dict[str, _Copy], good: dict[str, _Copy], edits: list[Edit], now: datetime
+    ) -> Diffed | None:
+        try:
+            diffed = await self._parser.diff(
+                DiffJob(self._packed(base), self._packed(good), edits, edits, now)
+            )
+        except ParserLimit as exc:
+            self._reports.diff_failure(str(exc))
+            return None
+        self._reports.diff_done()
+        return diffed
+
+    def _report_failure(self, source: str, exc: SourceError) -> None:
+        limit = isinstance(exc, LimitError)
+        self._reports.failure(source, str(exc), limit=limit, has_copy=source in self._good)
 
     async def _load(self, source: str, now: datetime) -> _Loaded:
         if is_url(source):
@@ -315,97 +362,15 @@ class AgendaService:
 
     async def _parse(self, body: bytes, source: str, now: datetime) -> _Copy:
         parsed = await self._parser.parse(
-            ParseJob(source, body, self._tz, now - LOOKBEHIND, now + self._horizon)
+            ParseJob(source, body, self._tz, now - LOOKBEHIND, now + self._horizon, *self._caps)
         )
         relog(parsed.logs)
         if parsed.error is not None:
-            raise SourceError(parsed.error)
+            raise (LimitError if parsed.limit else SourceError)(parsed.error)
+        self._reports.caps(source, parsed.notes)
         previous = self._good.get(source)
         sessions = await unpack_async(parsed.packed, previous.sessions if previous else ())
         return _Copy(sessions, parsed.packed, now)
-
-    # -- moderators' edits ----------------------------------------------------
-
-    # Each edit is audited (`agenda_audit`: who, what, when, from which room)
-    # in the transaction that saves it; `room` is where the command was typed.
-
-    async def add(self, session: Session, author: str, room: str = "") -> Session:
-        """Add a session; it keeps the id computed from its start and title."""
-        fields = session_to_fields(session)
-        await self._edit("add", session.sid, fields, author, room)
-        return self._require(session.sid)
-
-    async def modify(
-        self, sid: str, fields: dict[str, Any], author: str, room: str = ""
-    ) -> Session:
-        """Change some fields of a session; it keeps its id."""
-        await self._edit("modify", sid, fields, author, room)
-        return self._require(sid)
-
-    async def cancel(self, sid: str, author: str, room: str = "") -> Session:
-        await self._edit("cancel", sid, {}, author, room)
-        return self._require(sid)
-
-    async def restore(self, sid: str, author: str, room: str = "") -> Session:
-        """Undo moderators' cancellations of a session (not a source's)."""
-        async with self._lock:
-            drop = [e.id for e in self._edits if e.action == "cancel" and e.target == sid]
-            if not drop:
-                raise EditError(f"no cancellation of {sid} by a moderator")
-            await self._commit_edit(
-                [e for e in self._edits if e.id not in drop],
-                drop_edits=drop,
-                audit=AuditEntry(author, room, "restore", sid, ""),
-            )
-            log.info("agenda: %s restored %s", author, sid)
-        return self._require(sid)
-
-    async def _commit_edit(
-        self,
-        edits: list[Edit],
-        *,
-        edit: tuple[str, str, dict[str, Any], str] | None = None,
-        drop_edits: Sequence[int] = (),
-        audit: AuditEntry | None = None,
-    ) -> int | None:
-        """Diff against the agenda served, save the edit and its changes, then switch.
-
-        Diffed here, not in the parser process: an edit keeps every session's
-        id, so the diff pairs them by id at once (a few ms for 10,000
-        sessions), where starting a process would make moderators wait.
-        """
-        new = self._build(self._good, edits)
-        found = diff(self.agenda, new, now=self._now())
-        self._warn_suppressed(len(found.suppressed))
-        records = [change_record(c) for c in found.changes]
-        edit_id = await self._storage.agenda.commit([], records, edit, drop_edits, audit=audit)
-        self._edits = edits
-        self.agenda = new
-        self._recorded(records)
-        return edit_id
-
-    def _require(self, sid: str) -> Session:
-        session = self.agenda.get(sid)
-        if session is None:  # pragma: no cover - edits always leave their target
-            raise EditError(f"session {sid} not found after the edit")
-        return session
-
-    async def _edit(
-        self, action: str, target: str, fields: dict[str, Any], author: str, room: str
-    ) -> None:
-        async with self._lock:
-            if action != "add" and self.agenda.get(target) is None:
-                raise EditError(f"unknown session {target}")
-            pending = Edit(-1, action, target, fields, author, 0)
-            kept = self._edits
-            detail = json.dumps(fields, ensure_ascii=False) if fields else ""
-            edit_id = await self._commit_edit(
-                [*kept, pending],
-                edit=(action, target, fields, author),
-                audit=AuditEntry(author, room, action, target, detail),
-            )
-            self._edits = [*kept, replace(pending, id=edit_id or -1)]
-            log.info("agenda: %s: %s %s", author, action, target)
 
 
 @contextlib.contextmanager

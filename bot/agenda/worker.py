@@ -9,16 +9,23 @@ the same code runs in a process (the bot) or in a thread (tests,
 `check-config`), with the same result.
 
 The process lives for one refresh: it is started when a source needs
-parsing and ended when the refresh is done, so its memory (a parse peaks
-near 180 MiB with 10,000 events) is given back; a refresh that finds
-nothing new starts no process at all.
+parsing and ended when the refresh is done, so its memory is given back; a
+refresh that finds nothing new starts no process at all.
+
+It runs under limits (`ParserLimits`): each job a wall-clock timeout, the
+process an address-space limit (RLIMIT_AS, set in the process itself). A job
+past a limit ends the process (killed, not waited for) and raises
+`ParserLimit`; the next job starts a new process. A job cancelled (the bot
+stopping) kills the process too, so that stopping never waits for a parse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import resource
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +36,7 @@ from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
+from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS, Bounds
 from bot.agenda.changes import diff
 from bot.agenda.edits import apply_edits, change_record
 from bot.agenda.ics import CalendarError, parse_ics
@@ -63,8 +71,9 @@ def parse_source(
     tz: ZoneInfo,
     window_start: datetime,
     window_end: datetime,
+    bounds: Bounds | None = None,
 ) -> list[Session]:
-    """Sessions of one source's content; SourceError when it is unusable."""
+    """Sessions of one source's content (within `bounds`); SourceError when it is unusable."""
     parser = parse_ics if source_format(source, body) == "ics" else parse_programme
     try:
         return parser(
@@ -73,6 +82,7 @@ def parse_source(
             tz=tz,
             window_start=window_start,
             window_end=window_end,
+            bounds=bounds,
         )
     except (CalendarError, ProgrammeError) as exc:
         raise SourceError(str(exc)) from None
@@ -92,6 +102,8 @@ class ParseJob:
     tz: ZoneInfo
     window_start: datetime
     window_end: datetime
+    max_sessions: int = MAX_SESSIONS
+    max_per_series: int = MAX_PER_SERIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,8 @@ class Parsed:
     packed: bytes  # the sessions (bot.agenda.packed), b"" on error
     error: str | None = None  # why the source is unusable
     logs: list[LogLine] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the caps cut (bot.agenda.bounds)
+    limit: bool = False  # the error is a parser limit (timeout, memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +149,12 @@ class _Collector(logging.Handler):
 _collector: _Collector | None = None
 
 
-def _init_process() -> None:
-    """In the parser process: keep the bot's log records to send them back."""
+def _init_process(memory: int | None = None) -> None:
+    """In the parser process: its memory limit; keep the bot's log records to send back."""
+    if memory:
+        # Address space, not resident memory: the limit holds before the kernel
+        # is short of memory, and a failed allocation is a MemoryError here.
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     global _collector
     _collector = _Collector()
     bot_log = logging.getLogger("bot")
@@ -150,6 +168,7 @@ def _logs() -> list[LogLine]:
 
 
 def run_parse(job: ParseJob) -> Parsed:
+    bounds = Bounds(job.max_sessions, job.max_per_series)
     try:
         sessions = parse_source(
             job.body,
@@ -157,10 +176,11 @@ def run_parse(job: ParseJob) -> Parsed:
             tz=job.tz,
             window_start=job.window_start,
             window_end=job.window_end,
+            bounds=bounds,
         )
     except SourceError as exc:
         return Parsed(b"", str(exc), _logs())
-    return Parsed(pack(sessions), None, _logs())
+    return Parsed(pack(sessions), None, _logs(), bounds.notes)
 
 
 def agenda_of(packed: Sequence[bytes], edits: Sequence[Edit]) -> Agenda:
@@ -175,11 +195,29 @@ def run_diff(job: DiffJob) -> Diffed:
 
 # -- what runs the jobs (in the bot) ----------------------------------------------
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    """`agenda.parse_timeout` (seconds, per job) and `agenda.parse_memory` (bytes)."""
+
+    timeout: float = 120.0
+    memory: int = 512 * MIB
+
+
+class ParserLimit(Exception):
+    """A job went past a limit; its process was ended. The message names the limit."""
+
 
 class Parser(Protocol):
+    async def run(self, fn: Callable[[J], R], job: J) -> R:
+        """`fn(job)` where the parser runs it; ParserLimit past a limit."""
+
     async def parse(self, job: ParseJob) -> Parsed: ...
 
-    async def diff(self, job: DiffJob) -> Diffed: ...
+    async def diff(self, job: DiffJob) -> Diffed:
+        """ParserLimit past a limit."""
 
     def idle(self) -> None:
         """Nothing to run for a while: a process may end and give its memory back."""
@@ -187,14 +225,26 @@ class Parser(Protocol):
     def close(self) -> None: ...
 
 
-class ThreadParser:
-    """Jobs in a thread of the bot's process: for tests and small agendas."""
+class _Jobs:
+    async def run(self, fn: Callable[[J], R], job: J) -> R:
+        raise NotImplementedError
 
     async def parse(self, job: ParseJob) -> Parsed:
-        return await asyncio.to_thread(run_parse, job)
+        try:
+            return await self.run(run_parse, job)
+        except ParserLimit as exc:
+            return Parsed(b"", str(exc), limit=True)
 
     async def diff(self, job: DiffJob) -> Diffed:
-        return await asyncio.to_thread(run_diff, job)
+        return await self.run(run_diff, job)
+
+
+class ThreadParser(_Jobs):
+    """Jobs in a thread of the bot's process, without limits: for tests and
+    `check-config`."""
+
+    async def run(self, fn: Callable[[J], R], job: J) -> R:
+        return await asyncio.to_thread(fn, job)
 
     def idle(self) -> None:
         pass
@@ -203,13 +253,16 @@ class ThreadParser:
         pass
 
 
-class ProcessParser:
-    """Jobs in one separate process, started on demand ('spawn': nothing of the
-    bot's state, sockets or threads is inherited) and ended when idle."""
+class ProcessParser(_Jobs):
+    """Jobs in one separate process, one at a time, started on demand ('spawn':
+    nothing of the bot's state, sockets or threads is inherited), ended when idle,
+    past a limit, or when the job waiting for it is cancelled."""
 
-    def __init__(self, method: str = "spawn") -> None:
+    def __init__(self, limits: ParserLimits | None = None, method: str = "spawn") -> None:
+        self.limits = limits or ParserLimits()
         self._method = method
         self._pool: ProcessPoolExecutor | None = None
+        self._turn = asyncio.Lock()  # one job at a time: a timeout counts its own run
 
     @property
     def running(self) -> bool:
@@ -225,43 +278,64 @@ class ProcessParser:
                 max_workers=1,
                 mp_context=multiprocessing.get_context(self._method),
                 initializer=_init_process,
+                initargs=(self.limits.memory,),
             )
         return self._pool
 
-    async def _run(self, fn: Callable[[J], R], job: J) -> R:
-        pool = self._executor()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, job)
-        except BrokenProcessPool:
-            # Killed (out of memory…): the next job starts a new process.
-            if self._pool is pool:
-                self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    async def run(self, fn: Callable[[J], R], job: J) -> R:
+        async with self._turn:
+            pool = self._executor()
+            try:
+                async with asyncio.timeout(self.limits.timeout):
+                    return await asyncio.get_running_loop().run_in_executor(pool, fn, job)
+            except TimeoutError:
+                self._end(pool)
+                raise ParserLimit(
+                    f"the parser took longer than agenda.parse_timeout "
+                    f"({self.limits.timeout:g} s) and was stopped"
+                ) from None
+            except MemoryError:
+                self._end(pool)
+                raise ParserLimit(
+                    f"the parser went over agenda.parse_memory "
+                    f"({self.limits.memory // MIB} MiB) and was stopped"
+                ) from None
+            except BrokenProcessPool:
+                # Killed: the kernel's out-of-memory killer, an operator…
+                self._end(pool)
+                raise ParserLimit(
+                    "the parser process stopped before the end (killed; its memory "
+                    f"limit, agenda.parse_memory, is {self.limits.memory // MIB} MiB)"
+                ) from None
+            except BaseException:
+                # Cancelled (the bot stops) or the job's own error: no process is
+                # left running a job nobody waits for.
+                self._end(pool)
+                raise
 
-    async def parse(self, job: ParseJob) -> Parsed:
-        try:
-            return await self._run(run_parse, job)
-        except BrokenProcessPool:
-            return Parsed(b"", "the parser process stopped before the end")
-
-    async def diff(self, job: DiffJob) -> Diffed:
-        return await self._run(run_diff, job)
+    def _end(self, pool: ProcessPoolExecutor) -> None:
+        """Kill the pool's process (a parse does not stop when asked) and forget it."""
+        if self._pool is pool:
+            self._pool = None
+        for process in list((pool._processes or {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def idle(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        pool = self._pool
+        if pool is None:
+            return
+        if self._turn.locked():  # a job still runs: nobody will want its result
+            self._end(pool)
+            return
+        self._pool = None
+        pool.shutdown(wait=False)
 
     def close(self) -> None:
         """Stop at once: a parse still running is abandoned (the next start redoes it)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        processes = list((pool._processes or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+        if self._pool is not None:
+            self._end(self._pool)
 
 
 def relog(lines: Sequence[LogLine]) -> None:

@@ -16,6 +16,12 @@ class AgendaConfig(_Model):
     refresh: Duration = timedelta(hours=1)
     max_items: int = Field(default=10, ge=1, le=50)
     horizon: Duration = timedelta(days=366)
+    # Bounds of one source (bot.agenda.bounds): the earliest sessions kept.
+    max_sessions: int = Field(default=20_000, ge=100, le=1_000_000)
+    max_per_series: int = Field(default=1_000, ge=10, le=1_000_000)
+    # Limits of the parser process (bot.agenda.worker): per job, and its memory in MiB.
+    parse_timeout: Duration = timedelta(seconds=120)
+    parse_memory: int = Field(default=512, ge=256, le=65_536)
 
     @field_validator("sources")
     @classmethod
@@ -24,6 +30,13 @@ class AgendaConfig(_Model):
             scheme = urlparse(src).scheme
             if scheme not in ("", "file", "http", "https") and len(scheme) > 1:
                 raise ValueError(f"unsupported source {src!r}: use a file path or an http(s) URL")
+        return value
+
+    @field_validator("parse_timeout")
+    @classmethod
+    def _parse_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=5) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 5s and 1h")
         return value
 
     @field_validator("refresh")

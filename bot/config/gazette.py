@@ -39,6 +39,9 @@ class GazetteConfig(_Model):
     # Only entries whose title matches this regular expression are posted.
     title_filter: str | None = None
     poll: Duration = timedelta(minutes=30)
+    # A poll bringing more new entries than this posts none of them (a site
+    # that changed every entry's id): they are marked seen, and an error says so.
+    feed_burst: int = Field(default=10, ge=1, le=1000)
 
     @field_validator("schedule")
     @classmethod

@@ -66,6 +66,16 @@ class FeedEntries:
             )
         return queued
 
+    async def unseen(self, feed: str, keys: Sequence[str]) -> int:
+        """How many of these entry keys were never recorded for this feed."""
+        row = await self._db.fetchrow(
+            "SELECT count(*) AS n FROM json_each($2) WHERE value NOT IN "
+            "(SELECT key FROM feed_entries WHERE feed = $1)",
+            feed,
+            json.dumps(list(keys)),
+        )
+        return int(row["n"]) if row is not None else len(keys)
+
     async def entry(self, broadcast: str) -> tuple[str, str] | None:
         """(title, link) of a queued feed entry, by its broadcast's text.
 
