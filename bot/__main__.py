@@ -68,17 +68,21 @@ def _load_config(path: Path) -> config.Config | None:
         return None
 
 
-def _source_problems(cfg: config.Config) -> list[tuple[str, str]]:
-    """Local agenda files that would not load (URLs are not fetched here)."""
+def _source_problems(cfg: config.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Local agenda files that would not load, and what the configured caps
+    (`agenda.max_sessions`, `agenda.max_per_series`) would cut from the others
+    (URLs are not fetched here)."""
+    from bot.agenda.bounds import Bounds
     from bot.agenda.sources import LOOKBEHIND
     from bot.agenda.worker import parse_source
     from bot.fetch import SourceError, is_url
 
     now = datetime.now(UTC)
-    problems = []
+    problems, cut = [], []
     for i, source in enumerate(cfg.agenda.sources):
         if is_url(source):
             continue
+        bounds = Bounds(cfg.agenda.max_sessions, cfg.agenda.max_per_series)
         try:
             parse_source(
                 Path(source).read_bytes(),
@@ -86,22 +90,25 @@ def _source_problems(cfg: config.Config) -> list[tuple[str, str]]:
                 tz=cfg.bot.tz,
                 window_start=now - LOOKBEHIND,
                 window_end=now + cfg.agenda.horizon,
+                bounds=bounds,
             )
         except (SourceError, OSError) as exc:
             problems.append((f"agenda.sources.{i}", f"{source}: {exc}"))
-    return problems
+        cut += [(f"agenda.sources.{i}", note) for note in bounds.notes]
+    return problems, cut
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
-    if problems := _source_problems(cfg):
+    problems, cut = _source_problems(cfg)
+    if problems:
         print(f"{args.config}: {len(problems)} agenda source(s) unusable:", file=sys.stderr)
         for key, msg in problems:
             print(f"  - {key}: {msg}", file=sys.stderr)
         return EXIT_CONFIG
-    for key, msg in config.warnings(cfg):
+    for key, msg in [*config.warnings(cfg), *cut]:
         print(f"{args.config}: warning: {key}: {msg}", file=sys.stderr)
     print(
         f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -213,6 +213,23 @@ def test_check_config_reads_local_agenda_sources(tmp_path: Path) -> None:
     programme.write_text(programme.read_text().replace("11h-10h", "10h-11h"))
     calendar.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nEND:VCALENDAR\r\n")
     assert cli("check-config", "--config", str(path)).returncode == 0
+
+
+def test_check_config_says_what_the_configured_caps_would_cut(tmp_path: Path) -> None:
+    start = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (tmp_path / "agenda.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\n"
+        f"BEGIN:VEVENT\r\nUID:daily@t\r\nDTSTAMP:{start}\r\nDTSTART:{start}\r\n"
+        "SUMMARY:Permanence\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "matrix: {homeserver: 'http://127.0.0.1:1', user_id: '@bot:x.org', password: x}\n"
+        "agenda: {sources: [agenda.ics], max_per_series: 50}\n"
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 0
+    assert "warning: agenda.sources.0:" in result.stderr and "Permanence" in result.stderr
 
 
 def test_tchap_e_mail_login_may_omit_the_homeserver() -> None:
