@@ -30,28 +30,15 @@ sys.path.insert(0, str(ROOT))
 
 from bot.demo import send_and_wait_reply, wait_member  # noqa: E402
 from bot.devserver import DevHomeserver  # noqa: E402
+from tests.helpers import webinar_calendar  # noqa: E402
 
 PASSWORD = "bench-password"
 
 
 def calendar(n: int, start: datetime) -> str:
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//bench//FR"]
-    topics = ["Superset", "Grist", "Matomo", "Nextcloud", "Peertube", "OpenFisca", "Metabase"]
-    for i in range(n):
-        t = start + timedelta(hours=3 * i)
-        lines += [
-            "BEGIN:VEVENT",
-            f"UID:bench-{i}@bluehats",
-            "DTSTAMP:20260101T000000Z",
-            f"DTSTART:{t:%Y%m%dT%H%M%SZ}",
-            "DURATION:PT1H",
-            f"SUMMARY:Webinaire {topics[i % len(topics)]} n°{i}",
-            f"DESCRIPTION:Présentation et questions sur {topics[i % len(topics)]}.",
-            "LOCATION:https://webinaire.numerique.gouv.fr/meeting/bench",
-            "END:VEVENT",
-        ]
-    lines.append("END:VCALENDAR")
-    return "\r\n".join(lines) + "\r\n"
+    return webinar_calendar(
+        ((i, start + timedelta(hours=3 * i)) for i in range(n)), uid="bench-{i}"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -44,10 +44,10 @@ from bot.db.storage import Storage  # noqa: E402
 from bot.dispatch import Dispatcher  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from tests.fakes import FakeChat, FakeClock, make_config  # noqa: E402
+from tests.helpers import webinar_calendar  # noqa: E402
 
 PARIS = ZoneInfo("Europe/Paris")
 STEP = timedelta(days=365) / 2000
-TOPICS = ["Superset", "Grist", "Matomo", "Nextcloud", "Peertube", "OpenFisca", "Metabase"]
 MOD = "@mod:example.org"
 
 
@@ -60,26 +60,14 @@ def rss_mib() -> float:
 
 def calendar(now: datetime, n: int, moved: int) -> str:
     """n sessions over the next 60 days from `now`, on a fixed grid (stable ids), one moved."""
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//soak//FR"]
     grid = timedelta(days=60) / n
-    first = int((now - datetime(2026, 1, 1, tzinfo=UTC)) / grid) + 1
-    for i in range(first, first + n):
-        start = datetime(2026, 1, 1, tzinfo=UTC) + i * grid
-        if i % n == moved % n:
-            start += timedelta(hours=1)
-        topic = TOPICS[i % len(TOPICS)]
-        lines += [
-            "BEGIN:VEVENT",
-            f"UID:soak-{i}@bluehats",
-            "DTSTAMP:20260101T000000Z",
-            f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
-            "DURATION:PT1H",
-            f"SUMMARY:Webinaire {topic} n°{i}",
-            f"DESCRIPTION:Présentation et questions sur {topic}.",
-            "LOCATION:https://webinaire.numerique.gouv.fr/meeting/soak",
-            "END:VEVENT",
-        ]
-    return "\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n"
+    origin = datetime(2026, 1, 1, tzinfo=UTC)
+    first = int((now - origin) / grid) + 1
+    starts = (
+        (i, origin + i * grid + (timedelta(hours=1) if i % n == moved % n else timedelta(0)))
+        for i in range(first, first + n)
+    )
+    return webinar_calendar(starts, uid="soak-{i}")
 
 
 async def soak(commands: int, refreshes: int, events: int, work: Path) -> float:

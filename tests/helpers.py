@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -82,6 +82,32 @@ def with_new_entry(feed: bytes, title: str, link: str) -> bytes:
         f"<updated>2025-10-01T00:00:00Z</updated><id>{link}</id></entry>"
     ).encode()
     return feed.replace(b"<entry>", entry + b"<entry>", 1)
+
+
+WEBINAR_TOPICS = ["Superset", "Grist", "Matomo", "Nextcloud", "Peertube", "OpenFisca", "Metabase"]
+
+
+def webinar_calendar(
+    starts: Iterable[tuple[int, datetime]], *, uid: str = "webinar-{i}", extra: Sequence[str] = ()
+) -> str:
+    """An .ics of one-hour webinars in the shape of code.gouv.fr's (title, description,
+    webinar link): event `i` starts at its datetime, with UID `uid.format(i=i)`;
+    `extra` lines (other VEVENTs) go first. For benchmarks and large-calendar tests."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//bluehats-tests//FR", *extra]
+    for i, start in starts:
+        topic = WEBINAR_TOPICS[i % len(WEBINAR_TOPICS)]
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:{uid.format(i=i)}@bluehats",
+            "DTSTAMP:20260101T000000Z",
+            f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
+            "DURATION:PT1H",
+            f"SUMMARY:Webinaire {topic} n°{i}",
+            f"DESCRIPTION:Présentation et questions sur {topic}.",
+            "LOCATION:https://webinaire.numerique.gouv.fr/meeting/bench",
+            "END:VEVENT",
+        ]
+    return "\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n"
 
 
 class Server:

@@ -19,13 +19,19 @@ import yaml
 from aiohttp import web
 
 from bot.devserver import DevHomeserver
-from tests.helpers import BotProcess, User, bot_process, eventually, loopback_http
+from tests.helpers import (
+    BotProcess,
+    User,
+    bot_process,
+    eventually,
+    loopback_http,
+    webinar_calendar,
+)
 
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
 MINUTE = timedelta(minutes=1)
-TOPICS = ["Superset", "Grist", "Matomo", "Nextcloud", "Peertube", "OpenFisca", "Metabase"]
 
 
 def cafe(at: datetime) -> list[str]:
@@ -42,22 +48,9 @@ def cafe(at: datetime) -> list[str]:
 
 
 def calendar(n: int, start: datetime, step: timedelta, cafe_at: datetime, tag: str = "") -> bytes:
-    """n events, the shape of code.gouv.fr's (title, description, webinar link), and the café."""
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//FR", *cafe(cafe_at)]
-    for i in range(n):
-        topic = TOPICS[i % len(TOPICS)]
-        lines += [
-            "BEGIN:VEVENT",
-            f"UID:big-{i}{tag}@bluehats",
-            "DTSTAMP:20260101T000000Z",
-            f"DTSTART:{start + i * step:%Y%m%dT%H%M%SZ}",
-            "DURATION:PT1H",
-            f"SUMMARY:Webinaire {topic} n°{i}",
-            f"DESCRIPTION:Présentation et questions sur {topic}.",
-            "LOCATION:https://webinaire.numerique.gouv.fr/meeting/bench",
-            "END:VEVENT",
-        ]
-    return ("\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n").encode()
+    """n webinars every `step` from `start`, and the café."""
+    starts = ((i, start + i * step) for i in range(n))
+    return webinar_calendar(starts, uid="big-{i}" + tag, extra=cafe(cafe_at)).encode()
 
 
 def series(uid: str, start: str, rule: str, title: str, cafe_at: datetime) -> bytes:
