@@ -20,12 +20,8 @@ from tests.js_client import js_user  # noqa: F401 - a fixture, found by pytest h
 
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHomeserver]:
-    hs = DevHomeserver(tmp_path_factory.mktemp("synapse"))
-    hs.start()
-    try:
+    with DevHomeserver(tmp_path_factory.mktemp("synapse")) as hs:
         yield hs
-    finally:
-        hs.stop()
 
 
 @pytest.fixture

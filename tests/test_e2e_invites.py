@@ -30,14 +30,10 @@ JOIN_BURST = 10
 def join_limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHomeserver]:
     """A Synapse keeping its default join limit; the inviters' limits (room
     creation, invites, messages) are raised, or setting up would take minutes."""
-    hs = DevHomeserver(
+    with DevHomeserver(
         tmp_path_factory.mktemp("synapse-joins"), limits={"rc_joins": DEFAULT_JOIN_LIMITS}
-    )
-    hs.start()
-    try:
+    ) as hs:
         yield hs
-    finally:
-        hs.stop()
 
 
 @pytest.fixture

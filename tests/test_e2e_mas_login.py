@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,14 @@ def directory(server_name: str) -> Any:
         return web.json_response({"hs": server_name})
 
     return info
+
+
+@asynccontextmanager
+async def mas_and_directory(synapse: DevHomeserver) -> AsyncIterator[tuple[mas.MasStandIn, str]]:
+    """MAS in front of `synapse`, and Tchap's directory (its URL) naming `synapse`."""
+    routes = {"/_matrix/identity/api/v1/info": directory(synapse.server_name)}
+    async with mas.MasStandIn(synapse.url) as hs, loopback_http(routes) as identity_server:
+        yield hs, identity_server
 
 
 def email_config(
@@ -65,12 +75,7 @@ async def test_email_account_logs_in_as_the_derived_matrix_id(
     email = f"Bluehats+{name}@{DOMAIN}"
     bot_id = synapse.register(f"bluehats{name}-{DOMAIN}", PASSWORD)
     alice = await make_user("alice")
-    async with (
-        mas.MasStandIn(synapse.url) as hs,
-        loopback_http(
-            {"/_matrix/identity/api/v1/info": directory(synapse.server_name)}
-        ) as identity_server,
-    ):
+    async with mas_and_directory(synapse) as (hs, identity_server):
         if not published:
             # MAS behind a proxy that routes neither auth_metadata nor GET /login
             # to it: the homeserver looks classic until it refuses the e-mail.
@@ -99,12 +104,7 @@ async def test_email_account_with_another_matrix_id_stops_with_what_to_do(
     email = f"{name}@{DOMAIN}"
     password = "secret-bot-password-42"
     synapse.register(f"{name}-{DOMAIN}1", password)
-    async with (
-        mas.MasStandIn(synapse.url) as hs,
-        loopback_http(
-            {"/_matrix/identity/api/v1/info": directory(synapse.server_name)}
-        ) as identity_server,
-    ):
+    async with mas_and_directory(synapse) as (hs, identity_server):
         config = tmp_path / "config.yaml"
         config.write_text(
             yaml.safe_dump(email_config(email, hs.url, identity_server, tmp_path / "data"))
@@ -164,12 +164,7 @@ async def test_access_token_with_an_email_account(
     token = synapse.login(bot_id, PASSWORD)
     device = synapse.call("GET", "/_matrix/client/v3/account/whoami", token=token)["device_id"]
     alice = await make_user("alice")
-    async with (
-        mas.MasStandIn(synapse.url) as hs,
-        loopback_http(
-            {"/_matrix/identity/api/v1/info": directory(synapse.server_name)}
-        ) as identity_server,
-    ):
+    async with mas_and_directory(synapse) as (hs, identity_server):
         raw = email_config(f"{name}@{DOMAIN}", hs.url, identity_server, tmp_path / "bot")
         raw["matrix"]["access_token"] = token
         async with running(BotApp(configuration.from_dict(raw, env={}))) as app:

@@ -44,15 +44,11 @@ YEAR_MS = 365 * 24 * 3600 * 1000
 @pytest.fixture(scope="module")
 def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHomeserver]:
     """A Synapse whose accounts expire (renewal by e-mail is off: no mail server here)."""
-    hs = DevHomeserver(
+    with DevHomeserver(
         tmp_path_factory.mktemp("expiring"),
         limits={"account_validity": {"enabled": True, "period": "6w"}},
-    )
-    hs.start()
-    try:
+    ) as hs:
         yield hs
-    finally:
-        hs.stop()
 
 
 @pytest.fixture
