@@ -1,6 +1,6 @@
 # BlueHats bot. Cannot be built on the development machines (no Docker engine):
 # keep it in step with the README and with `bluehats-bot run`, which the tests run
-# (tests/test_packaging.py reads this file).
+# (tests/unit/test_packaging.py reads this file).
 #
 #   docker build -t bluehats-bot .
 #   docker run -d --name bluehats --restart unless-stopped \
@@ -12,7 +12,7 @@
 
 # -- web: the `dsfr` theme's files (npm @gouvfr/dsfr, pinned by the lock file), only the
 #    part the pages use: stylesheets, their fonts and icons, favicons, the licence
-#    (bot/web/assets.py lists them; tests/test_web_assets.py replays this cp).
+#    (bot/web/assets.py lists them; tests/unit/web/test_web_assets.py replays this cp).
 #    The package's preinstall wants the accepted terms of use (.dsfr.yml) where npm runs.
 FROM node:22-slim AS web
 WORKDIR /assets

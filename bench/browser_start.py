@@ -3,7 +3,7 @@
     .venv/bin/python bench/browser_start.py [--runs 7]
 
 Uses the browser tests' own settings (tests/browser.py: Debian's Chromium, its flags)
-and the DSFR page of tests/test_web_assets.py served on loopback. Prints medians in
+and the DSFR page of tests/unit/web/test_web_assets.py served on loopback. Prints medians in
 milliseconds of:
 
 - Playwright's driver start plus `chromium.launch` (what the per-test `browser` fixture
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.web.assets import dsfr_dist  # noqa: E402
 from tests.browser import CHROMIUM_ARGS, axe_violations, chromium_path  # noqa: E402
-from tests.test_web_assets import PAGE  # noqa: E402
+from tests.unit.web.test_web_assets import PAGE  # noqa: E402
 
 
 def ms(samples: list[float]) -> str:

@@ -2,7 +2,7 @@
 
 The pages link `/static/dsfr/<path>` for each path below; serving `dsfr_dist()` under
 that prefix is enough, because the stylesheets only reference their fonts and icons by
-relative URLs inside the same directory tree (tests/test_web_assets.py checks it), so
+relative URLs inside the same directory tree (tests/unit/web/test_web_assets.py checks it), so
 nothing is fetched from a CDN and a strict Content-Security-Policy holds.
 """
 

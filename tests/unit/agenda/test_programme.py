@@ -14,7 +14,7 @@ from bot.agenda.export import to_ics
 from bot.agenda.programme import ProgrammeError, parse_programme
 
 PARIS = ZoneInfo("Europe/Paris")
-EXAMPLE = Path(__file__).resolve().parent.parent / "agenda.example.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent.parent.parent / "agenda.example.yaml"
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 

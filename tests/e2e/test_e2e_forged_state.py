@@ -23,8 +23,8 @@ from nio import (
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
+from tests.e2e.test_e2e_rooms import rows, upgrade
 from tests.helpers import CryptoUser, bot_config, eventually, running
-from tests.test_e2e_rooms import rows, upgrade
 
 pytestmark = pytest.mark.e2e
 

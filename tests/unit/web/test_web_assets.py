@@ -25,7 +25,7 @@ from bot.web.assets import (
 )
 from tests.browser import axe_violations, screenshot, watch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent.parent
 STYLESHEETS = (DSFR_CSS, DSFR_ICONS_CSS)
 CSP = "default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:"
 _URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"]*))\s*\)""")

@@ -18,8 +18,8 @@ from nio import RoomMessageText
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
+from tests.e2e.test_e2e_notices import soon
 from tests.helpers import bot_config, eventually, running, with_moderators
-from tests.test_e2e_notices import soon
 
 pytestmark = pytest.mark.e2e
 

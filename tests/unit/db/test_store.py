@@ -21,7 +21,7 @@ from bot.db.database import Database
 from bot.db.storage import Storage
 from bot.db.upgrade import upgrades
 
-V9 = Path(__file__).parent / "fixtures" / "schema-v9.sqlite3"
+V9 = Path(__file__).resolve().parents[2] / "fixtures" / "schema-v9.sqlite3"
 
 
 def mode(path: Path) -> int:

@@ -36,7 +36,7 @@ from bot.render import Message, Renderer
 from bot.textnorm import fold
 from tests.fakes import FakeChat, FakeClock, StaticAgenda, make_dispatcher
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema-v9.sqlite3"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "schema-v9.sqlite3"
 PARIS = ZoneInfo("Europe/Paris")
 T0 = int(datetime(2026, 11, 20, 8, 0, tzinfo=UTC).timestamp())  # the script's first second
 BOT = "@bot:example.org"

@@ -24,6 +24,7 @@ from bot.config import OpsConfig
 from bot.devserver import DevHomeserver, free_port
 from bot.matrix import recovery
 from bot.matrix.session_state import State
+from tests.e2e.test_e2e_identity import encrypted_room_with, readable_answer, signed_by_owner
 from tests.helpers import (
     PASSWORD,
     User,
@@ -34,7 +35,6 @@ from tests.helpers import (
     running,
     unique,
 )
-from tests.test_e2e_identity import encrypted_room_with, readable_answer, signed_by_owner
 
 pytestmark = pytest.mark.e2e
 

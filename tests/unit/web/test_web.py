@@ -1,8 +1,8 @@
 """The public agenda over HTTP (aiohttp test server, real storage): pages, calendars, caching.
 
-Browser rendering and accessibility are in tests/test_e2e_web_browser.py; the
+Browser rendering and accessibility are in tests/e2e/test_e2e_web_browser.py; the
 feeds read by a second parser (ical.js) and the personal feed with a real
-Synapse in tests/test_e2e_web.py.
+Synapse in tests/e2e/test_e2e_web_*.py.
 """
 
 from __future__ import annotations

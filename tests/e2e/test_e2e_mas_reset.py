@@ -28,9 +28,9 @@ from bot.app import BotApp, StartupError
 from bot.config import Config
 from bot.devserver import DevHomeserver
 from bot.matrix import cross_signing as xs
+from tests.e2e.test_e2e_identity import encrypted_room_with, readable_answer, signed_by_owner
 from tests.helpers import PASSWORD, bot_config, running, unique
 from tests.mas_reset import MasResetStandIn
-from tests.test_e2e_identity import encrypted_room_with, readable_answer, signed_by_owner
 
 pytestmark = pytest.mark.e2e
 

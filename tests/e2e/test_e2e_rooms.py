@@ -15,8 +15,8 @@ from nio import RoomKickResponse, RoomLeaveResponse
 
 from bot.app import DB_FILE, BotApp
 from bot.devserver import DevHomeserver
+from tests.e2e.test_e2e_notices import body, soon
 from tests.helpers import bot_config, eventually, running
-from tests.test_e2e_notices import body, soon
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ from bot.agenda.export import to_ics
 from bot.agenda.model import Session
 from bot.feeds import parse_feed
 from bot.render import Renderer, catalog_path, data_text
-from tests.test_ics import cal, parse
+from tests.unit.agenda.test_ics import cal, parse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 MAPPING = ROOT / "templates" / "locale" / "babel.cfg"
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_wheel_ships_templates_and_sample_agenda_and_renders_from_them(tmp_path: Path) -> None:
