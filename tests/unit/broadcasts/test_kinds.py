@@ -6,17 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.broadcast_key import (
-    BroadcastKey,
-    ChangeKey,
-    FeedKey,
-    GazetteKey,
-    PersonalKey,
-    ReminderKey,
-    parse,
-)
+from bot.broadcasts.kind import Key
+from bot.broadcasts.registry import parse
+from bot.feeds import FeedKey
+from bot.gazette.posts import GazetteKey
+from bot.reminders import ChangeKey, PersonalKey, ReminderKey
 
-KEYS: list[tuple[BroadcastKey, str]] = [
+KEYS: list[tuple[Key, str]] = [
     (ReminderKey("lmh3jk", 3600, 1795525200), "reminder:lmh3jk:3600:1795525200"),
     (
         PersonalKey("lmh3jk", 1795525200, "@agent:example.org"),
@@ -29,7 +25,7 @@ KEYS: list[tuple[BroadcastKey, str]] = [
 
 
 @pytest.mark.parametrize(("key", "text"), KEYS)
-def test_every_kind_round_trips(key: BroadcastKey, text: str) -> None:
+def test_every_kind_round_trips(key: Key, text: str) -> None:
     assert str(key) == text
     assert parse(text) == key
     assert parse(str(key)) == key
