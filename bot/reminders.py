@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The smallest step of a datetime.
+_INSTANT = timedelta(microseconds=1)
+
 
 @dataclass(frozen=True, slots=True)
 class Due:
@@ -63,7 +66,8 @@ class ReminderRule:
         """Rooms' reminders due at or before `now`, of sessions not started."""
         longest = max(self.offsets, default=timedelta(0))
         out = []
-        for session in agenda.between(now, now + longest):
+        # `between` ends before its end: one starting exactly `longest` from now is due too.
+        for session in agenda.between(now, now + longest + _INSTANT):
             if session.start <= now:
                 continue  # already started: no reminder any more
             for offset in self.offsets:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
@@ -133,6 +133,9 @@ class Kinds:
             if kind.prefix in self._kinds:
                 raise ValueError(f"two broadcast kinds use the prefix {kind.prefix!r}")
             self._kinds[kind.prefix] = kind
+
+    def __iter__(self) -> Iterator[Kind[Any]]:
+        return iter(self._kinds.values())
 
     def read(self, text: str) -> tuple[Kind[Any], Any]:
         """The kind and key written as `text` by `str(key)`; ValueError if it is not one."""
