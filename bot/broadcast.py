@@ -19,7 +19,12 @@ an upgraded room, once, a notice that its posts follow it there (queued by
 `bot.rooms`).
 What is due is derived at each round from the agenda, the schedule and the
 database (nothing lives only in memory), and the loop sleeps until the next
-thing is due, or until woken by a programme change or a new feed entry.
+thing is due (`bot.reminders.ReminderRule`, `bot.gazette.schedule`), or until
+woken by a programme change or a new feed entry.
+
+What a row posts is its kind's (`bot.broadcasts`): the row's key is read once
+into its registered kind, which renders it, says whom it calls, and is told
+when a copy went out.
 """
 
 from __future__ import annotations
@@ -31,35 +36,23 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
-from bot.broadcast_key import (
-    BroadcastKey,
-    ChangeKey,
-    DeskKey,
-    FeedKey,
-    GazetteKey,
-    IssueEditKey,
-    IssueKey,
-    IssueRedactKey,
-    MovedKey,
-    PersonalKey,
-    ReminderKey,
-    parse,
-)
+from bot.broadcasts.kind import Env, Kind, Kinds, Post
 from bot.chat import ChatClient
 from bot.db.outbox import OutboxItem
 from bot.db.storage import Storage
 from bot.db.subscriptions import REMINDERS
-from bot.delivery import Attempts, Kind, Outgoing, Sender
+from bot.delivery import Attempts, Outgoing, Sender
+from bot.delivery import Kind as SendKind
 from bot.direct_rooms import ensure_direct_room
-from bot.gazette.desk import Post
-from bot.gazette.schedule import GazetteSchedule
 from bot.ops import Metrics
+from bot.reminders import ChangeKey, PersonalKey, ReminderRule
 from bot.render import Message, Renderer
-from bot.views import after_sid, render_change, views
+
+if TYPE_CHECKING:
+    from bot.gazette.schedule import GazetteSchedule
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +60,6 @@ log = logging.getLogger(__name__)
 IDLE_CHECK_S = 60.0
 # A personal reminder is forgotten this long after its session started.
 PERSONAL_KEPT_AFTER = timedelta(days=1)
-# What `broadcasts.notify: room` makes ring: what rooms subscribed to (the
-# reminders, programme changes, gazette and feed), not the editors' desk nor
-# the notice that a room's posts followed it to its replacement.
-ANNOUNCEMENTS = (ReminderKey, ChangeKey, GazetteKey, FeedKey, IssueKey, IssueEditKey)
 # Sends in flight at once: a slow room does not hold the others, and a rate
 # limit (429, which nio waits out and retries) does not pile requests up.
 IN_FLIGHT = 4
@@ -95,22 +84,22 @@ class Broadcaster:
         notify: Literal["none", "room"] = "none",
         retry_delay: float = 5.0,
         metrics: Metrics | None = None,
+        kinds: Kinds | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._notify = notify
         # Rooms where the bot may not call @room, as last seen (logged once each).
         self._may_not_call: set[str] = set()
-        self._personal = personal
-        self._has_feed = gazette_feed
+        self.rule = ReminderRule(tuple(offsets), grace, personal)
         self._gazette = gazette
         self._storage = storage
         self._agenda = agenda
-        self._offsets = offsets
-        self._grace = grace
-        self._renderer = renderer
-        self._prefix = prefix
         self._chat = chat
         self._now = now
+        self._env = Env(storage, renderer, agenda, prefix, now, gazette, gazette_feed)
+        # The registered kinds unless given (read at the first row: their
+        # modules are not imported with this one).
+        self._kinds = kinds
         self._sender = Sender(
             chat,
             storage,
@@ -121,6 +110,14 @@ class Broadcaster:
         )
         self._running = asyncio.Lock()
         self.wake = asyncio.Event()
+
+    @property
+    def kinds(self) -> Kinds:
+        if self._kinds is None:
+            from bot.broadcasts.registry import registered
+
+            self._kinds = registered()
+        return self._kinds
 
     async def run(self) -> None:
         """Deliver until cancelled: at start, when woken, when a reminder is due."""
@@ -133,36 +130,15 @@ class Broadcaster:
                 await asyncio.wait_for(self.wake.wait(), self.seconds_to_next_due())
             self.wake.clear()
 
-    def _due(self, now: datetime) -> list[tuple[Session, timedelta, datetime]]:
-        """(session, offset, due time) of reminders due at or before now, sessions not started."""
-        longest = max(self._offsets, default=timedelta(0))
-        out = []
-        for session in self._agenda.agenda.between(now, now + longest):
-            if session.start <= now:
-                continue  # already started: no reminder any more
-            for offset in self._offsets:
-                due = session.start - offset
-                if due <= now:
-                    out.append((session, offset, due))
-        return out
-
     def seconds_to_next_due(self) -> float:
+        """Until the next reminder or gazette step, at most IDLE_CHECK_S."""
         now = self._now()
-        offsets = (*self._offsets, self._personal)
-        horizon = max(offsets) + timedelta(seconds=IDLE_CHECK_S)
-        upcoming = [
-            s.start - off
-            for s in self._agenda.agenda.between(now, now + horizon)
-            for off in offsets
-            if s.start - off > now
-        ]
+        idle = now + timedelta(seconds=IDLE_CHECK_S)
+        upcoming = [self.rule.next_time(self._agenda.agenda, now, before=idle)]
         if self._gazette is not None:
-            moment = self._gazette.next_moment(now)
-            if moment is not None:
-                upcoming.append(moment)
-        if not upcoming:
-            return IDLE_CHECK_S
-        return min(IDLE_CHECK_S, max(0.05, (min(upcoming) - now).total_seconds()))
+            upcoming.append(self._gazette.next_moment(now))
+        soonest = min((t for t in upcoming if t is not None), default=idle)
+        return min(IDLE_CHECK_S, max(0.05, (soonest - now).total_seconds()))
 
     async def _queue_gazette(self) -> None:
         """The gazette's drafts and publications that are due (`bot.gazette.schedule`)."""
@@ -181,10 +157,10 @@ class Broadcaster:
                 if now - began > PERSONAL_KEPT_AFTER:
                     await self._storage.personal.remove(wanted.user_id, wanted.sid)
                 continue
-            due = session.start - self._personal
+            due = self.rule.personal_due(session)
             if due > now:
                 continue
-            late = now - due > self._grace
+            late = self.rule.late(due, now)
             room_id = await self._storage.personal.direct_room(wanted.user_id)
             if room_id is None and not late:  # too late: no room to open for it
                 # They left their direct room (forgotten then): a new one.
@@ -201,10 +177,9 @@ class Broadcaster:
 
     async def _queue_reminders(self) -> None:
         now = self._now()
-        for session, offset, due in self._due(now):
-            seconds, start = int(offset.total_seconds()), int(session.start.timestamp())
-            broadcast = ReminderKey(session.sid, seconds, start)
-            if now - due <= self._grace:
+        for due in self.rule.due(self._agenda.agenda, now):
+            broadcast = due.key
+            if not self.rule.late(due.at, now):
                 if await self._storage.outbox.queue_for_subscribers(broadcast, REMINDERS):
                     log.info("broadcasts: reminder %s queued", broadcast)
             elif await self._storage.outbox.queue_for_subscribers(
@@ -213,8 +188,8 @@ class Broadcaster:
                 log.info(
                     "broadcasts: reminder %s skipped, due %s ago (grace %s)",
                     broadcast,
-                    now - due,
-                    self._grace,
+                    now - due.at,
+                    self.rule.grace,
                 )
 
     async def deliver(self) -> int:
@@ -245,19 +220,19 @@ class Broadcaster:
         if not await self._storage.outbox.still_pending(item.id):
             return False  # abandoned since this round began (the bot left the room)
         try:
-            key = parse(item.broadcast)
+            kind, key = self.kinds.read(item.broadcast)
         except ValueError:
             log.error("broadcasts: unknown broadcast %s", item.broadcast)
             return await self._skip(item)
-        post = await self._render(key, item)
+        post = await kind.render(self._env, key, item.room_id)
         if post is None:
             return await self._skip(item)
         if isinstance(post, Message):
             post = Post(post)
         if isinstance(post.reply, Message):
-            post = replace(post, reply=await self._calling(key, item.room_id, post.reply))
+            post = replace(post, reply=await self._calling(kind, key, item.room_id, post.reply))
         out = Outgoing(
-            Kind.BROADCAST,
+            SendKind.BROADCAST,
             item.room_id,
             post.reply,
             item.txn_id,
@@ -271,28 +246,24 @@ class Broadcaster:
             device_id=item.device_id,
         )
         delivered = await self._sender.deliver(out, attempts)
-        if delivered.sent and self._gazette is not None and isinstance(key, IssueKey):
-            await self._gazette.posts.sent(key, item.room_id, delivered.event_id)
+        if delivered.sent and delivered.event_id is not None and kind.sent is not None:
+            await kind.sent(self._env, key, item.room_id, delivered.event_id)
         status = "sent" if delivered.sent else "abandoned" if delivered.abandoned else "failed"
         await self._storage.outbox.finish(item.id, status)
         return delivered.sent
 
     async def _skip(self, item: OutboxItem) -> bool:
         await self._storage.outbox.finish(item.id, "skipped")
-        self._sender.skipped(Kind.BROADCAST)
+        self._sender.skipped(SendKind.BROADCAST)
         return False
 
-    async def _calling(self, key: BroadcastKey, room_id: str, message: Message) -> Message:
-        """Whom the post calls (it rings for them): a personal reminder, its
-        person; with `broadcasts.notify: room`, an announcement to a room,
-        the room (@room), where the bot's power level allows it.
-
-        A gazette issue's correction calls the room as the issue did: an edit
-        keeps the kind of the message it edits (and never rings again).
-        """
-        if isinstance(key, PersonalKey):
-            return replace(message, mentions=(key.user_id,))
-        if self._notify != "room" or not isinstance(key, ANNOUNCEMENTS):
+    async def _calling(self, kind: Kind[Any], key: Any, room_id: str, message: Message) -> Message:
+        """Whom the post calls (it rings for them): its person, if its kind names one
+        (a personal reminder); with `broadcasts.notify: room`, an announcement to a
+        room calls the room (@room), where the bot's power level allows it."""
+        if kind.person is not None:
+            return replace(message, mentions=(kind.person(key),))
+        if self._notify != "room" or not kind.announcement:
             return message
         if not await self._may_call_room(room_id):
             return message
@@ -315,83 +286,6 @@ class Broadcaster:
                 level,
             )
         return False
-
-    async def _render(self, key: BroadcastKey, item: OutboxItem) -> Message | Post | None:
-        """The post, or None when it no longer makes sense (the session started)."""
-        if isinstance(key, ReminderKey):
-            return self._render_reminder(key.sid, key.start)
-        if isinstance(key, PersonalKey):
-            return self._render_reminder(key.sid, key.start, personal=True)
-        if isinstance(key, IssueKey | IssueEditKey | IssueRedactKey | DeskKey):
-            if self._gazette is None:
-                log.info("broadcasts: %s not sent, the gazette is off", item.broadcast)
-                return None
-            return await self._gazette.posts.post(key, item.room_id)
-        if isinstance(key, GazetteKey):  # queued before the editorial gazette
-            return self._renderer.render("gazette_notice", prefix=self._prefix)
-        if isinstance(key, FeedKey):
-            found = await self._storage.feeds.entry(str(key))
-            if found is None:
-                return None
-            title, link = found
-            return self._renderer.render("feed_entry", title=title, link=link, prefix=self._prefix)
-        if isinstance(key, MovedKey):
-            kinds = await self._storage.subscriptions.kinds(item.room_id)
-            if not kinds:
-                return None  # unsubscribed since: nothing followed the room
-            return self._renderer.render(
-                "room_moved", kinds=kinds, prefix=self._prefix, feed=self._has_feed
-            )
-        record = await self._storage.agenda.change(key.change)
-        if record is None:
-            return None
-        now = self._now()
-        starts = [
-            datetime.fromisoformat(str(state["start"]))
-            for state in (record.payload.get("before"), record.payload.get("after"))
-            if isinstance(state, dict)
-        ]
-        if starts and max(starts) <= now:
-            log.info("broadcasts: %s not sent, the session has started", item.broadcast)
-            return None
-        # The session as it is now: same id after a moderator's edit, a new
-        # one when its calendar moved it (its id follows its time and title).
-        current = next(
-            (
-                s
-                for sid in (record.sid, after_sid(record))
-                if sid and (s := self._agenda.agenda.get(sid)) is not None and not s.cancelled
-            ),
-            None,
-        )
-        message = render_change(
-            record,
-            now=now,
-            renderer=self._renderer,
-            prefix=self._prefix,
-            sid=current.sid if current else None,
-        )
-        if current is None or current.start <= now or record.kind == "cancelled":
-            return message
-        return replace(message, sessions=(current.sid,))
-
-    def _render_reminder(self, sid: str, start: int, *, personal: bool = False) -> Message | None:
-        session = self._agenda.agenda.get(sid)
-        now = self._now()
-        if session is None or session.cancelled or session.start <= now:
-            return None  # gone, cancelled or started since it was queued
-        if int(session.start.timestamp()) != start:
-            return None  # moved: the reminder for its new time is another broadcast
-        (view,) = views([session], now, self._renderer)
-        message = self._renderer.render(
-            "reminder",
-            v=view,
-            until=self._renderer.until(session.start, now),
-            today=self._renderer.local(now).date(),
-            prefix=self._prefix,
-            personal=personal,
-        )
-        return message if personal else replace(message, sessions=(session.sid,))
 
 
 def _utc(timestamp: int) -> datetime:

@@ -11,6 +11,10 @@ new entries (a site migration that changed every id), with an error for the
 operator. A feed flagged `bozo` but with entries is still used; one without
 entries is a failure, logged once, the next good poll goes on from what was
 seen.
+
+Its broadcast kind (registered in `bot.broadcasts.registry`):
+
+    feed:<24 hex of sha256("<feed URL>|<entry key>")>   (title and link kept with the entry)
 """
 
 from __future__ import annotations
@@ -20,18 +24,19 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import feedparser
 
 from bot.agenda.worker import Parser, ParserLimit, ThreadParser
-from bot.broadcast_key import FeedKey
+from bot.broadcasts.kind import Env, Key, Kind
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.fetch import RETRY_DELAYS, SourceError, describe, fetch
 from bot.ops import Metrics
+from bot.render import Message
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 TITLE_MAX = 200
 # Default of `gazette.feed_burst`.
 FEED_BURST = 10
+# Transaction ids of feed posts (other broadcasts: `bot.broadcasts.kind.TXN_PREFIX`).
+FEED_TXN_PREFIX = "bh-f-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,3 +214,28 @@ class FeedWatcher:
 
     def _wanted(self, entry: Entry) -> bool:
         return self._filter is None or bool(self._filter.search(entry.title))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey(Key):
+    """The post of a new feed entry (its title and link are kept with the entry)."""
+
+    prefix: ClassVar[str] = "feed"
+    txn_prefix: ClassVar[str] = FEED_TXN_PREFIX
+    digest: str
+
+    @classmethod
+    def of(cls, feed: str, entry_key: str) -> FeedKey:
+        """The key of an entry of a feed (a digest: entry keys are URLs of any length)."""
+        return cls(hashlib.sha256(f"{feed}|{entry_key}".encode()).hexdigest()[:24])
+
+
+async def _render(env: Env, key: FeedKey, room_id: str) -> Message | None:
+    found = await env.storage.feeds.entry(str(key))
+    if found is None:
+        return None  # listed by a published gazette since: not relayed again
+    title, link = found
+    return env.renderer.render("feed_entry", title=title, link=link, prefix=env.prefix)
+
+
+FEED = Kind(FeedKey, _render, announcement=True)

@@ -21,20 +21,27 @@ membership and tombstone events into the calls below.
   start. A replacement room that names another predecessor (or none) gets
   nothing: the upgrade is refused (recorded: not tried again), the bot stays
   in the old room and leaves the new one, unless it was there already.
+
+Its broadcast kind (registered in `bot.broadcasts.registry`):
+
+    moved:<the upgraded room's id>   (said once in its replacement room)
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
-from bot.broadcast_key import MovedKey, parse
+from bot.broadcasts.kind import Env, Key, Kind
 from bot.chat import ChatClient, MembersChanged, RoomLeft, RoomUpgraded
 from bot.db.rooms import UPGRADE_PENDING, Upgrade
 from bot.db.storage import Storage
 from bot.logsafe import printable
 from bot.ops import Metrics
+from bot.render import Message
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +291,27 @@ class RoomLifecycle:
 
 def _txn_id(broadcast: str, room_id: str) -> str | None:
     """The transaction id of a stored broadcast's post to `room_id`; None if unreadable."""
+    from bot.broadcasts.registry import parse  # every kind: this one among them
+
     try:
         return parse(broadcast).txn_id(room_id)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class MovedKey(Key):
+    """The notice, in a replacement room, that the upgraded room's posts follow it there."""
+
+    prefix: ClassVar[str] = "moved"
+    old_room: str  # a room ID holds ':' itself: the rest, whole
+
+
+async def _moved(env: Env, key: MovedKey, room_id: str) -> Message | None:
+    kinds = await env.storage.subscriptions.kinds(room_id)
+    if not kinds:
+        return None  # unsubscribed since: nothing followed the room
+    return env.renderer.render("room_moved", kinds=kinds, prefix=env.prefix, feed=env.feed)
+
+
+MOVED = Kind(MovedKey, _moved)

@@ -22,7 +22,7 @@ from nio import RoomCreateResponse
 from bot import config as configuration
 from bot.agenda.sources import AgendaService
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import parse
+from bot.broadcasts.registry import parse
 from bot.config import GazetteConfig
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE

@@ -89,13 +89,13 @@ async def gazette_command(ctx: Context) -> Message:
         latest_items=[] if latest is None else await d.items(latest),
         request=request,
         request_approval=None if request is None else await d.request_approval(request),
-        fire=d.config.schedule and _next_fire(ctx, d),
+        fire=d.config.schedule and await _next_fire(d),
     )
 
 
-def _next_fire(ctx: Context, d: Desk) -> object:
+async def _next_fire(d: Desk) -> object:
     assert d.config.editors_room is not None
-    return GazetteSchedule(d, d.config.editors_room).next_fire(ctx.services.now())
+    return await GazetteSchedule(d, d.config.editors_room).next_publication()
 
 
 @gazette_command.sub(N_("draft"), "brouillon", role=Role.COMMUNITY)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from apscheduler.triggers.cron import CronTrigger
-
 from bot.agenda.model import Session
 from bot.commands.core import Context, command, echo
 from bot.db.subscriptions import GAZETTE, REMINDERS
+from bot.gazette.desk import Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.i18n import N_
 from bot.permissions import Role
+from bot.reminders import ReminderRule
 from bot.render import Message
 from bot.textnorm import fold
 
@@ -74,19 +75,21 @@ NEXT_POSTS = 3
 
 
 def next_reminders(ctx: Context) -> list[tuple[datetime, Session]]:
-    """The next reminders due: (when, session), soonest first."""
-    now = ctx.services.now()
-    offsets = ctx.services.config.reminders.offsets
-    due: list[tuple[datetime, Session]] = []
-    for session in ctx.services.agenda.agenda.between(now):
-        if session.start <= now:
-            continue
-        if len(due) >= NEXT_POSTS and session.start - max(offsets) > due[-1][0]:
-            break  # sorted by start: nothing later can come sooner
-        due.extend((session.start - off, session) for off in offsets if session.start - off > now)
-        due.sort(key=lambda d: d[0])
-        del due[NEXT_POSTS:]
-    return due
+    """The next reminders due: (when, session), soonest first (the broadcaster's rule)."""
+    rule = ReminderRule.of(ctx.services.config.reminders)
+    return rule.next_times(ctx.services.agenda.agenda, ctx.services.now(), NEXT_POSTS)
+
+
+async def next_gazette(ctx: Context) -> datetime | None:
+    """When the next issue of the gazette goes out, as its schedule decides."""
+    services = ctx.services
+    config = services.config.gazette
+    if config.schedule is None or config.editors_room is None:
+        return None
+    desk = Desk(
+        ctx.storage, services.renderer, services.agenda, config, prefix=ctx.prefix, now=services.now
+    )
+    return await GazetteSchedule(desk, config.editors_room).next_publication()
 
 
 @command("abonnements", "subscriptions", about=N_("what this room receives"))
@@ -97,15 +100,13 @@ async def subscriptions_command(ctx: Context) -> Message:
     now = ctx.services.now()
     today = renderer.local(now).date()
     gazette = ctx.services.config.gazette
-    next_gazette = None
-    if GAZETTE in kinds and gazette.schedule:
-        trigger = CronTrigger.from_crontab(gazette.schedule, timezone=renderer.tz)
-        fire = trigger.get_next_fire_time(None, now)
-        if fire is not None:
-            next_gazette = (
-                renderer.day_label(renderer.local(fire).date(), today),
-                renderer.time_label(fire),
-            )
+    fire = await next_gazette(ctx) if GAZETTE in kinds else None
+    when_gazette = None
+    if fire is not None:
+        when_gazette = (
+            renderer.day_label(renderer.local(fire).date(), today),
+            renderer.time_label(fire),
+        )
     return ctx.render(
         "subscriptions",
         kinds=kinds,
@@ -113,6 +114,6 @@ async def subscriptions_command(ctx: Context) -> Message:
             (renderer.day_label(renderer.local(when).date(), today), renderer.time_label(when), s)
             for when, s in planned
         ],
-        next_gazette=next_gazette,
+        next_gazette=when_gazette,
         feed=GAZETTE in kinds and gazette.feed is not None,
     )

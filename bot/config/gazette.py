@@ -47,10 +47,10 @@ class GazetteConfig(_Model):
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
         if value is not None:
-            from apscheduler.triggers.cron import CronTrigger
+            from bot.gazette.cron import Cron
 
             try:
-                CronTrigger.from_crontab(value)
+                Cron.check(value)
             except ValueError as exc:
                 raise ValueError(f"not a cron expression ({exc})") from None
         return value

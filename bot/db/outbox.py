@@ -3,7 +3,7 @@
 A crash resends pending rows with the same id, which the homeserver
 deduplicates; UNIQUE (broadcast, room_id) keeps a broadcast from being
 queued twice for a room. What a broadcast means, and its transaction id for
-a room, are the caller's (`bot.broadcast_key`): this module stores its text.
+a room, are its kind's (`bot.broadcasts`): this module stores its text.
 """
 
 from __future__ import annotations

@@ -21,13 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.agenda.sources import AgendaService
-from bot.broadcast_key import DeskKey, IssueEditKey, IssueKey, IssueRedactKey
-from bot.chat import Redaction
 from bot.config import GazetteConfig
 from bot.db import gazette as store
 from bot.db.gazette import Issue, Item, Request
 from bot.db.storage import Storage
 from bot.gazette import content
+from bot.gazette.posts import IssueEditKey, IssueKey, IssueRedactKey
 from bot.render import Message, Renderer
 from bot.textnorm import fold
 
@@ -269,69 +268,3 @@ def _start(fire_at: int | None, now: datetime) -> datetime:
     if fire_at is None:
         return now
     return datetime.fromtimestamp(fire_at, now.tzinfo)
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    """What an outbox row of the gazette sends: a message, an edit of `replaces`, a redaction."""
-
-    reply: Message | Redaction
-    replaces: str | None = None
-
-
-class Posts:
-    """The gazette's outbox rows, read back when sent (`bot.broadcast` sends them)."""
-
-    def __init__(self, desk: Desk) -> None:
-        self.desk = desk
-
-    async def post(self, key: GazetteKeys, room_id: str) -> Post | None:
-        """The post of `key` to `room_id`, or None when it no longer makes sense."""
-        gazette = self.desk.store
-        if isinstance(key, DeskKey):
-            message = await self._notice(key)
-            return None if message is None else Post(message)
-        issue = await gazette.published(key.number)
-        if issue is None or issue.body is None or issue.html is None:
-            return None
-        if isinstance(key, IssueRedactKey):
-            copy = await gazette.copy(key.number, room_id)
-            reason = self.desk.renderer.gettext("Gazette withdrawn by the moderators")
-            return None if copy is None else Post(Redaction(copy, reason))
-        if issue.status != store.PUBLISHED:
-            return None  # retracted: neither posted nor edited any more
-        # Always the issue as it reads now: a copy sent late carries the
-        # corrections, and an older edit sent after a newer one cannot undo it.
-        message = Message(issue.body, issue.html)
-        if isinstance(key, IssueKey):
-            return Post(message)
-        copy = await gazette.copy(key.number, room_id)
-        return None if copy is None else Post(message, replaces=copy)
-
-    async def sent(self, key: GazetteKeys, room_id: str, event_id: str | None) -> None:
-        """A post went out: an issue's copy is recorded (corrections and retraction need it)."""
-        if not isinstance(key, IssueKey) or event_id is None:
-            return
-        gazette = self.desk.store
-        await gazette.copy_sent(key.number, room_id, event_id)
-        issue = await gazette.published(key.number)
-        if issue is not None and issue.status == store.RETRACTED:
-            # Retracted while this copy was on its way: it goes too.
-            await self.desk.storage.outbox.queue(IssueRedactKey(key.number), room_id)
-
-    async def _notice(self, key: DeskKey) -> Message | None:
-        desk = self.desk
-        draft = await desk.store.draft()
-        approval = None if draft is None else await desk.draft_approval(draft)
-        if key.what == "draft":
-            if draft is None or str(draft.id) != key.ref:
-                return None  # published or replaced since
-            return desk.notice("draft", number=draft.number, fire=draft.fire_at, approval=approval)
-        if key.what == "missed":
-            number = None if draft is None else draft.number
-            return desk.notice("missed", number=number, fire=int(key.ref), approval=approval)
-        log.error("gazette: unknown editors' notice %s", key)
-        return None
-
-
-GazetteKeys = IssueKey | IssueEditKey | IssueRedactKey | DeskKey

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
-
-from bot.broadcast_key import DeskKey
-from bot.gazette.desk import Desk, Posts
+from bot.gazette.cron import Cron
+from bot.gazette.desk import Desk
+from bot.gazette.posts import DeskKey, Posts
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +26,42 @@ BOT = ""
 
 
 class GazetteSchedule:
+    """The gazette's publication times, and what is done at each: the one answer to
+    "when is the next issue" (`next_publication`), which the broadcaster,
+    `!gazette` and `!abonnements` ask."""
+
     def __init__(self, desk: Desk, editors_room: str) -> None:
         self.desk = desk
         self.editors_room = editors_room
         self.posts = Posts(desk)
         schedule = desk.config.schedule
-        self._trigger = (
-            CronTrigger.from_crontab(schedule, timezone=desk.renderer.tz) if schedule else None
-        )
+        self._cron = Cron(schedule, desk.renderer.tz) if schedule else None
+        # The last publication time decided, as last read (None: not read yet).
+        self._decided: int | None = None
 
     def next_fire(self, after: datetime) -> datetime | None:
         """The first publication time at or after `after`."""
-        if self._trigger is None:
+        return None if self._cron is None else self._cron.next(after)
+
+    def _undecided(self, now: datetime, last: int | None) -> datetime | None:
+        """The first publication time from `now` on not decided yet (`last`: the
+        latest decided). One published ahead of its time (`!gazette publier`) is
+        decided: its draft's successor is for the next."""
+        after = now
+        if last is not None:
+            after = max(after, datetime.fromtimestamp(last + 1, now.tzinfo))
+        return self.next_fire(after)
+
+    async def next_publication(self, now: datetime | None = None) -> datetime | None:
+        """When the next issue goes out (None: nothing scheduled)."""
+        if self._cron is None:
             return None
-        fire: datetime | None = self._trigger.get_next_fire_time(None, after)
-        return fire
+        self._decided = await self.desk.store.last_fire()
+        return self._undecided(now or self.desk.now(), self._decided)
 
     def next_moment(self, now: datetime) -> datetime | None:
         """When `tick` may next have something to do (None: nothing scheduled)."""
-        fire = self.next_fire(now)
+        fire = self._undecided(now, self._decided)
         if fire is None:
             return None
         build = fire - self.desk.config.draft_ahead
@@ -53,7 +69,7 @@ class GazetteSchedule:
 
     async def tick(self) -> bool:
         """Decide what is due; True when posts were queued."""
-        if self._trigger is None:
+        if self._cron is None:
             return False
         now = self.desk.now()
         store = self.desk.store
@@ -68,13 +84,8 @@ class GazetteSchedule:
                 break
             queued |= await self._fire(fire)
             after = fire + timedelta(seconds=1)
-        # The next publication not decided yet: one published ahead of its
-        # time (`!gazette publier`) is decided, its draft's successor is for the next.
-        after = now + timedelta(seconds=1)
-        last = await store.last_fire()
-        if last is not None:
-            after = max(after, datetime.fromtimestamp(last + 1, now.tzinfo))
-        upcoming = self.next_fire(after)
+        # Every time up to now is decided: the next is one to prepare.
+        upcoming = await self.next_publication(now)
         if upcoming is not None and now >= upcoming - self.desk.config.draft_ahead:
             queued |= await self._prepare(upcoming)
         return queued

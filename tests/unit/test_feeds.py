@@ -14,10 +14,10 @@ import pytest
 
 from bot.agenda.worker import ProcessParser
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import GazetteKey
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.feeds import TITLE_MAX, FeedWatcher, entry_key, parse_feed
+from bot.gazette.posts import GazetteKey
 from bot.render import Message, Renderer
 from tests.fakes import FakeChat, FakeClock, StaticAgenda
 from tests.helpers import Server, loopback_http, real_feed, with_new_entry

@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import MovedKey, PersonalKey, ReminderKey
 from bot.chat import MembersChanged, RoomLeft, RoomUpgraded
 from bot.db.subscriptions import REMINDERS
 from bot.ops import Metrics
+from bot.reminders import PersonalKey, ReminderKey
 from bot.render import Message, Renderer
-from bot.rooms import RoomLifecycle
+from bot.rooms import MovedKey, RoomLifecycle
 from tests.fakes import MOD, PARIS, ROOMS, START, World, grist
 
 BOT = "@bot:example.org"

@@ -22,7 +22,7 @@ from bot.agenda.model import Session
 from bot.agenda.sources import AgendaService
 from bot.agenda.worker import Parsed, ParseJob, ThreadParser
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import ChangeKey, GazetteKey, parse
+from bot.broadcasts.registry import parse
 from bot.chat import IncomingMessage
 from bot.db.agenda import CachedSource, Edit
 from bot.db.inbox import InboxItem
@@ -32,6 +32,8 @@ from bot.db.personal import PersonalReminder
 from bot.db.storage import Storage
 from bot.db.undecrypted import Undecrypted
 from bot.db.upgrade import upgrades
+from bot.gazette.posts import GazetteKey
+from bot.reminders import ChangeKey
 from bot.render import Message, Renderer
 from bot.textnorm import fold
 from tests.fakes import FakeChat, FakeClock, StaticAgenda, make_dispatcher

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.broadcast_key import FeedKey, GazetteKey
 from bot.db.agenda import ChangeRecord, SourceBody, StoredSessions
 from bot.db.database import Database, StorageError, Transaction
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.db.upgrade import Step, UpgradeTable, run_script, upgrades
+from bot.feeds import FeedKey
+from bot.gazette.posts import GazetteKey
 
 SCHEMA_VERSION = upgrades.latest
 

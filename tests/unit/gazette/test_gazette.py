@@ -17,7 +17,6 @@ import pytest
 from bot.agenda.sources import AgendaService
 from bot.app import gazette_schedule
 from bot.broadcast import Broadcaster
-from bot.broadcast_key import FeedKey, IssueKey
 from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction
 from bot.commands import build_registry
 from bot.commands.core import Services
@@ -26,6 +25,8 @@ from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
 from bot.db.upgrade import UpgradeTable, upgrades
 from bot.dispatch import Dispatcher
+from bot.feeds import FeedKey
+from bot.gazette.posts import IssueKey
 from bot.render import Message, Renderer
 from tests.fakes import FakeChat, FakeClock, make_config
 
