@@ -20,10 +20,21 @@ from bot.db.storage import Storage
 from bot.fetch import SourceError
 from tests.fakes import FakeClock
 from tests.helpers import loopback_http
-from tests.unit.agenda.test_sources import PROGRAMME, calendar
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")
+PROGRAMME = """
+events:
+  - title: Journée BlueHats Grist
+    dates: 2026-12-01
+    sessions:
+      - {time: 11h-12h, title: Webinaire Grist}
+"""
+CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\nUID:a@t\r\n"
+    b"DTSTAMP:20260101T000000Z\r\nDTSTART:20261201T100000Z\r\nDURATION:PT1H\r\n"
+    b"SUMMARY:Webinaire Grist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
 
 # As Python's json.dumps writes it by default (every non-ASCII character as a \u
 # escape, an emoji as two), tab-indented, with PHP's escaped slashes.
@@ -90,11 +101,11 @@ def test_json_problems_say_where() -> None:
         # By the name's extension first, whatever the content…
         ("agenda.ics", PROGRAMME.encode(), "ics"),
         ("https://x.example/cal.ICAL?token=1", b"", "ics"),
-        ("https://x.example/programme.yml", calendar("A"), "programme"),
+        ("https://x.example/programme.yml", CALENDAR, "programme"),
         ("/srv/programme.yaml", b"", "programme"),
         ("/srv/export.json", b"", "json"),
         # …else by the content: iCalendar (after a BOM or blanks), else a programme.
-        ("https://x.example/export", b"\xef\xbb\xbf\r\n" + calendar("A"), "ics"),
+        ("https://x.example/export", b"\xef\xbb\xbf\r\n" + CALENDAR, "ics"),
         ("https://x.example/export", PROGRAMME.encode(), "programme"),
         ("https://x.example/export", b'{"events": []}', "programme"),  # as before kinds
     ],
