@@ -68,41 +68,52 @@ def _load_config(path: Path) -> config.Config | None:
         return None
 
 
-def _source_problems(cfg: config.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Local agenda files that would not load, and what the configured caps
-    (`agenda.max_sessions`, `agenda.max_per_series`) would cut from the others
-    (URLs are not fetched here)."""
+def _source_problems(
+    cfg: config.Config,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Local agenda files that would not load, what the configured caps
+    (`agenda.max_sessions`, `agenda.max_per_series`) would cut from the others,
+    and the kind each source is read as (URLs are not fetched here)."""
+    from bot.agenda import kinds
     from bot.agenda.bounds import Bounds
     from bot.agenda.sources import LOOKBEHIND
     from bot.agenda.worker import parse_source
-    from bot.fetch import SourceError, is_url
+    from bot.fetch import SourceError, describe, is_url
 
     now = datetime.now(UTC)
-    problems, cut = [], []
+    problems, cut, read_as = [], [], []
     for i, source in enumerate(cfg.agenda.sources):
-        if is_url(source):
+        key, how = f"agenda.sources.{i}", "declared" if source.kind else "guessed"
+        if is_url(source.url):
+            kind = source.kind or "guessed from the name or content once fetched"
+            read_as.append((key, f"{describe(source.url)}: {kind}"))
             continue
         bounds = Bounds(cfg.agenda.max_sessions, cfg.agenda.max_per_series)
         try:
+            body = Path(source.url).read_bytes()
+            read_as.append(
+                (key, f"{source.url}: {kinds.of(source.url, body, source.kind).name} ({how})")
+            )
             parse_source(
-                Path(source).read_bytes(),
-                source,
+                body,
+                source.url,
+                kind=source.kind,
                 tz=cfg.bot.tz,
                 window_start=now - LOOKBEHIND,
                 window_end=now + cfg.agenda.horizon,
                 bounds=bounds,
             )
         except (SourceError, OSError) as exc:
-            problems.append((f"agenda.sources.{i}", f"{source}: {exc}"))
-        cut += [(f"agenda.sources.{i}", note) for note in bounds.notes]
-    return problems, cut
+            problems.append((key, f"{source.url}: {exc}"))
+        cut += [(key, note) for note in bounds.notes]
+    return problems, cut, read_as
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
-    problems, cut = _source_problems(cfg)
+    problems, cut, read_as = _source_problems(cfg)
     if problems:
         print(f"{args.config}: {len(problems)} agenda source(s) unusable:", file=sys.stderr)
         for key, msg in problems:
@@ -114,6 +125,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({cfg.matrix.user_id} on {cfg.matrix.homeserver}, "
         f"{len(cfg.agenda.sources)} agenda source(s))"
     )
+    for key, msg in read_as:
+        print(f"  - {key}: {msg}")
     return EXIT_OK
 
 

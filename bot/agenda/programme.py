@@ -1,4 +1,4 @@
-"""A programme in YAML (a BlueHats day announced as a table) → sessions.
+"""A programme in YAML or JSON (a BlueHats day announced as a table) → sessions.
 
 The format, documented with an example in `agenda.example.yaml`::
 
@@ -20,6 +20,8 @@ The format, documented with an example in `agenda.example.yaml`::
             id: osxp24-ouverture       # optional: the author's own key
             cancelled: false
 
+The same structure in JSON is read by `parse_programme_json` (source kind
+`json`): dates and times are then texts ("2024-12-04", "10h00-10h30").
 Text is plain text, never HTML. Every problem is reported at once with its
 dotted path (`events.0.sessions.2.end: …`), like the configuration.
 """
@@ -27,6 +29,8 @@ dotted path (`events.0.sessions.2.end: …`), like the configuration.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -201,6 +205,11 @@ def _problems(exc: ValidationError) -> list[str]:
     return out
 
 
+# Said when a source read as YAML may be JSON: PyYAML reads YAML 1.1, not quite a
+# superset of JSON (tab indentation, escaped emoji), and JSON has its own kind.
+_JSON_HINT = "; if the source is JSON, declare it as such ({url: …, kind: json})"
+
+
 def parse_programme(
     data: bytes,
     *,
@@ -212,13 +221,99 @@ def parse_programme(
 ) -> list[Session]:
     """Sessions overlapping the window, the earliest `bounds.max_sessions` of them (what
     was cut noted in `bounds.notes`); ProgrammeError listing every problem otherwise."""
-    bounds = bounds if bounds is not None else Bounds()
     try:
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ProgrammeError(f"not valid YAML{where}") from None
+        hint = _JSON_HINT if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[") else ""
+        raise ProgrammeError(f"not valid YAML{where}{hint}") from None
+    _check_text(raw, _JSON_HINT)
+    return programme_sessions(
+        raw,
+        source=source,
+        tz=tz,
+        window_start=window_start,
+        window_end=window_end,
+        bounds=bounds,
+    )
+
+
+def parse_programme_json(
+    data: bytes,
+    *,
+    source: str,
+    tz: ZoneInfo,
+    window_start: datetime,
+    window_end: datetime,
+    bounds: Bounds | None = None,
+) -> list[Session]:
+    """`parse_programme` for the same programme written in JSON (RFC 8259: UTF-8,
+    -16 or -32), read by a JSON parser: YAML 1.1 is not quite a superset of it."""
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ProgrammeError(
+            f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ProgrammeError("not valid JSON: not UTF-8 text") from None
+    _check_text(raw)
+    return programme_sessions(
+        raw,
+        source=source,
+        tz=tz,
+        window_start=window_start,
+        window_end=window_end,
+        bounds=bounds,
+    )
+
+
+def _check_text(raw: Any, hint: str = "") -> None:
+    """ProgrammeError for a text no message, page or log line could encode: a lone
+    UTF-16 surrogate, which a \\u escape gives (json.loads of half an emoji; PyYAML
+    even of both halves, "\\ud83d\\ude00", as YAML 1.1 does not pair them)."""
+    if where := _unpaired_surrogate(raw):
+        raise ProgrammeError(
+            f"{where}: a \\u escape of half a character (a lone UTF-16 surrogate); "
+            f"write the character itself (or, in JSON, both halves){hint}"
+        )
+
+
+def _unpaired_surrogate(value: Any, where: str = "") -> str | None:
+    """The dotted path of a text (or key) holding a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(top level)"
+        return None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _unpaired_surrogate(key):
+            return where or "(top level)"  # the key itself cannot be printed
+        if found := _unpaired_surrogate(item, f"{where}.{key}" if where else str(key)):
+            return found
+    return None
+
+
+def programme_sessions(
+    raw: Any,
+    *,
+    source: str,
+    tz: ZoneInfo,
+    window_start: datetime,
+    window_end: datetime,
+    bounds: Bounds | None = None,
+) -> list[Session]:
+    """The sessions of a programme already loaded (mappings, lists, texts, dates)."""
+    bounds = bounds if bounds is not None else Bounds()
     if not isinstance(raw, dict) or "events" not in raw:
         raise ProgrammeError("not a programme: expected a mapping with an 'events' list")
     try:

@@ -1,4 +1,4 @@
-"""Loading agenda sources (iCalendar or YAML, files or http(s) URLs) into one `Agenda`.
+"""Loading agenda sources (iCalendar, programmes: `kinds`; files or http(s) URLs) into one `Agenda`.
 
 The agenda is rebuilt from three layers: every source's last good copy,
 then moderators' edits (in order), then compared with the previous agenda to
@@ -40,6 +40,7 @@ import aiohttp
 from bot import __version__
 from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS
 from bot.agenda.edits import apply_edits
+from bot.agenda.kinds import SourceRef
 from bot.agenda.model import Agenda, Session
 from bot.agenda.moderation import EditError as EditError  # re-exported for commands
 from bot.agenda.moderation import ModeratorEdits
@@ -93,7 +94,7 @@ class _Loaded:
 class AgendaService(ModeratorEdits):
     def __init__(
         self,
-        sources: list[str],
+        sources: Sequence[str | SourceRef],
         storage: Storage,
         http: aiohttp.ClientSession,
         tz: ZoneInfo,
@@ -107,7 +108,10 @@ class AgendaService(ModeratorEdits):
         max_per_series: int = MAX_PER_SERIES,
     ) -> None:
         self._metrics = metrics or Metrics()
-        self._sources = sources
+        # A source is its path or URL (its identity, in the database too); its
+        # declared kind, if any, chooses the parser (bot.agenda.kinds).
+        self._sources = [s if isinstance(s, str) else s.url for s in sources]
+        self._kinds = {s.url: s.kind for s in sources if not isinstance(s, str) and s.kind}
         self._storage = storage
         self._http = http
         self._tz = tz
@@ -153,7 +157,7 @@ class AgendaService(ModeratorEdits):
         parsed: list[str] = []
         for source in self._sources:
             saved = stored.get(source)
-            if saved is not None and saved.params == self._params:
+            if saved is not None and saved.params == self._params_of(source):
                 self._good[source] = _Copy(
                     await unpack_async(saved.packed),
                     saved.packed,
@@ -199,7 +203,15 @@ class AgendaService(ModeratorEdits):
         return [good[src].packed for src in self._sources if src in good]
 
     def _stored(self, source: str, copy: _Copy) -> StoredSessions:
-        return StoredSessions(source, self._params, int(copy.parsed_at.timestamp()), copy.packed)
+        return StoredSessions(
+            source, self._params_of(source), int(copy.parsed_at.timestamp()), copy.packed
+        )
+
+    def _params_of(self, source: str) -> str:
+        """The settings its sessions were computed under: with a declared kind, that
+        kind too (sessions parsed under another kind, or guessed, are parsed again)."""
+        kind = self._kinds.get(source)
+        return self._params if kind is None else f"{self._params}|{kind}"
 
     def _log_size(self) -> None:
         log.info(
@@ -362,7 +374,15 @@ class AgendaService(ModeratorEdits):
 
     async def _parse(self, body: bytes, source: str, now: datetime) -> _Copy:
         parsed = await self._parser.parse(
-            ParseJob(source, body, self._tz, now - LOOKBEHIND, now + self._horizon, *self._caps)
+            ParseJob(
+                source,
+                body,
+                self._tz,
+                now - LOOKBEHIND,
+                now + self._horizon,
+                *self._caps,
+                kind=self._kinds.get(source),
+            )
         )
         relog(parsed.logs)
         if parsed.error is not None:

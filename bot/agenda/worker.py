@@ -31,20 +31,17 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Protocol, TypeVar
-from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
+from bot.agenda import kinds
 from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS, Bounds
 from bot.agenda.changes import diff
 from bot.agenda.edits import apply_edits, change_record
-from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
 from bot.agenda.packed import pack, unpack
-from bot.agenda.programme import ProgrammeError, parse_programme
 from bot.db.agenda import ChangeRecord, Edit
-from bot.fetch import SourceError, describe, is_url
+from bot.fetch import SourceError, describe
 
 log = logging.getLogger(__name__)
 
@@ -52,40 +49,30 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
-def source_format(source: str, body: bytes) -> str:
-    """'ics' or 'yaml': by the name's extension, else by the content."""
-    path = urlparse(source).path if is_url(source) else source
-    suffix = PurePosixPath(path).suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return "yaml"
-    if suffix in (".ics", ".ical", ".icalendar"):
-        return "ics"
-    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper()
-    return "ics" if head.startswith(b"BEGIN:VCALENDAR") else "yaml"
-
-
 def parse_source(
     body: bytes,
     source: str,
     *,
+    kind: str | None = None,
     tz: ZoneInfo,
     window_start: datetime,
     window_end: datetime,
     bounds: Bounds | None = None,
 ) -> list[Session]:
-    """Sessions of one source's content (within `bounds`); SourceError when it is unusable."""
-    parser = parse_ics if source_format(source, body) == "ics" else parse_programme
+    """Sessions of one source's content (within `bounds`), read by the parser of its
+    kind (declared, else guessed); SourceError when it is unusable."""
     try:
-        return parser(
-            body,
-            source=describe(source),
-            tz=tz,
-            window_start=window_start,
-            window_end=window_end,
-            bounds=bounds,
-        )
-    except (CalendarError, ProgrammeError) as exc:
+        parser = kinds.of(source, body, kind)
+    except ValueError as exc:  # a kind the configuration would have refused
         raise SourceError(str(exc)) from None
+    return parser.parse(
+        body,
+        source=describe(source),
+        tz=tz,
+        window_start=window_start,
+        window_end=window_end,
+        bounds=bounds,
+    )
 
 
 # -- jobs (run in the parser process) ---------------------------------------------
@@ -104,6 +91,7 @@ class ParseJob:
     window_end: datetime
     max_sessions: int = MAX_SESSIONS
     max_per_series: int = MAX_PER_SERIES
+    kind: str | None = None  # declared in agenda.sources; None: guessed (bot.agenda.kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +161,7 @@ def run_parse(job: ParseJob) -> Parsed:
         sessions = parse_source(
             job.body,
             job.source,
+            kind=job.kind,
             tz=job.tz,
             window_start=job.window_start,
             window_end=job.window_end,

@@ -13,7 +13,7 @@ The rest of the bot imports from `bot.config` only: the split is internal.
 
 from __future__ import annotations
 
-from bot.config.agenda import AgendaConfig, BroadcastConfig, RemindersConfig
+from bot.config.agenda import AgendaConfig, AgendaSource, BroadcastConfig, RemindersConfig
 from bot.config.base import (
     MXID_RE,
     ConfigError,
@@ -49,6 +49,7 @@ __all__ = [
     "MXID_RE",
     "PLACEHOLDER_PASSWORD",
     "AgendaConfig",
+    "AgendaSource",
     "BotConfig",
     "BroadcastConfig",
     "Config",

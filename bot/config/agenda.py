@@ -3,16 +3,56 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from bot.agenda import kinds
 from bot.config.base import Duration, _Model
 
 
+def _check_location(value: str) -> str:
+    scheme = urlparse(value).scheme
+    if scheme not in ("", "file", "http", "https") and len(scheme) > 1:
+        raise ValueError(f"unsupported source {value!r}: use a file path or an http(s) URL")
+    return value
+
+
+class AgendaSource(_Model):
+    """One entry of `agenda.sources`: a path or URL (its identity, in the database
+    too), and the kind of its content (bot.agenda.kinds), guessed when not given."""
+
+    url: str
+    kind: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        # A bare path or URL: its kind is guessed, as before kinds were declared
+        # (checked here so that a problem is reported at the entry, not at `.url`).
+        if isinstance(value, str):
+            return {"url": _check_location(value)}
+        if not isinstance(value, dict | AgendaSource):
+            raise ValueError("expected a file path, an http(s) URL, or {url: …, kind: …}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_location(value)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in kinds.KINDS:
+            raise ValueError(f"unknown kind {value!r}: the kinds are {kinds.known()}")
+        return value
+
+
 class AgendaConfig(_Model):
-    sources: list[str] = Field(default_factory=list)
+    # Bare strings (a path or URL) or {url: …, kind: …}: see AgendaSource.
+    sources: list[AgendaSource] = Field(default_factory=list)
     refresh: Duration = timedelta(hours=1)
     max_items: int = Field(default=10, ge=1, le=50)
     horizon: Duration = timedelta(days=366)
@@ -22,15 +62,6 @@ class AgendaConfig(_Model):
     # Limits of the parser process (bot.agenda.worker): per job, and its memory in MiB.
     parse_timeout: Duration = timedelta(seconds=120)
     parse_memory: int = Field(default=512, ge=256, le=65_536)
-
-    @field_validator("sources")
-    @classmethod
-    def _sources(cls, value: list[str]) -> list[str]:
-        for src in value:
-            scheme = urlparse(src).scheme
-            if scheme not in ("", "file", "http", "https") and len(scheme) > 1:
-                raise ValueError(f"unsupported source {src!r}: use a file path or an http(s) URL")
-        return value
 
     @field_validator("parse_timeout")
     @classmethod

@@ -66,7 +66,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         return p if p.is_absolute() else (base / p).resolve()
 
     sources = [
-        s if urlparse(s).scheme in ("http", "https") else str(rel(Path(s.removeprefix("file://"))))
+        s
+        if urlparse(s.url).scheme in ("http", "https")
+        else s.model_copy(update={"url": str(rel(Path(s.url.removeprefix("file://"))))})
         for s in config.agenda.sources
     ]
     return config.model_copy(
@@ -84,9 +86,16 @@ def _semantic_problems(config: Config) -> list[tuple[str, str]]:
     problems = []
     if config.bot.templates is not None and not config.bot.templates.is_dir():
         problems.append(("bot.templates", f"not a directory: {config.bot.templates}"))
+    first: dict[str, int] = {}
     for i, src in enumerate(config.agenda.sources):
-        if urlparse(src).scheme not in ("http", "https") and not Path(src).is_file():
-            problems.append((f"agenda.sources.{i}", f"file not found: {src}"))
+        if urlparse(src.url).scheme not in ("http", "https") and not Path(src.url).is_file():
+            problems.append((f"agenda.sources.{i}", f"file not found: {src.url}"))
+        j = first.setdefault(src.url, i)
+        if config.agenda.sources[j].kind != src.kind:
+            # One source, one copy in the database: it cannot be read two ways.
+            problems.append(
+                (f"agenda.sources.{i}", f"agenda.sources.{j} is the same source with another kind")
+            )
     if config.web.theme == "dsfr" and dsfr_dist() is None:
         problems.append(
             (

@@ -239,7 +239,7 @@ def write_config(cfg: Config, path: Path) -> Path:
                     "password": cfg.matrix.password.get_secret_value(),
                 },
                 "storage": {"path": str(cfg.storage.path)},
-                "agenda": {"sources": list(cfg.agenda.sources)},
+                "agenda": {"sources": [s.url for s in cfg.agenda.sources]},
             }
         )
     )

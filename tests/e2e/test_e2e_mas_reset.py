@@ -68,7 +68,7 @@ async def bot_behind_mas(synapse: DevHomeserver, tmp_path: Path) -> AsyncIterato
                 {
                     "matrix": {"homeserver": mas.url, "user_id": bot_id, "access_token": token},
                     "storage": {"path": str(cfg.storage.path)},
-                    "agenda": {"sources": list(cfg.agenda.sources)},
+                    "agenda": {"sources": [s.url for s in cfg.agenda.sources]},
                 }
             )
         )

@@ -213,6 +213,83 @@ def test_check_config_reads_local_agenda_sources(tmp_path: Path) -> None:
     programme.write_text(programme.read_text().replace("11h-10h", "10h-11h"))
     calendar.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nEND:VCALENDAR\r\n")
     assert cli("check-config", "--config", str(path)).returncode == 0
+    # A declared kind is the one read, whatever the name; check-config says how each is read.
+    (tmp_path / "export").write_text('{"events": [{"title": "E", "dates": "2027-01-05"}]}')
+    path.write_text(
+        path.read_text().replace(
+            "agenda.ics]", "agenda.ics, {url: export, kind: json}, https://x.example/e]"
+        )
+    )
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"- agenda.sources.0: {programme}: programme (guessed)" in result.stdout
+    assert f"- agenda.sources.2: {tmp_path / 'export'}: json (declared)" in result.stdout
+    assert "- agenda.sources.3: https://x.example/e: guessed from the name or content" in (
+        result.stdout
+    )
+    path.write_text(path.read_text().replace("kind: json", "kind: ics"))
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "- agenda.sources.2:" in result.stderr and "not an iCalendar file" in result.stderr
+
+
+def test_sources_are_paths_urls_or_declare_their_kind(tmp_path: Path) -> None:
+    (tmp_path / "agenda.ics").touch()
+    (tmp_path / "export").touch()
+    matrix = {"homeserver": "https://hs", "user_id": "@bot:hs", "password": "x"}
+    sources = ["agenda.ics", {"url": "export", "kind": "json"}, {"url": "https://x.example/e"}]
+    cfg = configuration.from_dict(
+        {"matrix": matrix, "agenda": {"sources": sources}}, base=tmp_path, env={}
+    )
+    assert [(s.url, s.kind) for s in cfg.agenda.sources] == [
+        (str(tmp_path / "agenda.ics"), None),  # a bare path: guessed, as before
+        (str(tmp_path / "export"), "json"),  # relative to the file too
+        ("https://x.example/e", None),
+    ]
+
+    sources = [
+        {"url": "https://x.example/e", "kind": "pretalx"},
+        {"kind": "ics"},
+        {"url": "https://x.example/f", "knd": "ics"},
+        5,
+        "ftp://x.example/a.ics",
+        {"url": "gopher://x.example/a.ics", "kind": "ics"},
+    ]
+    with pytest.raises(ConfigError) as err:
+        configuration.from_dict({"matrix": matrix, "agenda": {"sources": sources}}, env={})
+    assert err.value.problems == [
+        ("agenda.sources.0.kind", "unknown kind 'pretalx': the kinds are ics, programme, json"),
+        ("agenda.sources.1.url", "Field required"),
+        (
+            "agenda.sources.2.knd",
+            "unknown key (check the spelling against config.example.yaml)",
+        ),
+        ("agenda.sources.3", "expected a file path, an http(s) URL, or {url: …, kind: …}"),
+        (
+            "agenda.sources.4",
+            "unsupported source 'ftp://x.example/a.ics': use a file path or an http(s) URL",
+        ),
+        (
+            "agenda.sources.5.url",
+            "unsupported source 'gopher://x.example/a.ics': use a file path or an http(s) URL",
+        ),
+    ]
+
+    # One source is one copy in the database: it cannot be read two ways.
+    twice = ["https://x.example/e", {"url": "https://x.example/e", "kind": "json"}]
+    with pytest.raises(ConfigError) as err:
+        configuration.from_dict({"matrix": matrix, "agenda": {"sources": twice}}, env={})
+    assert err.value.problems == [
+        ("agenda.sources.1", "agenda.sources.0 is the same source with another kind")
+    ]
+
+
+def test_the_example_config_documents_every_source_kind() -> None:
+    from bot.agenda.kinds import KINDS
+
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    for name, kind in KINDS.items():
+        assert f"#   {name:<10} {kind.about}" in example, name
 
 
 def test_check_config_says_what_the_configured_caps_would_cut(tmp_path: Path) -> None:
