@@ -50,6 +50,7 @@ from bot.broadcast_key import (
     parse,
 )
 from bot.chat import ChatClient
+from bot.commands.personal import presenting
 from bot.db.outbox import OutboxItem
 from bot.db.storage import Storage
 from bot.db.subscriptions import REMINDERS
@@ -373,7 +374,7 @@ class Broadcaster:
         )
         if current is None or current.start <= now or record.kind == "cancelled":
             return message
-        return replace(message, sessions=(current.sid,))
+        return presenting(message, (current.sid,))
 
     def _render_reminder(self, sid: str, start: int, *, personal: bool = False) -> Message | None:
         session = self._agenda.agenda.get(sid)
@@ -391,7 +392,7 @@ class Broadcaster:
             prefix=self._prefix,
             personal=personal,
         )
-        return message if personal else replace(message, sessions=(session.sid,))
+        return message if personal else presenting(message, (session.sid,))
 
 
 def _utc(timestamp: int) -> datetime:
