@@ -33,7 +33,6 @@ from typing import Any
 
 from bot.chat import ChatClient, IncomingMessage, Reply
 from bot.commands.core import Services
-from bot.commands.gazette import WITHDRAW_MARK, gazette_command
 from bot.commands.runner import Invocation, Runner, parsed
 from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 SETTLE_GRACE = 2.0
 # Commands received outside a sync batch (none is expected) start after this.
 HOLD_S = 0.5
-# The command a ✅ on a gazette preview runs (its withdrawal too).
-APPROVE_COMMAND = gazette_command.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +115,12 @@ class Answers:
         for item in pending:
             msg = _message(item)
             tried = Tried(item.attempts, False, item.received_at, item.device_id)
-            if item.replaces is not None:  # an edit: its text is parsed when answered
-                self._spawn(msg, None, tried)
+            if item.replaces is not None or item.trigger is not None:
+                # An edit (its text is parsed when answered), or run by a reaction.
+                self._spawn(msg, None, tried, item.follows)
                 resumed += 1
                 continue
-            invocation = (
-                Invocation(item.command, item.body)
-                if item.command is not None
-                else parsed(msg.body, self.prefix)
-            )
+            invocation = parsed(msg.body, self.prefix)
             if invocation is None:  # typed under another prefix: nothing to answer now
                 await self.storage.inbox.finish(item.event_id)
                 continue
@@ -145,7 +139,7 @@ class Answers:
         are then both in the inbox when the command's turn comes: the edit
         answers, once, instead of an answer to the old text then its edit.
         Waiting costs the rest of the batch, a few milliseconds. `follows`:
-        the command this one is answered after (a 🔔 taken back: the 🔔).
+        the reaction this one takes back, still waiting for its answer.
         """
         self._held.append((msg, invocation, follows))
         if self._hold_timer is None:
@@ -168,7 +162,8 @@ class Answers:
         tried: Tried,
         follows: str | None = None,
     ) -> None:
-        """Answer in the background: `invocation` for a command, None for an edit."""
+        """Answer in the background: `invocation` for a typed command, None for
+        an edit or for a command run by a reaction (`msg.trigger`)."""
         self.background(self._process(msg, invocation, tried, follows))
 
     async def settle(self, grace: float = SETTLE_GRACE) -> None:
@@ -215,28 +210,36 @@ class Answers:
         tried: Tried,
         follows: str | None,
     ) -> None:
-        key = msg.replaces or follows or _answers_after(invocation) or msg.event_id
+        # A reaction taken back is answered after the reaction, one at a time.
+        undoes = msg.trigger.reaction if msg.trigger is not None and msg.trigger.undo else None
+        key = msg.replaces or undoes or msg.event_id
         async with self._one_at_a_time(key), self.slot:
             if msg.replaces is not None:
                 await self._process_edit(msg, tried)
-            elif invocation is not None and follows is not None:
-                await self._process_taken_back(msg, invocation, tried, follows)
-            elif invocation is not None:
+            elif follows is not None:
+                await self._process_taken_back(msg, tried)
+            elif invocation is not None or msg.trigger is not None:
                 await self._process_command(msg, invocation, tried)
 
-    async def _process_taken_back(
-        self, msg: IncomingMessage, invocation: Invocation, tried: Tried, bell: str
-    ) -> None:
-        """A 🔔 taken back before its answer, answered after it: the reminders
-        it did ask for are forgotten (none: nothing to say)."""
-        sids = await self.storage.personal.via(msg.sender, bell)
-        if not sids:
+    async def _process_taken_back(self, msg: IncomingMessage, tried: Tried) -> None:
+        """A reaction taken back before its answer, answered after it: its undo
+        takes back what it did give, as its trigger now says (nothing: nothing
+        to say)."""
+        assert msg.trigger is not None
+        found = self.runner.registry.trigger(msg.trigger.name)
+        given = None
+        if found is not None and found[0].given is not None:
+            given = await found[0].given(
+                self.storage, msg.trigger.reaction, msg.room_id, msg.sender
+            )
+        if given is None:
             await self.storage.inbox.finish(msg.event_id)
             return
-        await self._process_command(msg, Invocation(invocation.name, " ".join(sids)), tried)
+        msg = replace(msg, trigger=replace(msg.trigger, values=given))
+        await self._process_command(msg, None, tried)
 
     async def _process_command(
-        self, msg: IncomingMessage, invocation: Invocation, tried: Tried
+        self, msg: IncomingMessage, invocation: Invocation | None, tried: Tried
     ) -> None:
         if not msg.direct and await self.storage.inbox.latest_edit(msg.event_id) is not None:
             # Edited before it was answered (the bot was away): the newest
@@ -371,11 +374,11 @@ class Answers:
             txn_id,
             label,
             # A reaction is not a message to reply to.
-            reply_to=None if msg.reaction else msg.event_id,
+            reply_to=None if msg.trigger is not None else msg.event_id,
             thread_root=msg.thread_root,
         )
-        if not self.runner.private(invocation):
-            return [in_room]
+        if msg.trigger is not None or not self.runner.private(invocation):
+            return [in_room]  # a reaction's trigger said where (`msg.direct`)
         dm = await ensure_direct_room(self.chat, self.storage, msg.sender)
         if dm == msg.room_id:  # typed in the direct room itself
             return [in_room]
@@ -405,15 +408,6 @@ def calling(reply: Reply, user_id: str) -> Reply:
     return reply
 
 
-def _answers_after(invocation: Invocation | None) -> str | None:
-    """The ✅ whose withdrawal this is (answered after it, one at a time, so
-    that a ✅ taken back at once is recorded before it is withdrawn)."""
-    if invocation is None or invocation.name != APPROVE_COMMAND:
-        return None
-    mark = f"valider {WITHDRAW_MARK}"
-    return invocation.args[len(mark) :] if invocation.args.startswith(mark) else None
-
-
 def _message(item: InboxItem) -> IncomingMessage:
     return IncomingMessage(
         item.room_id,
@@ -424,6 +418,5 @@ def _message(item: InboxItem) -> IncomingMessage:
         direct=item.direct,
         ts=item.sent_ms,
         replaces=item.replaces,
-        # Stored with its command by a reaction in a room (a ✅): not typed.
-        reaction=item.command is not None and not item.direct,
+        trigger=item.trigger,
     )

@@ -6,11 +6,41 @@ fake. Commands and rendering only ever see these types.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 from bot.render import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Triggered:
+    """A command run by a reaction, or by taking one back: what it resolved to.
+
+    `name`: the reaction trigger declared with the command
+    (`bot.commands.core.Reaction`); `reaction`: the reaction's event (when
+    taken back: the reaction taken back; "" if not known); `values`: what the
+    post reacted to means to that trigger (the sessions it presents, the
+    revision a preview shows), or, taken back, what the reaction gave.
+    Stored with the inbox row, so that an answer after a crash runs the same.
+    """
+
+    name: str
+    reaction: str
+    values: tuple[str, ...] = ()
+    undo: bool = False
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {"name": self.name, "reaction": self.reaction, "values": self.values, "undo": self.undo}
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> Self:
+        data: dict[str, Any] = json.loads(text)
+        values = tuple(str(v) for v in data.get("values", ()))
+        return cls(str(data["name"]), str(data["reaction"]), values, bool(data.get("undo")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +53,17 @@ class IncomingMessage:
     # Users the sender mentioned with pills (`m.mentions`): clients put the
     # display name in `body`, the Matrix ID only here. Not kept in the inbox.
     mentions: tuple[str, ...] = ()
-    # Answer in the sender's direct room rather than in the room (a 🔔 reaction).
+    # Answer in the sender's direct room rather than in the room (a reaction
+    # whose trigger is declared private).
     direct: bool = False
     # When it was sent (origin_server_ts, ms since the epoch); None if unknown.
     ts: int | None = None
     # Set on an edit (`m.replace`): the event id of the message it edits;
     # `body` is then the new text.
     replaces: str | None = None
-    # Run by a reaction (a ✅ on a preview) rather than typed: the answer is
-    # not a reply to the reaction event.
-    reaction: bool = False
+    # Run by a reaction (or by taking one back) rather than typed: what it
+    # resolved to. The answer is then not a reply to the reaction event.
+    trigger: Triggered | None = None
 
 
 @dataclass(frozen=True, slots=True)

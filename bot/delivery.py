@@ -1,11 +1,13 @@
 """The one sender: attempts, backoff, permanent errors, pacing and metrics.
 
-Answers to commands and posts to rooms leave the bot through `Sender.deliver`.
-Each item carries a transaction id fixed before the first attempt (derived
+Answers to commands and posts to rooms leave the bot through `Sender.deliver`;
+notices sent once (the "doucement" and undecryptable notices) through
+`Sender.send_once`. Each item carries a transaction id fixed before the first attempt (derived
 from the command's event, or stored in the outbox row), so a resend after a
 crash or a timeout is deduplicated by the homeserver. What to send, and where,
 is decided by the callers (the dispatcher routes answers, the broadcaster
-decides what is due); whether it went out is decided here, once.
+decides what is due); whether it went out is decided here, once. A post's
+marks (what reactions to it mean) are recorded once it is sent.
 
 The homeserver remembers a transaction id for a while, and for the device
 that used it only. An item tried before, longer ago than `TXN_MEMORY_S` or
@@ -191,17 +193,25 @@ class Sender:
         """What a sent item leaves behind (also one found sent already)."""
         if isinstance(out.reply, FileUpload | Redaction):
             event_id = None  # an answer that cannot be edited
-        if out.replaces and isinstance(out.reply, Message):
-            # Reactions go to the post edited, now presenting these sessions.
-            await self._storage.posts.edited(out.replaces, out.room_id, out.reply.sessions)
-        elif event_id and isinstance(out.reply, Message) and out.reply.sessions:
-            # A 🔔 reaction to this post asks for reminders of its sessions.
-            await self._storage.posts.record(event_id, out.room_id, out.reply.sessions)
-        if event_id and isinstance(out.reply, Message) and out.reply.approves:
-            # A ✅ on this preview approves what it shows.
-            await self._storage.gazette.previewed(event_id, out.room_id, out.reply.approves)
+        if isinstance(out.reply, Message) and out.replaces:
+            # Reactions go to the post edited: they now mean what the edit says.
+            await self._storage.posts.edited(out.replaces, out.room_id, out.reply.marks)
+        elif isinstance(out.reply, Message) and event_id and out.reply.marks:
+            # What a reaction to this post means (`Message.marks`).
+            await self._storage.posts.record(event_id, out.room_id, out.reply.marks)
         self._count(out.kind, "sent")
         return Delivered(sent=True, event_id=event_id)
+
+    async def send_once(self, out: Outgoing) -> str | None:
+        """One attempt, not stored, no retry: for a notice whose caller decides
+        what a failure means (SendError goes to it). Paced, recorded and
+        counted like any other send. Its event id."""
+        try:
+            event_id = await self._send_once(out)
+        except SendError:
+            self._count(out.kind, "failed")
+            raise
+        return (await self._sent(out, event_id)).event_id
 
     def skipped(self, kind: Kind) -> None:
         """An item that will not be sent (it no longer makes sense)."""

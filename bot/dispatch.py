@@ -4,9 +4,10 @@ A command is written to the inbox table in the sync callback, before the
 sync token moves on, then handed to `bot.answers`, which answers it exactly
 once (and again after a crash, with the same transaction id). An edit of a
 command (`m.replace`, by its sender, within `bot.edit_window`) is recorded
-the same way, with its own row. A 🔔 on a post presenting sessions runs
-`!rappelle-moi` (taking it back, `!oublie`), a ✅ on a gazette preview
-approves it (taking it back withdraws the approval): recorded like commands.
+the same way, with its own row. A reaction runs the command that declared
+its emoji (`bot.commands.core.Reaction`), taking it back the undo declared
+with it: recorded like commands, with what the reaction resolved to. No
+command is known here. Every notice goes out through the one sender.
 
 Before anything is stored, a command (typed, edited, or a reaction that runs
 one) must fit in its sender's and its room's limits (`bot.limits`): past
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
-from bot.answers import APPROVE_COMMAND, SETTLE_GRACE, Answers, txn_id_for
+from bot.answers import SETTLE_GRACE, Answers, txn_id_for
 from bot.chat import (
     ChatClient,
     IncomingMessage,
@@ -27,28 +29,18 @@ from bot.chat import (
     IncomingRedaction,
     Reply,
     SendError,
+    Triggered,
 )
 from bot.commands.core import Registry, Services
-from bot.commands.gazette import PREVIEW_MARK, WITHDRAW_MARK
-from bot.commands.personal import forget_command, remind_me_command
 from bot.commands.runner import Invocation, Runner, parsed
-from bot.db.inbox import InboxItem
 from bot.db.storage import Storage
-from bot.delivery import Sender
+from bot.delivery import Kind, Outgoing, Sender
 from bot.limits import Clock, CommandLimits, Over
 from bot.ops import Metrics
 from bot.permissions import Rights
 from bot.render import Message
 
 log = logging.getLogger(__name__)
-
-# A reaction with this emoji to a post presenting sessions runs this command.
-BELL = "🔔"
-REACTION_COMMAND = remind_me_command.name
-# Taking the reaction back runs this one.
-FORGET_COMMAND = forget_command.name
-# A reaction with this emoji to a gazette preview approves what it shows.
-APPROVE = "✅"
 
 
 class Dispatcher:
@@ -68,9 +60,9 @@ class Dispatcher:
         self.storage = storage
         limits = services.config.bot.limits
         self.limits = CommandLimits(limits.per_sender.rate, limits.per_room.rate, clock)
-        sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
+        self.sender = Sender(chat, storage, retry_delay=retry_delay, metrics=self.metrics)
         self.answers = Answers(
-            self.runner, chat, storage, sender, self.metrics, limits.answers_at_once
+            self.runner, chat, storage, self.sender, self.metrics, limits.answers_at_once
         )
 
     @property
@@ -166,165 +158,110 @@ class Dispatcher:
         self.answers.hold(edit, None)
 
     async def accept_reaction(self, reaction: IncomingReaction) -> None:
-        """A 🔔 on a post of the bot presenting sessions: `!rappelle-moi` those, in private.
+        """A reaction: the command a trigger declared for its emoji, if the post
+        reacted to means something to that trigger (`Registry.reacting`).
 
         Recorded in the inbox like a typed command (same exactly-once path),
-        answered in the sender's direct room rather than in the room.
+        with what it resolved to; answered in the room, or in the sender's
+        direct room when the trigger is private.
         """
         if reaction.sender == self.chat.user_id:
             return
-        key = reaction.key.strip("\ufe0f ")
-        if key == APPROVE:
-            await self._accept_approval(reaction)
+        for trigger in self.registry.reacting(reaction.key):
+            values = await trigger.resolved(self.storage, reaction.target, reaction.room_id)
+            if not values:
+                continue
+            if not self._admit(reaction.sender, reaction.room_id, reaction.event_id):
+                return
+            triggered = Triggered(trigger.name, reaction.event_id, values)
+            await self._record(reaction.room_id, reaction.event_id, reaction.sender, triggered)
             return
-        if key != BELL:
-            return
-        # [] when not a post of ours, or one without sessions.
-        sids = await self.storage.posts.sessions(reaction.target, reaction.room_id)
-        await self._accept_private(
-            reaction.room_id, reaction.event_id, reaction.sender, REACTION_COMMAND, sids
-        )
-
-    async def _accept_approval(self, reaction: IncomingReaction) -> None:
-        """A ✅ on a gazette preview: `!gazette valider` what it showed, answered in the room.
-
-        Recorded in the inbox like a typed command; whether the preview is
-        still current, and who may approve, is the command's to decide.
-        """
-        shown = await self.storage.gazette.preview(reaction.target, reaction.room_id)
-        if shown is None:
-            return  # not a preview: a ✅ like any other
-        invocation = Invocation(APPROVE_COMMAND, f"valider {PREVIEW_MARK}{shown}")
-        if not self._admit(reaction.sender, reaction.room_id, reaction.event_id):
-            return
-        await self._record(reaction.room_id, reaction.event_id, reaction.sender, invocation)
 
     async def accept_redaction(self, redaction: IncomingRedaction) -> None:
-        """A 🔔 taken back: `!oublie` the reminders it asked for, answered in private.
-        A ✅ taken back: its approval withdrawn (`_accept_withdrawal`)."""
-        if await self._accept_withdrawal(redaction):
+        """A reaction taken back by its sender: the undo its trigger declared.
+
+        Taken back before its answer (both in one sync batch, or while it is
+        answered), what it gives is not stored yet: the undo is answered after
+        it, and asks then (`Answers`). Otherwise the trigger says now what it
+        gave (nothing: nothing to do). Someone else's redaction (a moderator
+        removing a reaction) takes nothing back. Not subject to the limits:
+        each follows a reaction that was.
+        """
+        if redaction.sender == self.chat.user_id:
             return
-        bell = await self._pending_bell(redaction)
-        if bell is not None:
-            # Taken back before its answer (both in one sync batch, or while
-            # it is answered): what it asks for is not stored yet. Answered
-            # after it, the reminders it did ask for are then forgotten.
-            await self._accept_private(
+        pending = await self._pending_reaction(redaction)
+        if pending is not None:
+            await self._record(
                 redaction.room_id,
                 redaction.event_id,
                 redaction.sender,
-                FORGET_COMMAND,
-                bell.body.split(),
-                follows=bell.event_id,
+                replace(pending, reaction=redaction.redacts, undo=True),
+                follows=redaction.redacts,
             )
             return
-        # [] when not one of the reactions that asked for reminders.
-        sids = await self.storage.personal.via(redaction.sender, redaction.redacts)
-        await self._accept_private(
-            redaction.room_id, redaction.event_id, redaction.sender, FORGET_COMMAND, sids
-        )
+        for trigger in self.registry.undoable():
+            assert trigger.given is not None
+            given = await trigger.given(
+                self.storage, redaction.redacts, redaction.room_id, redaction.sender
+            )
+            if given is not None:
+                triggered = Triggered(trigger.name, redaction.redacts, given, undo=True)
+                await self._record(
+                    redaction.room_id, redaction.event_id, redaction.sender, triggered
+                )
+                return
 
-    async def _pending_bell(self, redaction: IncomingRedaction) -> InboxItem | None:
-        """The 🔔 its sender just redacted, if it is still waiting for its answer."""
+    async def _pending_reaction(self, redaction: IncomingRedaction) -> Triggered | None:
+        """What the reaction its sender just redacted resolved to, if it ran a
+        command with an undo and still waits for its answer."""
         item = await self.storage.inbox.get(redaction.redacts)
         if (
             item is None
-            or item.command != REACTION_COMMAND
-            or not item.direct
+            or item.trigger is None
+            or item.trigger.undo
             or item.sender != redaction.sender
             or item.room_id != redaction.room_id
-            or await self.storage.inbox.status(item.event_id) != "pending"
         ):
             return None
-        return item
-
-    async def _accept_withdrawal(self, redaction: IncomingRedaction) -> bool:
-        """Its sender redacted a ✅ that approved a gazette preview (or is still
-        waiting for its answer): `!gazette valider` withdraws that approval,
-        recorded and answered in the room like the ✅ itself. False: not one.
-
-        Only the ✅'s own sender withdraws it: a moderator removing someone
-        else's reaction leaves their approval in place.
-        """
-        if redaction.sender == self.chat.user_id:
-            return False
-        target, room_id = redaction.redacts, redaction.room_id
-        approver = await self.storage.gazette.approved_by_reaction(target, room_id)
-        if approver is None:
-            # Taken back before its answer (both in one sync batch): it waits
-            # for that answer (`_answers_after`), then withdraws what it gave.
-            approver = await self._pending_approval(target, room_id)
-        if approver != redaction.sender:
-            return False
-        invocation = Invocation(APPROVE_COMMAND, f"valider {WITHDRAW_MARK}{target}")
-        await self._record(room_id, redaction.event_id, redaction.sender, invocation)
-        return True
-
-    async def _pending_approval(self, event_id: str, room_id: str) -> str | None:
-        """The sender of `event_id` if it is a ✅ on a preview not answered yet."""
-        item = await self.storage.inbox.get(event_id)
-        if (
-            item is None
-            or item.room_id != room_id
-            or item.command != APPROVE_COMMAND
-            or item.direct
-            or not item.body.startswith(f"valider {PREVIEW_MARK}")
-            or await self.storage.inbox.status(event_id) != "pending"
-        ):
+        found = self.registry.trigger(item.trigger.name)
+        if found is None or found[0].undo is None:
             return None
-        return item.sender
-
-    async def _accept_private(
-        self,
-        room_id: str,
-        event_id: str,
-        sender: str,
-        command: str,
-        sids: list[str],
-        *,
-        follows: str | None = None,
-    ) -> None:
-        """`command sids…` on behalf of `sender`, answered in their direct room
-        (after the command `follows`, when given).
-
-        Stored as the command and its arguments: nothing to parse again, and
-        no text that a change of `bot.prefix` could make unreadable.
-        """
-        if not sids or sender == self.chat.user_id:
-            return
-        invocation = Invocation(command, " ".join(sids))
-        if not self._admit(sender, room_id, event_id):
-            return
-        await self._record(room_id, event_id, sender, invocation, direct=True, follows=follows)
+        if await self.storage.inbox.status(item.event_id) != "pending":
+            return None
+        return item.trigger
 
     async def _record(
         self,
         room_id: str,
         event_id: str,
         sender: str,
-        invocation: Invocation,
+        trigger: Triggered,
         *,
-        direct: bool = False,
         follows: str | None = None,
     ) -> None:
-        """A command run by a reaction (or by taking one back): stored as its
-        name and arguments, answered once, in the room or (`direct`) in private."""
+        """A command run by a reaction (or by taking one back): stored with what
+        the reaction resolved to, answered once, where its trigger says."""
+        found = self.registry.trigger(trigger.name)
+        assert found is not None
+        reaction, command = found
+        direct = reaction.private
         if not await self.storage.inbox.add(
             event_id,
             room_id,
             sender,
-            invocation.args,
+            "",
             None,
             direct=direct,
-            command=invocation.name,
+            command=(command.parent or command).name,
             device_id=self.chat.device_id,
             follows=follows,
+            trigger=trigger,
         ):
             log.debug("reaction %s already recorded, not answering again", event_id)
             return
         # As `bot.answers` rebuilds it from the inbox after a restart.
-        msg = IncomingMessage(room_id, event_id, sender, "", direct=direct, reaction=not direct)
-        self.answers.hold(msg, invocation, follows)
+        msg = IncomingMessage(room_id, event_id, sender, "", direct=direct, trigger=trigger)
+        self.answers.hold(msg, None, follows)
 
     def _admit(
         self,
@@ -372,11 +309,11 @@ class Dispatcher:
         thread_root: str | None,
     ) -> None:
         """One attempt: a lost "doucement" is not worth a retry."""
+        label = f"slow-down notice in {room_id}"
+        out = Outgoing(Kind.REPLY, room_id, message, txn_id, label, reply_to, thread_root)
         async with self.answers.slot:
             try:
-                await self.chat.send_message(
-                    room_id, message, txn_id=txn_id, reply_to=reply_to, thread_root=thread_root
-                )
+                await self.sender.send_once(out)
             except SendError as exc:
                 log.info("slow-down notice in %s not sent: %s", room_id, exc)
 
@@ -384,12 +321,14 @@ class Dispatcher:
         """Answer once an encrypted message that could not be decrypted.
 
         Its transaction id derives from the event: sent twice (a crash before
-        it was marked), the homeserver keeps one. SendError goes to the caller.
+        it was marked), the homeserver keeps one. One attempt: SendError goes
+        to the caller, which decides whether to try again.
         """
         message = self.services.renderer.render("undecryptable", prefix=self.prefix)
-        await self.chat.send_message(
-            msg.room_id, message, txn_id=txn_id_for(msg.event_id), reply_to=msg.event_id
-        )
+        label = f"undecryptable notice for {msg.event_id} in {msg.room_id}"
+        txn_id = txn_id_for(msg.event_id)
+        out = Outgoing(Kind.REPLY, msg.room_id, message, txn_id, label, reply_to=msg.event_id)
+        await self.sender.send_once(out)
         self.metrics.undecryptable.inc()
 
     async def resume_pending(self) -> int:

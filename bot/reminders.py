@@ -18,11 +18,12 @@ are declared here (registered in `bot.broadcasts.registry`):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.broadcasts.kind import Env, Key, Kind
+from bot.commands.personal import presenting
 from bot.render import Message
 from bot.views import after_sid, render_change, views
 
@@ -176,7 +177,7 @@ def _render_reminder(env: Env, sid: str, start: int, *, personal: bool) -> Messa
         personal=personal,
     )
     # A 🔔 on a room's reminder asks for a personal reminder of its session.
-    return message if personal else replace(message, sessions=(session.sid,))
+    return message if personal else presenting(message, (session.sid,))
 
 
 async def _change(env: Env, key: ChangeKey, room_id: str) -> Message | None:
@@ -212,7 +213,7 @@ async def _change(env: Env, key: ChangeKey, room_id: str) -> Message | None:
     )
     if current is None or current.start <= now or record.kind == "cancelled":
         return message
-    return replace(message, sessions=(current.sid,))
+    return presenting(message, (current.sid,))
 
 
 REMINDER = Kind(ReminderKey, _reminder, announcement=True)

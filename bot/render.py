@@ -10,7 +10,8 @@ packaged templates file by file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -40,16 +41,26 @@ class Message:
     mentions: tuple[str, ...] = ()
     # It calls the whole room (@room): it rings for every member.
     mentions_room: bool = False
-    # Ids of the sessions this message presents: a 🔔 reaction to it asks
-    # for personal reminders of them.
-    sessions: tuple[str, ...] = ()
-    # What a ✅ reaction to this message approves (a gazette preview), if anything.
-    approves: str | None = None
+    # What a reaction to this post means, by the name of the reaction trigger
+    # declared for it (`bot.commands.core.Reaction`): the values its command
+    # receives. Recorded with the post when it is sent (`bot.delivery`).
+    marks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def rings(self) -> bool:
         """Whether it calls anyone: then it is meant to notify, not a quiet notice."""
         return bool(self.mentions) or self.mentions_room
+
+    def marked(self, name: str, values: Iterable[str]) -> Message:
+        """This message, a reaction of the trigger `name` to it meaning `values`
+        (none: it means nothing to that trigger)."""
+        kept = tuple((n, v) for n, v in self.marks if n != name)
+        listed = tuple(dict.fromkeys(values))
+        return replace(self, marks=(*kept, (name, listed)) if listed else kept)
+
+    def mark(self, name: str) -> tuple[str, ...]:
+        """What a reaction of the trigger `name` to this message means (() : nothing)."""
+        return next((values for n, values in self.marks if n == name), ())
 
 
 def packaged_templates() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from itertools import groupby
 
@@ -10,6 +9,7 @@ from bot.agenda.model import Session
 from bot.agenda.query import AgendaQuery
 from bot.chat import FileUpload, Reply
 from bot.commands.core import Context, command, echo
+from bot.commands.personal import presenting
 from bot.i18n import N_
 from bot.render import Message, Renderer
 from bot.views import views
@@ -45,7 +45,7 @@ def render_agenda(
         web=web,
     )
     upcoming = tuple(v.session.sid for v in shown if v.session.start > now)
-    return replace(message, sessions=upcoming)
+    return presenting(message, upcoming)
 
 
 @command(

@@ -20,12 +20,12 @@ retraction). Redacting the ✅ that approved withdraws the approval.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
-from bot.commands.core import Context, Problem, UsageError, command
+from bot.commands.core import Context, Problem, Reaction, UsageError, command
 from bot.commands.runner import strip_reply_fallback
 from bot.db import gazette as store
 from bot.db.gazette import Issue
+from bot.db.storage import Storage
 from bot.gazette.desk import ASKED, MAX_ITEM_CHARS, Desk
 from bot.gazette.schedule import GazetteSchedule
 from bot.i18n import N_
@@ -43,11 +43,13 @@ WHAT = {
     "retrait": "request",
     "retraction": "request",
 }
-# Arguments of a `valider` run by a ✅ on a preview: "@<what the preview showed>".
-PREVIEW_MARK = "@"
-# Arguments of a `valider` run by the redaction of a ✅: "-<the ✅'s event id>"
-# (its approval withdrawn).
-WITHDRAW_MARK = "-"
+# The ✅ trigger: what a preview (or a correction's request) is marked with.
+APPROVE = "approve"
+
+
+def approving(message: Message, target: str) -> Message:
+    """`message`, a preview of `target`: a ✅ on it approves that target."""
+    return message.marked(APPROVE, (target,))
 
 
 def desk(ctx: Context) -> Desk:
@@ -157,26 +159,44 @@ async def preview_command(ctx: Context) -> Message:
         request = None if latest is None else await d.store.pending_request(latest.id)
         if latest is None or request is None or request.kind != store.CORRECT:
             raise Problem("gazette_no_request")
-        return replace(await d.corrected(latest, request), approves=request.target)
+        return approving(await d.corrected(latest, request), request.target)
     if ctx.args.strip():
         raise UsageError
     draft = await d.store.draft()
     if draft is None:
         raise Problem("gazette_no_draft")
-    return await d.preview(draft)
+    return approving(await d.render(draft), draft.target)
+
+
+async def _approved(
+    storage: Storage, reaction: str, room_id: str, sender: str
+) -> tuple[str, ...] | None:
+    """Whether `sender`'s ✅ `reaction` gave an approval: () if so, None if not."""
+    approver = await storage.gazette.approved_by_reaction(reaction, room_id)
+    return () if approver == sender else None
+
+
+async def withdraw(ctx: Context) -> Message:
+    """Its sender took back the ✅ `ctx.trigger.reaction`: the approval it gave
+    is withdrawn, unless what it approved is done (published, applied)."""
+    assert ctx.trigger is not None
+    return await _withdraw(ctx, desk(ctx), ctx.trigger.reaction)
 
 
 @gazette_command.sub(
-    N_("approve"), "valider", role=Role.COMMUNITY, usage=N_("[draft|correction|retraction]")
+    N_("approve"),
+    "valider",
+    role=Role.COMMUNITY,
+    usage=N_("[draft|correction|retraction]"),
+    reactions=[Reaction("✅", APPROVE, undo=withdraw, given=_approved)],
 )
 async def approve_command(ctx: Context) -> Message:
+    """`!gazette valider [quoi]`; a ✅ on a preview runs it with what the preview showed."""
     d = desk(ctx)
     arg = ctx.args.strip()
-    if arg.startswith(WITHDRAW_MARK) and ctx.msg.reaction:  # not typed: a ✅ redacted
-        return await _withdraw(ctx, d, arg[len(WITHDRAW_MARK) :])
-    shown = arg[len(PREVIEW_MARK) :] if arg.startswith(PREVIEW_MARK) else None
+    shown = None if ctx.trigger is None else ctx.trigger.values[0]
     wanted = None if shown is not None or not arg else WHAT.get(fold(arg))
-    if arg and shown is None and wanted is None:
+    if arg and wanted is None:
         raise UsageError
     draft = await d.store.draft()
     latest = await d.store.latest()
@@ -201,7 +221,7 @@ async def approve_command(ctx: Context) -> Message:
 
 def _reaction(ctx: Context) -> tuple[str, str] | None:
     """The ✅ that runs this `valider`, if one does: recorded with the approval."""
-    return (ctx.msg.event_id, ctx.msg.room_id) if ctx.msg.reaction else None
+    return None if ctx.trigger is None else (ctx.trigger.reaction, ctx.msg.room_id)
 
 
 async def _approve_draft(ctx: Context, d: Desk, draft: Issue) -> Message:
@@ -246,8 +266,6 @@ async def _approve_request(ctx: Context, d: Desk, latest: Issue, request: store.
 
 
 async def _withdraw(ctx: Context, d: Desk, reaction: str) -> Message:
-    """The sender redacted their ✅ `reaction`: the approval it gave is withdrawn,
-    unless what it approved is done (published, applied)."""
     withdrawal = await d.store.withdraw(reaction, ctx.msg.sender, _now(ctx))
     if withdrawal is None:  # the ✅ approved nothing (refused, out of date)
         return d.notice("unapproved", withdrawal=None, by=ctx.msg.sender, approval=None)
@@ -335,7 +353,7 @@ async def retract_command(ctx: Context) -> Message:
         copies=await d.store.copies(latest.number),
         needed=d.config.approvals,
     )
-    return replace(message, approves=request.target)  # a ✅ on it approves
+    return approving(message, request.target)  # a ✅ on it approves
 
 
 @gazette_command.sub(N_("archives"), "archives", role=Role.COMMUNITY)

@@ -3,20 +3,39 @@
 The bot sends a direct message `reminders.personal` before the session (the
 delivery goes through the outbox, see `bot.broadcast`). Stored: who, which
 session (id, title, start as asked), and the direct room opened with them.
+
+A 🔔 on a post presenting sessions (`presenting`) runs `!rappelle-moi` with
+them, answered in private; taking the 🔔 back runs `!oublie` with what it asked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.commands.core import Context, UsageError, command, echo
+from bot.commands.core import Context, Reaction, UsageError, command, echo
+from bot.db.storage import Storage
 from bot.direct_rooms import ensure_direct_room
 from bot.i18n import N_
 from bot.render import Message
 
 # Sessions one `!rappelle-moi` (or one 🔔) may ask for.
 MAX_AT_ONCE = 20
+# The 🔔 trigger: what a post presenting sessions is marked with.
+REMIND = "remind"
+
+
+def presenting(message: Message, sids: Iterable[str]) -> Message:
+    """`message`, presenting these sessions: a 🔔 on it asks for reminders of them."""
+    return message.marked(REMIND, sids)
+
+
+async def _reminded(
+    storage: Storage, reaction: str, _room_id: str, sender: str
+) -> tuple[str, ...] | None:
+    """The sessions `sender`'s 🔔 `reaction` asked reminders for (None: none)."""
+    return tuple(await storage.personal.via(sender, reaction)) or None
 
 
 def _when(ctx: Context, timestamp: int) -> tuple[str, str]:
@@ -35,6 +54,17 @@ class Wanted:
     hour: str = ""
 
 
+async def forget(ctx: Context) -> Message:
+    """`!oublie <id> [id…]`; taking a 🔔 back runs it with the sessions that 🔔 asked for."""
+    typed = ctx.args.lower().split() if ctx.trigger is None else ctx.trigger.values
+    ids = list(dict.fromkeys(typed))[:MAX_AT_ONCE]
+    if not ids:
+        raise UsageError
+    removed = [sid for sid in ids if await ctx.storage.personal.remove(ctx.msg.sender, sid)]
+    missing = [echo(sid) for sid in ids if sid not in removed]
+    return ctx.render("personal", outcome="forgotten", removed=removed, missing=missing, items=[])
+
+
 @command(
     "rappelle-moi",
     "remind-me",
@@ -44,10 +74,12 @@ class Wanted:
         "a direct message before a session (or react 🔔 to a session; "
         "%(prefix)smy-reminders, %(prefix)sforget <id>)"
     ),
+    reactions=[Reaction("🔔", REMIND, undo=forget, given=_reminded, private=True)],
 )
 async def remind_me_command(ctx: Context) -> Message:
     """`!rappelle-moi <id> [id…]`; a 🔔 reaction runs it with the post's sessions."""
-    ids = list(dict.fromkeys(ctx.args.lower().split()))
+    trigger = ctx.trigger
+    ids = list(dict.fromkeys(ctx.args.lower().split() if trigger is None else trigger.values))
     if not ids:
         raise UsageError
     now = ctx.services.now()
@@ -64,7 +96,7 @@ async def remind_me_command(ctx: Context) -> Message:
         return ctx.render("personal", outcome="no_room", items=[])
     for session in sessions:
         start = int(session.start.timestamp())
-        via = ctx.msg.event_id if ctx.msg.direct else None  # a 🔔 reaction
+        via = None if trigger is None else trigger.reaction  # a 🔔: taking it back forgets
         added = await ctx.storage.personal.add(user_id, session.sid, session.title, start, via=via)
         day, hour = _when(ctx, start)
         items.append(Wanted("added" if added else "already", session.sid, session.title, day, hour))
@@ -95,12 +127,6 @@ async def my_reminders_command(ctx: Context) -> Message:
     )
 
 
-@command("oublie", "forget", "oublier", usage=N_("<id>"), about=N_("cancel a personal reminder"))
-async def forget_command(ctx: Context) -> Message:
-    """`!oublie <id> [id…]`; removing a 🔔 reaction runs it with that reaction's sessions."""
-    ids = list(dict.fromkeys(ctx.args.lower().split()))[:MAX_AT_ONCE]
-    if not ids:
-        raise UsageError
-    removed = [sid for sid in ids if await ctx.storage.personal.remove(ctx.msg.sender, sid)]
-    missing = [echo(sid) for sid in ids if sid not in removed]
-    return ctx.render("personal", outcome="forgotten", removed=removed, missing=missing, items=[])
+forget_command = command(
+    "oublie", "forget", "oublier", usage=N_("<id>"), about=N_("cancel a personal reminder")
+)(forget)

@@ -13,9 +13,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from bot.chat import ChatClient, IncomingMessage, Reply
+from bot.chat import ChatClient, IncomingMessage, Reply, Triggered
 from bot.commands.core import (
+    Command,
     Context,
+    Handler,
     PermissionDenied,
     Problem,
     Registry,
@@ -35,7 +37,7 @@ MAX_COMMAND_CHARS = 2000
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """A command to run: typed in a message, or asked for by a reaction (🔔)."""
+    """A command to run, as typed in a message (a reaction's is `IncomingMessage.trigger`)."""
 
     name: str  # as typed (folded), or the registered name
     args: str
@@ -104,12 +106,16 @@ class Runner:
         """The reply to a message: the one error boundary of every command.
 
         `invocation`: the command to run, when already known (else parsed
-        from the message's text; None when it holds no command).
+        from the message's text; None when it holds no command). A message
+        run by a reaction (`msg.trigger`) runs what the trigger declares.
         """
-        invocation = invocation or parsed(msg.body, self.prefix)
-        if invocation is None:
-            return None
-        name, args = invocation.name, invocation.args
+        if msg.trigger is not None:
+            name, args = msg.trigger.name, ""
+        else:
+            invocation = invocation or parsed(msg.body, self.prefix)
+            if invocation is None:
+                return None
+            name, args = invocation.name, invocation.args
         services = self.services
         ctx = Context(
             msg=msg,
@@ -121,6 +127,8 @@ class Runner:
             chat=self.chat,
         )
         try:
+            if msg.trigger is not None:
+                return await self._run_triggered(ctx, msg.trigger)
             return await self._run(ctx, name, args)
         except Exception:
             ref = secrets.token_hex(2)
@@ -131,7 +139,7 @@ class Runner:
                 log.exception("the error template itself failed (ref %s)", ref)
                 return ctx.services.renderer.internal_error(ref)
 
-    async def _run(self, ctx: Context, name: str, args: str) -> Reply:
+    async def _run(self, ctx: Context, name: str, args: str) -> Reply | None:
         """Route to the command declared, check the rights it asks, word what went wrong."""
         cmd = self.registry.find(name)
         # Label by registered name only: typed names would grow without bound.
@@ -139,11 +147,38 @@ class Runner:
         if cmd is None:
             return ctx.render("unknown", command=echo(name))
         target, typed, ctx.args = cmd.route(args)
+        # Names what was refused as typed: "session ajouter", not "session".
+        return await self._checked(ctx, target, target, f"{cmd.name} {typed}".strip())
+
+    async def _run_triggered(self, ctx: Context, trigger: Triggered) -> Reply | None:
+        """The command a reaction runs (or, taken back, its undo), as declared."""
+        found = self.registry.trigger(trigger.name)
+        if found is None:  # declared by an earlier version of the bot
+            log.info("reaction %s: no trigger %r any more", ctx.msg.event_id, trigger.name)
+            return None
+        reaction, declared = found
+        root = declared.parent or declared
+        self.metrics.commands.labels(root.name).inc()
+        # Named as it would be typed: "gazette valider".
+        sub = self.services.renderer.gettext(declared.name) if declared.parent else ""
+        what = f"{root.name} {sub}".strip()
+        handler: Handler = declared
+        command = declared
+        if trigger.undo:
+            assert reaction.undo is not None  # only undoable triggers record an undo
+            handler = reaction.undo
+            if isinstance(handler, Command):  # its own role and usage
+                command, what = handler, handler.name
+        return await self._checked(ctx, command, handler, what)
+
+    async def _checked(
+        self, ctx: Context, target: Command, handler: Handler, what: str
+    ) -> Reply | None:
+        """Run `handler` if the sender has the role `target` declares; word what went wrong."""
         try:
             if target.role > Role.ANYONE and not (await ctx.rights()).allows(target.role):
-                # Names what was refused as typed: "session ajouter", not "session".
-                raise PermissionDenied(f"{cmd.name} {typed}".strip(), target.role)
-            return await target(ctx)
+                raise PermissionDenied(what, target.role)
+            return await handler(ctx)
         except UsageError:
             return ctx.render("usage", command=target, rights=await ctx.rights())
         except Problem as problem:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from bot.agenda.query import MAX_WORDS
 from bot.agenda.sources import EditError
 from bot.chat import FileUpload, Reply
 from bot.commands.core import Context, Problem, UsageError, command, echo
+from bot.commands.personal import presenting
 from bot.i18n import N_
 from bot.permissions import Role
 from bot.render import Message
@@ -197,7 +198,7 @@ def _detail(ctx: Context, session: Session, heading: str, **extra: Any) -> Messa
     )
     if session.start <= now or session.cancelled:
         return message
-    return replace(message, sessions=(session.sid,))
+    return presenting(message, (session.sid,))
 
 
 def export(ctx: Context, sessions: list[Session], name: str, filename: str) -> FileUpload:

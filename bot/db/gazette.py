@@ -1,4 +1,4 @@
-"""The editorial gazette: issues, moderators' items, approvals, previews, copies, audit log.
+"""The editorial gazette: issues, moderators' items, approvals, copies, audit log.
 
 Only SQL. A change bumps the draft's revision, which is what approvals are
 for, and records who made it (`gazette_changers`: none of them approves the
@@ -55,7 +55,7 @@ __all__ = [
 
 
 class GazetteStore(Publication):
-    """Drafts, items, approvals, previews and the log (publication: `gazette_publication`)."""
+    """Drafts, items, approvals and the log (publication: `gazette_publication`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -196,7 +196,7 @@ class GazetteStore(Publication):
             await log_action(tx, now, by, "remove", issue.number, str(n))
         return Item.from_row(row)
 
-    # -- approvals and previews -----------------------------------------------
+    # -- approvals ------------------------------------------------------------
 
     async def approvals(self, target: str) -> list[str]:
         rows = await self._db.fetch(
@@ -292,25 +292,6 @@ class GazetteStore(Publication):
             if state == CURRENT:
                 await log_action(tx, now, user_id, "unapprove", number, kind)
         return Withdrawal(state, kind, number, target)
-
-    async def previewed(self, event_id: str, room_id: str, target: str) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO gazette_previews (event_id, room_id, target, at) "
-            "VALUES ($1, $2, $3, $4)",
-            event_id,
-            room_id,
-            target,
-            int(time.time()),
-        )
-
-    async def preview(self, event_id: str, room_id: str) -> str | None:
-        """What the preview `event_id` showed (an approval target); None: not a preview."""
-        value = await self._db.fetchval(
-            "SELECT target FROM gazette_previews WHERE event_id = $1 AND room_id = $2",
-            event_id,
-            room_id,
-        )
-        return None if value is None else str(value)
 
     # -- reading back ---------------------------------------------------------
 

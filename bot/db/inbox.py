@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Self
 
+from bot.chat import Triggered
 from bot.db.database import Database, Row
 
 # Answered commands are kept (without their text) this long to drop redeliveries.
@@ -22,8 +23,7 @@ class InboxItem:
     received_at: int
     attempts: int
     direct: bool = False
-    # Set for a command no one typed (a 🔔 reaction): its registered name;
-    # `body` then holds its arguments.
+    # Set for a command no one typed (run by a reaction): its registered name.
     command: str | None = None
     # When it was sent (origin_server_ts, ms; None for rows of older versions).
     sent_ms: int | None = None
@@ -33,8 +33,11 @@ class InboxItem:
     replaces: str | None = None
     # The bot's device when it was last attempted (None: not known).
     device_id: str | None = None
-    # A 🔔 taken back before its answer: that 🔔's row, answered first.
+    # A reaction taken back before its answer: that reaction's row, answered
+    # first (what it gave is known once it is answered).
     follows: str | None = None
+    # Run by a reaction (or by taking one back): what it resolved to.
+    trigger: Triggered | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
@@ -53,13 +56,14 @@ class InboxItem:
             row["replaces"],
             row["device_id"],
             row["follows"],
+            None if row["trigger"] is None else Triggered.loads(row["trigger"]),
         )
 
 
 # Queries are literal strings (no formatting): what InboxItem.from_row reads.
 _SELECT = (
     "SELECT event_id, room_id, sender, body, thread_root, received_at, attempts, direct, "
-    "command, sent_ms, answer_id, replaces, device_id, follows FROM inbox "
+    "command, sent_ms, answer_id, replaces, device_id, follows, trigger FROM inbox "
 )
 
 
@@ -82,18 +86,21 @@ class Inbox:
         replaces: str | None = None,
         device_id: str | None = None,
         follows: str | None = None,
+        trigger: Triggered | None = None,
     ) -> bool:
         """Record a command (or an edit of one, `replaces` naming the command);
         False when this event was already recorded (redelivery).
 
         The row counts one attempt already, by the bot's device `device_id`:
         the caller answers at once, and a crash during that first send must
-        count like any other. `follows`: the row to answer first.
+        count like any other. `follows`: the row to answer first. `trigger`:
+        what the reaction that runs it resolved to (stored with it: answered
+        after a crash, it runs the same).
         """
         result = await self._db.execute(
             "INSERT OR IGNORE INTO inbox (event_id, room_id, sender, body, thread_root, "
-            "received_at, attempts, direct, command, sent_ms, replaces, device_id, follows) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12)",
+            "received_at, attempts, direct, command, sent_ms, replaces, device_id, follows, "
+            "trigger) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13)",
             event_id,
             room_id,
             sender,
@@ -106,6 +113,7 @@ class Inbox:
             replaces,
             device_id,
             follows,
+            None if trigger is None else trigger.dumps(),
         )
         return result.rowcount == 1
 

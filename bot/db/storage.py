@@ -10,7 +10,7 @@ storage.outbox         broadcasts per room, with their transaction ids
 storage.feeds          feed entries already seen
 storage.gazette        the editorial gazette: issues, items, approvals, copies, log (gazette*.py)
 storage.personal       personal reminders and direct rooms
-storage.posts          the bot's posts presenting sessions (for 🔔)
+storage.posts          what reactions to the bot's posts mean (their marks)
 storage.published      what the public calendars have published of each session
 storage.rooms          rooms the bot is alone in, room upgrades, leaving and following rooms
 """
@@ -35,7 +35,7 @@ from bot.db.kv import KeyValues
 from bot.db.mentors import MentorDirectory
 from bot.db.outbox import POST_RETENTION_S, Outbox
 from bot.db.personal import PersonalReminders
-from bot.db.posts import PostedSessions
+from bot.db.posts import PostMarks
 from bot.db.published import PublishedSessions
 from bot.db.rooms import RoomRecords
 from bot.db.subscriptions import Subscriptions
@@ -61,7 +61,7 @@ class Storage:
         self.feeds = FeedEntries(db)
         self.gazette = GazetteStore(db)
         self.personal = PersonalReminders(db)
-        self.posts = PostedSessions(db)
+        self.posts = PostMarks(db)
         self.published = PublishedSessions(db)
         self.rooms = RoomRecords(db)
 
@@ -116,7 +116,7 @@ class Storage:
             result = {
                 "outbox": await outbox.prune(tx, sent_before),
                 "agenda_changes": await agenda.prune(tx, sent_before),
-                "posted_sessions": await posts.prune(tx, sent_before),
+                "post_marks": await posts.prune(tx, sent_before),
                 "undecrypted": await undecrypted.prune(tx, at - INBOX_RETENTION_S),
             }
         result["inbox"] = await self.inbox.prune(at)

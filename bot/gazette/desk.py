@@ -143,10 +143,6 @@ class Desk:
             items = await self.store.items(issue.id)
         return content.render(self.renderer, issue, items, self.config.sections, prefix=self.prefix)
 
-    async def preview(self, issue: Issue) -> Message:
-        """The draft exactly as members will read it; a ✅ on it approves this revision."""
-        return replace(await self.render(issue), approves=issue.target)
-
     def notice(self, what: str, **values: object) -> Message:
         """An answer or notice in the editors' room (`gazette_desk`, `what` says which)."""
         return self.renderer.render(

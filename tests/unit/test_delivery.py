@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from bot.chat import Redaction, SendError
+from bot.commands.personal import REMIND, presenting
 from bot.db.storage import Storage
 from bot.delivery import SEND_ATTEMPTS, TXN_MEMORY_S, Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
 from bot.render import Message
 from tests.fakes import FakeChat, Sent
 
-NOTICE = Message(body="Bonjour", html="Bonjour", sessions=("abc123",))
+NOTICE = presenting(Message(body="Bonjour", html="Bonjour"), ("abc123",))
 
 
 def outgoing(kind: Kind = Kind.BROADCAST) -> Outgoing:
@@ -46,7 +47,7 @@ async def test_transient_errors_are_retried_with_the_same_transaction_id(tmp_pat
         assert counter.recorded == 3  # each attempt stored before it was made
         assert [s.txn_id for s in chat.sent] == ["bh-o-txn"]
         # The post presents a session: a 🔔 on it asks for a reminder of it.
-        assert await storage.posts.sessions("$ev-bh-o-txn", "!room:example.org") == ["abc123"]
+        assert await storage.posts.mark("$ev-bh-o-txn", "!room:example.org", REMIND) == ("abc123",)
         assert metrics.broadcasts.labels("sent")._value.get() == 1
     finally:
         await storage.close()
@@ -104,17 +105,17 @@ async def test_an_edited_post_makes_a_bell_on_it_mean_its_new_sessions(tmp_path:
         first = await sender.deliver(outgoing(Kind.REPLY), Attempts(0, Counter().record))
         assert first.event_id is not None
         room = "!room:example.org"
-        new = Message(body="Superset", html="Superset", sessions=("def456",))
+        new = presenting(Message(body="Superset", html="Superset"), ("def456",))
         edit = Outgoing(Kind.REPLY, room, new, "bh-edit", "edit", replaces=first.event_id)
         assert (await sender.deliver(edit, Attempts(0, Counter().record))).sent
         assert chat.sent[-1].replaces == first.event_id
         # Reactions go to the event edited (clients show its new content).
-        assert await storage.posts.sessions(first.event_id, room) == ["def456"]
+        assert await storage.posts.mark(first.event_id, room, REMIND) == ("def456",)
         # Edited into a post without sessions: a 🔔 on it asks for nothing.
         gone = Message(body="Commande retirée", html="Commande retirée")
         edit = Outgoing(Kind.REPLY, room, gone, "bh-edit-2", "edit", replaces=first.event_id)
         assert (await sender.deliver(edit, Attempts(0, Counter().record))).sent
-        assert await storage.posts.sessions(first.event_id, room) == []
+        assert await storage.posts.mark(first.event_id, room, REMIND) == ()
     finally:
         await storage.close()
 
@@ -169,7 +170,7 @@ async def test_found_counts_as_sent_absent_is_sent_once_unreadable_is_abandoned(
         assert (delivered.sent, delivered.event_id) == (True, "$earlier")
         assert len(chat.sent) == 1
         # Recorded as if just sent: a 🔔 on it asks for its session.
-        assert await storage.posts.sessions("$earlier", ROOM) == ["abc123"]
+        assert await storage.posts.mark("$earlier", ROOM, REMIND) == ("abc123",)
 
         # Not in the room, which shows every event of the bot's since: sent, once.
         chat = FakeChat()

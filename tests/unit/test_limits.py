@@ -20,6 +20,7 @@ from bot.agenda.model import Agenda, Session
 from bot.chat import FileUpload, IncomingMessage, IncomingReaction
 from bot.commands import build_registry
 from bot.commands.core import Context, command
+from bot.commands.personal import REMIND
 from bot.db.storage import Storage
 from bot.dispatch import Dispatcher
 from bot.limits import CommandLimits, Over, Rate, Recent
@@ -201,7 +202,7 @@ async def test_edits_and_reactions_count_as_commands(tmp_path: Path) -> None:
         assert [s.reply_to for s in chat.sent if s.message.body == SLOW] == ["$c"]
 
         # A 🔔 on a post presenting sessions runs a command too: not while over.
-        await storage.posts.record("$post", ROOM, ["abc123"])
+        await storage.posts.record("$post", ROOM, [(REMIND, ("abc123",))])
         await dispatcher.accept_reaction(IncomingReaction(ROOM, "$bell", ALICE, "$post", "🔔"))
         await dispatcher.drain()
         assert await storage.inbox.status("$bell") is None
@@ -217,7 +218,7 @@ async def test_a_reaction_over_the_limit_gets_a_notice_that_is_no_reply(tmp_path
         tmp_path, [], clock, bot={"limits": {"per_sender": {"burst": 1, "every": "10s"}}}
     )
     try:
-        await storage.posts.record("$post", ROOM, ["abc123"])
+        await storage.posts.record("$post", ROOM, [(REMIND, ("abc123",))])
         for i in range(3):
             reaction = IncomingReaction(ROOM, f"$bell{i}", ALICE, "$post", "🔔")
             await dispatcher.accept_reaction(reaction)

@@ -10,6 +10,7 @@ import pytest
 
 from bot.broadcast import Broadcaster
 from bot.chat import MembersChanged, RoomLeft, RoomUpgraded
+from bot.commands.personal import REMIND
 from bot.db.subscriptions import REMINDERS
 from bot.ops import Metrics
 from bot.reminders import PersonalKey, ReminderKey
@@ -278,7 +279,7 @@ async def test_an_upgrade_moves_everything_to_the_new_room_and_says_so_once(
     await subscribe(world, old)
     key = await queue_reminder(world)
     await world.storage.personal.set_direct_room(AGENT, old)
-    await world.storage.posts.record("$post", old, [grist(world)])
+    await world.storage.posts.record("$post", old, [(REMIND, (grist(world),))])
     world.chat.predecessors[NEW] = old  # what a real upgrade's new room says
     woken: list[bool] = []
 
@@ -290,7 +291,7 @@ async def test_an_upgrade_moves_everything_to_the_new_room_and_says_so_once(
     assert await world.storage.subscriptions.kinds(old) == []
     assert await world.storage.subscriptions.kinds(NEW) == [REMINDERS]
     assert await world.storage.personal.direct_room(AGENT) == NEW
-    assert await world.storage.posts.sessions("$post", NEW) == [grist(world)]
+    assert await world.storage.posts.mark("$post", NEW, REMIND) == (grist(world),)
     (reminder, notice) = await world.storage.outbox.pending()
     assert (reminder.room_id, reminder.txn_id) == (NEW, key.txn_id(NEW))
     assert (notice.broadcast, notice.room_id) == (str(MovedKey(old)), NEW)

@@ -34,6 +34,7 @@ from bot.db.upgrade import (  # noqa: F401 - each registers its step, in this or
     v20,
     v21,
     v22,
+    v23,
 )
 from bot.db.upgrade.table import Step, UpgradeTable, run_script, schema_version, upgrades
 

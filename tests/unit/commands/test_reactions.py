@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction, SendError
+from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction, SendError, Triggered
+from bot.commands.personal import REMIND
 from bot.render import Message
 from tests.fakes import MOD, ROOMS, START, World, grist
 
@@ -21,6 +22,23 @@ async def command(w: World, text: str, event_id: str, sender: str = MOD) -> Mess
     (sent,) = w.chat.sent[before:]
     assert isinstance(sent.message, Message)
     return sent.message
+
+
+async def record_bell(w: World, event_id: str, undoes: str | None = None) -> None:
+    """Recorded as the sync callback records a 🔔 (or, `undoes`, taking that 🔔
+    back before its answer), then the bot dies before answering."""
+    trigger = Triggered(REMIND, undoes or event_id, (grist(w),), undo=undoes is not None)
+    await w.storage.inbox.add(
+        event_id,
+        ROOMS[0],
+        MEMBER,
+        "",
+        None,
+        direct=True,
+        command="rappelle-moi",
+        follows=undoes,
+        trigger=trigger,
+    )
 
 
 async def react(w: World, target: str, event_id: str, key: str = "🔔", sender: str = MEMBER):
@@ -91,9 +109,7 @@ async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World)
     await command(world, "!prochain", "$next")
     answer_id = world.chat.sent[-1].event_id
     # Recorded (sync callback), then the bot dies before answering.
-    await world.dispatcher.storage.inbox.add(
-        "$bell", ROOMS[0], MEMBER, f"!rappelle-moi {grist(world)}", None, direct=True
-    )
+    await record_bell(world, "$bell")
     assert await world.dispatcher.resume_pending() == 1
     await world.dispatcher.drain()
     ((_, dm),) = world.chat.direct_rooms
@@ -105,11 +121,9 @@ async def test_bell_recorded_before_a_crash_is_answered_at_restart(world: World)
 
 async def test_bell_is_kept_as_its_command_even_if_the_prefix_changes(world: World) -> None:
     await command(world, "!prochain", "$next")
-    # Recorded as the real path records a 🔔 (the command and its arguments,
-    # no text), then the bot dies; the operator changes the prefix meanwhile.
-    await world.dispatcher.storage.inbox.add(
-        "$bell", ROOMS[0], MEMBER, grist(world), None, direct=True, command="rappelle-moi"
-    )
+    # Recorded as the real path records a 🔔 (what it resolved to, no text),
+    # then the bot dies; the operator changes the prefix meanwhile.
+    await record_bell(world, "$bell")
     services = world.dispatcher.services
     bot = services.config.bot.model_copy(update={"prefix": "?"})
     config = services.config.model_copy(update={"bot": bot})
@@ -125,7 +139,7 @@ async def test_bell_is_kept_as_its_command_even_if_the_prefix_changes(world: Wor
 async def test_started_sessions_are_not_offered(world: World) -> None:
     world.clock.value = START + timedelta(minutes=5)  # Grist is running
     answer = await command(world, "!agenda", "$agenda")
-    assert answer.sessions == ()
+    assert answer.mark(REMIND) == ()
     assert await react(world, world.chat.sent[-1].event_id, "$bell") == []
 
 
@@ -141,7 +155,7 @@ async def test_bell_when_no_private_room_can_be_opened_answers_in_the_room(
     (told,) = await react(world, world.chat.sent[-1].event_id, "$bell")
     assert told.room_id == ROOMS[0]
     assert told.message.body.startswith("Je n'ai pas pu ouvrir de conversation privée avec vous")
-    assert answer.sessions  # the answer did offer its session
+    assert answer.mark(REMIND)  # the answer did offer its session
 
 
 async def test_taking_the_bell_back_cancels_its_reminders(world: World) -> None:
@@ -211,12 +225,8 @@ async def test_a_bell_taken_back_in_its_own_sync_batch_leaves_no_reminder(world:
     assert set_.startswith("🔔 C'est noté") and cancelled.startswith("✅ Rappel annulé")
 
     # The same two left pending by a crash: answered in that order at restart.
-    await world.storage.inbox.add(
-        "$bell2", ROOMS[0], MEMBER, grist(world), None, direct=True, command="rappelle-moi"
-    )
-    await world.storage.inbox.add(
-        "$r2", ROOMS[0], MEMBER, grist(world), None, direct=True, command="oublie", follows="$bell2"
-    )
+    await record_bell(world, "$bell2")
+    await record_bell(world, "$r2", undoes="$bell2")
     assert await world.dispatcher.resume_pending() == 2
     await world.dispatcher.drain()
     assert await world.storage.personal.reminders(MEMBER) == []

@@ -23,7 +23,7 @@ from bot.agenda.sources import AgendaService
 from bot.agenda.worker import Parsed, ParseJob, ThreadParser
 from bot.broadcast import Broadcaster
 from bot.broadcasts.registry import parse
-from bot.chat import IncomingMessage
+from bot.chat import IncomingMessage, Triggered
 from bot.db.agenda import CachedSource, Edit
 from bot.db.inbox import InboxItem
 from bot.db.mentors import ERASED, AuditEntry, MentorRequest, MentorTopic
@@ -117,7 +117,7 @@ async def test_upgraded_in_place_then_a_second_open_changes_nothing(v9: Path) ->
     storage = await Storage.open(v9)
     version = await storage.schema_version()
     await storage.close()
-    assert version == upgrades.latest == 22
+    assert version == upgrades.latest == 23
     before = dump(v9)
     storage = await Storage.open(v9)
     version = await storage.schema_version()
@@ -216,12 +216,23 @@ async def test_every_row_is_read_back_intact(storage: Storage) -> None:
     ]
     assert await storage.personal.via(AGENT, "$bell-1") == ["mlstot"]
     assert await storage.personal.direct_room(AGENT) == DM
-    # posted sessions
-    assert await storage.posts.sessions(f"$ev-{ROOM_A}", ROOM_A) == ["lmh3jk", "mlstot"]
+    # posted sessions: a 🔔 on the post asks for them
+    assert await storage.posts.mark(f"$ev-{ROOM_A}", ROOM_A, "remind") == ("lmh3jk", "mlstot")
     # inbox
     assert await storage.inbox.pending() == [
         InboxItem("$cmd-pending", ROOM_B, ALICE, "!prochain grist", "$root", T0 + 21, 1),
-        InboxItem("$cmd-direct", ROOM_A, AGENT, "!rappelle-moi lmh3jk", None, T0 + 22, 1, True),
+        # A 🔔 recorded as its command's text: what it resolved to, kept as such.
+        InboxItem(
+            "$cmd-direct",
+            ROOM_A,
+            AGENT,
+            "!rappelle-moi lmh3jk",
+            None,
+            T0 + 22,
+            1,
+            True,
+            trigger=Triggered("remind", "$cmd-direct", ("lmh3jk",)),
+        ),
     ]
     assert await storage.inbox.status("$cmd-done") == "done"
     assert await storage.inbox.status("$cmd-failed") == "failed"

@@ -103,14 +103,14 @@ async def test_prune_forgets_finished_rows_and_keeps_pending_ones(tmp_path: Path
     await storage.outbox.queue_for_subscribers(GazetteKey("old"), "gazette")
     sent, pending = await storage.outbox.pending()
     await storage.outbox.finish(sent.id, "sent")
-    await storage.posts.record("$post", "!a:x", ["abc123"])
+    await storage.posts.record("$post", "!a:x", [("remind", ("abc123",))])
     assert await storage.prune() == {}  # nothing is old yet
 
     month_later = time.time() + 31 * 24 * 3600
-    assert await storage.prune(now=month_later) == {"outbox": 1, "posted_sessions": 1}
+    assert await storage.prune(now=month_later) == {"outbox": 1, "post_marks": 1}
     # The unsent post is still to be sent, whatever its age.
     assert [item.id for item in await storage.outbox.pending()] == [pending.id]
-    assert await storage.posts.sessions("$post", "!a:x") == []
+    assert await storage.posts.mark("$post", "!a:x", "remind") == ()
     await storage.close()
 
 

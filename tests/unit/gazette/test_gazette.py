@@ -17,9 +17,10 @@ import pytest
 from bot.agenda.sources import AgendaService
 from bot.app import gazette_schedule
 from bot.broadcast import Broadcaster
-from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction
+from bot.chat import IncomingMessage, IncomingReaction, IncomingRedaction, Triggered
 from bot.commands import build_registry
 from bot.commands.core import Services
+from bot.commands.gazette import APPROVE
 from bot.db.feeds import FeedEntry
 from bot.db.storage import Storage
 from bot.db.subscriptions import GAZETTE
@@ -484,8 +485,9 @@ async def test_a_check_mark_taken_back_just_before_a_crash_is_answered_at_restar
     preview = await newsroom.preview()
     await newsroom.react(preview, DENISE, event_id="$ok")
     # Recorded as the sync callback records it, then the bot dies before answering.
+    taken_back = Triggered(APPROVE, "$ok", (), undo=True)
     await newsroom.storage.inbox.add(
-        "$undo", EDITORS, DENISE, "valider -$ok", None, command="gazette"
+        "$undo", EDITORS, DENISE, "", None, command="gazette", trigger=taken_back
     )
     before = len(newsroom.chat.sent)
     assert await newsroom.dispatcher.resume_pending() == 1
