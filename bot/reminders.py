@@ -18,12 +18,12 @@ are declared here (registered in `bot.broadcasts.registry`):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.broadcasts.kind import Env, Key, Kind
-from bot.commands.personal import presenting
 from bot.render import Message
 from bot.views import after_sid, render_change, views
 
@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 
 # The smallest step of a datetime.
 _INSTANT = timedelta(microseconds=1)
+# The 🔔 trigger (`bot.commands.personal`): what a post presenting sessions is marked with.
+REMIND = "remind"
+
+
+def presenting(message: Message, sids: Iterable[str]) -> Message:
+    """`message`, presenting these sessions: a 🔔 on it asks for reminders of them."""
+    return message.marked(REMIND, sids)
 
 
 @dataclass(frozen=True, slots=True)

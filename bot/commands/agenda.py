@@ -9,8 +9,8 @@ from bot.agenda.model import Session
 from bot.agenda.query import AgendaQuery
 from bot.chat import FileUpload, Reply
 from bot.commands.core import Context, command, echo
-from bot.commands.personal import presenting
 from bot.i18n import N_
+from bot.reminders import presenting
 from bot.render import Message, Renderer
 from bot.views import views
 from bot.web import links

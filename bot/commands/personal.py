@@ -4,13 +4,12 @@ The bot sends a direct message `reminders.personal` before the session (the
 delivery goes through the outbox, see `bot.broadcast`). Stored: who, which
 session (id, title, start as asked), and the direct room opened with them.
 
-A 🔔 on a post presenting sessions (`presenting`) runs `!rappelle-moi` with
+A 🔔 on a post presenting sessions (`bot.reminders.presenting`) runs `!rappelle-moi` with
 them, answered in private; taking the 🔔 back runs `!oublie` with what it asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,17 +17,11 @@ from bot.commands.core import Context, Reaction, UsageError, command, echo
 from bot.db.storage import Storage
 from bot.direct_rooms import ensure_direct_room
 from bot.i18n import N_
+from bot.reminders import REMIND
 from bot.render import Message
 
 # Sessions one `!rappelle-moi` (or one 🔔) may ask for.
 MAX_AT_ONCE = 20
-# The 🔔 trigger: what a post presenting sessions is marked with.
-REMIND = "remind"
-
-
-def presenting(message: Message, sids: Iterable[str]) -> Message:
-    """`message`, presenting these sessions: a 🔔 on it asks for reminders of them."""
-    return message.marked(REMIND, sids)
 
 
 async def _reminded(

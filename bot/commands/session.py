@@ -28,9 +28,9 @@ from bot.agenda.query import MAX_WORDS
 from bot.agenda.sources import EditError
 from bot.chat import FileUpload, Reply
 from bot.commands.core import Context, Problem, UsageError, command, echo
-from bot.commands.personal import presenting
 from bot.i18n import N_
 from bot.permissions import Role
+from bot.reminders import presenting
 from bot.render import Message
 from bot.textnorm import fold
 from bot.views import views
