@@ -71,6 +71,9 @@ class BotApp:
         # /healthz, the session's metric, and the device checked again after a recovery.
         self.health = Health(metrics=self.metrics, stuck_after=config.ops.stuck_after)
         self.web: WebServer | None = None  # the public agenda, when `web.http` is set
+        # Sends what is due; `broadcaster.wake` makes it look again at once (tests
+        # that move `now` forward use it).
+        self.broadcaster: Broadcaster | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -158,6 +161,7 @@ class BotApp:
                 notify=cfg.broadcasts.notify,
                 metrics=metrics,
             )
+            self.broadcaster = broadcaster
             moderator_rooms = ModeratorRooms(cfg.bot.moderator_rooms)
 
             async def refresh_moderator_rooms() -> None:

@@ -16,7 +16,7 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -400,6 +400,25 @@ async def running(app: BotApp) -> AsyncIterator[BotApp]:
     finally:
         app.stop()
         await asyncio.wait_for(task, 30)
+
+
+class MovingClock:
+    """The bot's `now` in a test that moves time forward: the wall clock plus an
+    offset (`BotApp(config, now=clock)`). Time still passes as on the wall clock;
+    `move_to` makes a moment minutes ahead arrive at once, and wakes the broadcaster
+    so that it looks again at what is due (reminders, the gazette's schedule)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def move_to(self, moment: datetime, app: BotApp) -> None:
+        """`now` at `moment` (never backwards), then the bot's broadcaster woken."""
+        self.offset += max(timedelta(0), moment - self())
+        assert app.broadcaster is not None, "the bot is not running"
+        app.broadcaster.wake.set()
 
 
 def bot_devices(hs: DevHomeserver, session_file: Path) -> list[str]:

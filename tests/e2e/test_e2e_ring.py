@@ -3,12 +3,14 @@
 A personal reminder in an encrypted direct room, once decrypted, is `m.text`
 calling its person; a room reminder is a notice that the homeserver's push
 rules do not notify (`GET /notifications`), unless `broadcasts.notify: room`
-makes it call the room.
+makes it call the room. The reminders are due minutes ahead: the tests move the
+bot's clock there (`MovingClock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from nio import RoomMessageText
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
 from tests.e2e.test_e2e_notices import soon
-from tests.helpers import bot_config, eventually, running, with_moderators
+from tests.helpers import MovingClock, bot_config, eventually, running, with_moderators
 
 pytestmark = pytest.mark.e2e
 
@@ -67,18 +69,19 @@ def is_reminder(bot_id: str) -> Any:
 async def test_a_personal_reminder_rings_a_room_reminder_does_not(
     synapse: DevHomeserver, tmp_path: Path, make_user, crypto_user
 ) -> None:
-    ics, _ = soon(tmp_path, "Atelier Grist")
+    ics, start = soon(tmp_path, "Atelier Grist")
     cfg, bot_id = bot_config(
         synapse,
         tmp_path / "bot",
         sources=[str(ics)],
         broadcasts={"pace": 0},  # notify: none, the default
-        reminders={"offsets": ["1m"], "personal": "1m"},  # both due 20 s from now
+        reminders={"offsets": ["1m"], "personal": "1m"},  # both due 1 minute before
     )
     alice = await make_user("alice")
     cfg = with_moderators(cfg, alice.user_id)
     bob = await crypto_user()
-    async with running(BotApp(cfg)):
+    clock = MovingClock()
+    async with running(BotApp(cfg, now=clock)) as app:
         # A shared room, unencrypted as Tchap's forums: its homeserver reads
         # the events and applies bob's push rules to them.
         room = await alice.create_room(invite=[bot_id, bob.user_id])
@@ -105,7 +108,8 @@ async def test_a_personal_reminder_rings_a_room_reminder_does_not(
 
         # (1) As his client reads them, decrypted: messages that call him.
         await eventually(lambda: bool(in_direct("🔔 C'est noté")))
-        await eventually(lambda: bool(in_direct("⏰ Votre rappel")), timeout=60)
+        clock.move_to(start - timedelta(minutes=1), app)
+        await eventually(lambda: bool(in_direct("⏰ Votre rappel")))
         for event in (*in_direct("🔔 C'est noté"), *in_direct("⏰ Votre rappel")):
             assert event.decrypted and isinstance(event, RoomMessageText)
             assert event.source["content"]["msgtype"] == "m.text"
@@ -128,17 +132,18 @@ async def test_a_personal_reminder_rings_a_room_reminder_does_not(
 async def test_with_notify_room_a_room_reminder_rings_for_its_members(
     synapse: DevHomeserver, tmp_path: Path, make_user
 ) -> None:
-    ics, _ = soon(tmp_path, "Webinaire Matomo")
+    ics, start = soon(tmp_path, "Webinaire Matomo")
     cfg, bot_id = bot_config(
         synapse,
         tmp_path / "bot",
         sources=[str(ics)],
         broadcasts={"pace": 0, "notify": "room"},
-        reminders={"offsets": ["1m"]},  # due 20 s from now
+        reminders={"offsets": ["1m"]},
     )
     alice = await make_user("alice")
     bob = await make_user("bob")
-    async with running(BotApp(cfg)):
+    clock = MovingClock()
+    async with running(BotApp(cfg, now=clock)) as app:
         # The bot is a moderator there (50: the room's `notifications.room`).
         room = await alice.create_room(
             invite=[bot_id, bob.user_id], power_level_override={"users": {bot_id: 50}}
@@ -147,7 +152,8 @@ async def test_with_notify_room_a_room_reminder_rings_for_its_members(
         await bob.client.join(room)
         await alice.ask(room, "!abonner rappels", bot_id)
 
-        reminder = await bob.wait_for(room, is_reminder(bot_id), timeout=60)
+        clock.move_to(start - timedelta(minutes=1), app)
+        reminder = await bob.wait_for(room, is_reminder(bot_id))
         content = reminder.source["content"]
         assert content["msgtype"] == "m.text" and content["m.mentions"] == {"room": True}
         assert content["body"].startswith("@room ⏰ Rappel : « Webinaire Matomo »")
