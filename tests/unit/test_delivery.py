@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.chat import Redaction, SendError
-from bot.reminders import REMIND, presenting
 from bot.db.storage import Storage
 from bot.delivery import SEND_ATTEMPTS, TXN_MEMORY_S, Attempts, Kind, Outgoing, Sender
 from bot.ops import Metrics
+from bot.reminders import REMIND, presenting
 from bot.render import Message
 from tests.fakes import FakeChat, Sent
 
