@@ -11,11 +11,11 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 from pydantic import SecretStr
 
-from bot.agenda.published import PublishedLedger
 from bot.agenda.sources import AgendaService
 from bot.agenda.worker import MIB, ParserLimits, ProcessParser
 from bot.broadcast import Broadcaster
@@ -26,25 +26,25 @@ from bot.config import Config
 from bot.db.database import StorageError
 from bot.db.storage import DB_FILE, Storage
 from bot.dispatch import Dispatcher
-from bot.feeds import FeedWatcher
-from bot.gazette.desk import Desk
-from bot.gazette.schedule import GazetteSchedule
 from bot.health import Health
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.matrix.login import SessionRevoked
 from bot.matrix.recovery import REVOKED_ADVICE
-from bot.matrix.uia import Approval
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import STOP_WITHIN, Scheduler, new_scheduler
 from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
-from bot.web.assets import dsfr_dist
-from bot.web.server import WebServer
-from bot.web.site import Site
+
+# Imported where used, when configured: what the first answer does not need
+# (the web agenda, the gazette, the feed, an identity reset) is not loaded at start.
+if TYPE_CHECKING:
+    from bot.gazette.schedule import GazetteSchedule
+    from bot.matrix.uia import Approval
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,8 @@ class BotApp:
                 next_run_time=datetime.now(UTC),
             )
             if cfg.gazette.feed:
+                from bot.feeds import FeedWatcher
+
                 # Its own parser process: a feed poll never waits for a refresh.
                 feed_parser = ProcessParser(limits)
                 stack.callback(feed_parser.close)
@@ -362,6 +364,11 @@ async def open_web(
     where = config.web.http_host_port
     if where is None:
         return None
+    from bot.agenda.published import PublishedLedger
+    from bot.web.assets import dsfr_dist
+    from bot.web.server import WebServer
+    from bot.web.site import Site
+
     ledger = PublishedLedger(storage, kept=config.web.cancelled_kept, now=now)
     await ledger.sync(agenda.agenda)
     site = Site(
@@ -393,6 +400,9 @@ def gazette_schedule(
     """The editorial gazette's schedule and posts (None without `gazette.editors_room`)."""
     if config.gazette.editors_room is None:
         return None
+    from bot.gazette.desk import Desk
+    from bot.gazette.schedule import GazetteSchedule
+
     desk = Desk(storage, renderer, agenda, config.gazette, prefix=config.bot.prefix, now=now)
     return GazetteSchedule(desk, config.gazette.editors_room)
 

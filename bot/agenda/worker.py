@@ -39,10 +39,8 @@ from zoneinfo import ZoneInfo
 from bot.agenda.bounds import MAX_PER_SERIES, MAX_SESSIONS, Bounds
 from bot.agenda.changes import diff
 from bot.agenda.edits import apply_edits, change_record
-from bot.agenda.ics import CalendarError, parse_ics
 from bot.agenda.model import Agenda, Session
 from bot.agenda.packed import pack, unpack
-from bot.agenda.programme import ProgrammeError, parse_programme
 from bot.db.agenda import ChangeRecord, Edit
 from bot.fetch import SourceError, describe, is_url
 
@@ -74,6 +72,11 @@ def parse_source(
     bounds: Bounds | None = None,
 ) -> list[Session]:
     """Sessions of one source's content (within `bounds`); SourceError when it is unusable."""
+    # Here, not at the top: the bot's process only parses through the parser
+    # process (or `check-config`), and icalendar is slow to import.
+    from bot.agenda.ics import CalendarError, parse_ics
+    from bot.agenda.programme import ProgrammeError, parse_programme
+
     parser = parse_ics if source_format(source, body) == "ics" else parse_programme
     try:
         return parser(
