@@ -26,12 +26,16 @@ from bot.config import Config
 from bot.db.database import StorageError
 from bot.db.storage import DB_FILE, Storage
 from bot.dispatch import Dispatcher
+from bot.feeds import FeedWatcher
+from bot.gazette.desk import Desk
+from bot.gazette.schedule import GazetteSchedule
 from bot.health import Health
 from bot.matrix.client import LoginFailed, MatrixChat
 from bot.matrix.identity import IdentityState
 from bot.matrix.keys_api import IdentityError
 from bot.matrix.login import SessionRevoked
 from bot.matrix.recovery import REVOKED_ADVICE
+from bot.matrix.uia import Approval
 from bot.ops import ErrorRoom, Metrics, OpsServer
 from bot.permissions import ModeratorRooms
 from bot.render import Renderer
@@ -39,11 +43,7 @@ from bot.rooms import RoomLifecycle
 from bot.scheduling import STOP_WITHIN, Scheduler, new_scheduler
 from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
 
-# Imported where used, when configured: what the first answer does not need
-# (the web agenda, the gazette, the feed, an identity reset) is not loaded at start.
-if TYPE_CHECKING:
-    from bot.gazette.schedule import GazetteSchedule
-    from bot.matrix.uia import Approval
+if TYPE_CHECKING:  # imported when configured (the first answer needs neither web nor feed)
     from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,6 @@ class BotApp:
                 next_run_time=datetime.now(UTC),
             )
             if cfg.gazette.feed:
-                from bot.feeds import FeedWatcher
-
                 # Its own parser process: a feed poll never waits for a refresh.
                 feed_parser = ProcessParser(limits)
                 stack.callback(feed_parser.close)
@@ -298,6 +296,8 @@ class BotApp:
             # collections stop walking it (one took ~45 ms of the event loop
             # during a 10,000-session refresh).
             gc.freeze()
+            # While the first sync is awaited: the first !agenda or !aide compiles no template.
+            warming = asyncio.create_task(asyncio.to_thread(renderer.warm_up, ("agenda", "help")))
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
             ready = asyncio.create_task(self._mark_ready(chat))
@@ -306,7 +306,7 @@ class BotApp:
             try:
                 await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sync, stopper, ready, posting, alerting):
+                for task in (sync, stopper, ready, posting, alerting, warming):
                     if not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -400,9 +400,6 @@ def gazette_schedule(
     """The editorial gazette's schedule and posts (None without `gazette.editors_room`)."""
     if config.gazette.editors_room is None:
         return None
-    from bot.gazette.desk import Desk
-    from bot.gazette.schedule import GazetteSchedule
-
     desk = Desk(storage, renderer, agenda, config.gazette, prefix=config.bot.prefix, now=now)
     return GazetteSchedule(desk, config.gazette.editors_room)
 
