@@ -296,8 +296,6 @@ class BotApp:
             # collections stop walking it (one took ~45 ms of the event loop
             # during a 10,000-session refresh).
             gc.freeze()
-            # While the first sync is awaited: the first !agenda or !aide compiles no template.
-            warming = asyncio.create_task(asyncio.to_thread(renderer.warm_up, ("agenda", "help")))
             sync = asyncio.create_task(chat.run(), name="matrix-sync")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
             ready = asyncio.create_task(self._mark_ready(chat))
@@ -306,7 +304,7 @@ class BotApp:
             try:
                 await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sync, stopper, ready, posting, alerting, warming):
+                for task in (sync, stopper, ready, posting, alerting):
                     if not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -364,24 +362,9 @@ async def open_web(
     where = config.web.http_host_port
     if where is None:
         return None
-    from bot.agenda.published import PublishedLedger
-    from bot.web.assets import dsfr_dist
-    from bot.web.server import WebServer
-    from bot.web.site import Site
+    from bot.web.server import public_agenda  # aiohttp's server side: only with web.http
 
-    ledger = PublishedLedger(storage, kept=config.web.cancelled_kept, now=now)
-    await ledger.sync(agenda.agenda)
-    site = Site(
-        agenda=lambda: agenda.agenda,
-        ledger=ledger,
-        personal=storage.personal,
-        renderer=renderer,
-        config=config.web,
-        now=now,
-        dsfr=dsfr_dist() if config.web.theme == "dsfr" else None,
-        prefix=config.bot.prefix,
-    )
-    server = WebServer(site)
+    server = await public_agenda(config, storage, renderer, agenda, now)
     try:
         await server.start(*where)
     except OSError as exc:

@@ -10,8 +10,6 @@ packaged templates file by file.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
@@ -207,17 +205,6 @@ class Renderer:
         """A Unix time as its day and time of day: "mardi 1er décembre 14h05"."""
         moment = datetime.fromtimestamp(timestamp, UTC)
         return f"{self.day_label(self.local(moment).date())} {self.time_label(moment)}"
-
-    def warm_up(self, names: Iterable[str]) -> None:
-        """Compiles these messages' templates and loads the language's date formats
-        (CLDR) ahead of their first use; safe in a thread (Jinja's template cache and
-        Babel's locale cache are locked). A template that does not compile is left
-        for its first use to report, as without this."""
-        for name in names:
-            for kind in ("txt", "html"):
-                with contextlib.suppress(jinja2.TemplateError, OSError):
-                    self._env.get_template(f"{name}.{kind}.j2")
-        self.moment_label(0)
 
 
 @lru_cache(maxsize=1024)

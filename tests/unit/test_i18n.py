@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-import jinja2
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
@@ -17,7 +16,7 @@ from babel.messages.pofile import read_po
 from bot.agenda.export import to_ics
 from bot.agenda.model import Session
 from bot.feeds import parse_feed
-from bot.render import Message, Renderer, catalog_path, data_text
+from bot.render import Renderer, catalog_path, data_text
 from tests.unit.agenda.test_ics import cal, parse
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -183,21 +182,6 @@ def test_operators_override_templates_file_by_file(tmp_path: Path) -> None:
     assert english.render("refused", command="x", prefix="!", community=False).body == (
         "not this one"
     )
-
-
-def test_start_up_warm_up_serves_overrides_and_leaves_a_broken_one_to_its_use(
-    tmp_path: Path,
-) -> None:
-    # Compiled while the first sync is awaited (bot.app): an operator's template
-    # that does not compile must not stop the start, and is reported where it is used.
-    (tmp_path / "agenda.txt.j2").write_text("Agenda : {{ n }} séances")
-    (tmp_path / "agenda.html.j2").write_text("<b>{{ n }}</b>")
-    (tmp_path / "help.txt.j2").write_text("{% if %}")
-    renderer = Renderer("fr", PARIS, tmp_path)
-    renderer.warm_up(["agenda", "help"])
-    assert renderer.render("agenda", n=3) == Message(body="Agenda : 3 séances", html="<b>3</b>")
-    with pytest.raises(jinja2.TemplateSyntaxError):
-        renderer.render("help", prefix="!")
 
 
 def test_translations_keep_html_escaping() -> None:
