@@ -1,20 +1,23 @@
 """A restart with 10,000 sessions and 300 rooms, and the event loop during a refresh.
 
     .venv/bin/python bench/agenda_start.py [--only start|stall|formats] [--runs 5]
-        [--rooms 300] [--sessions 10000] [--code DIR]
+        [--rooms 300] [--sessions 10000] [--code DIR [--code DIR2 …]]
 
 `--code DIR` runs the bot's code found in DIR (a git worktree of another
 commit, e.g. `git worktree add --detach /tmp/before 831d8c5`), to compare
 before and after with the same script. Prints medians of `--runs` runs.
+Given twice or more (before first), `start` measures each tree on the same
+homeserver and rooms, their runs interleaved (on a shared machine the load
+then weighs on each alike), and prints each median's ratio to the first's.
 
 - start: a throw-away Synapse, 300 rooms the bot is in, a calendar file of N
   sessions, the bot already started once and refreshed (so this is a
   restart). Each run sends `!agenda` while the bot is down, spawns
   `bluehats-bot run` and times spawn → the answer seen by the user (goal
-  <= 1.5 s); peak RSS of the bot process (VmHWM, goal <= 120 MiB) and of its
-  children (the parser process) once the start-up refresh is over. Two
-  cases: the calendar unchanged while down, and changed while down (the
-  start-up refresh then parses it).
+  <= 1.5 s), with the bot's CPU time by then; peak RSS of the bot process
+  (VmHWM, goal <= 120 MiB) and of its children (the parser process) once
+  the start-up refresh is over. Two cases: the calendar unchanged while
+  down, and changed while down (the start-up refresh then parses it).
 - stall: `AgendaService.refresh()` of a changed N-event calendar (1 % of
   sessions moved, every UID new) with a loop-lag probe (a task sleeping 1 ms
   and recording how late it wakes up): worst lag (goal <= 20 ms), p99, the
@@ -82,6 +85,13 @@ def kib(pid: int, key: str = "VmHWM") -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: unlike wall time, barely moved
+    by the other processes of a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -115,7 +125,9 @@ class ChildPeak:
 # -- start: spawn → first answer -------------------------------------------------------
 
 
-async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work: Path) -> None:
+async def bench_start(
+    codes: list[Path], runs: int, n_rooms: int, n_sessions: int, work: Path
+) -> None:
     import yaml
     from nio import AsyncClient, RoomMessageNotice, SyncResponse
 
@@ -126,7 +138,6 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
     versions = [calendar(n_sessions, now + timedelta(hours=1), v) for v in (0, 1)]
     ics.write_text(versions[0])
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(code), "BLUEHATS_MATRIX_PASSWORD": PASSWORD}
 
     with DevHomeserver(work / "synapse") as hs:
         bot_id = hs.register("bot", PASSWORD)
@@ -168,7 +179,8 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
                 bot.kill()
                 await bot.wait()
 
-        def spawn(log: Path) -> Any:
+        def spawn(log: Path, code: Path) -> Any:
+            env = {**os.environ, "PYTHONPATH": str(code), "BLUEHATS_MATRIX_PASSWORD": PASSWORD}
             return asyncio.create_subprocess_exec(
                 str(bin_dir / "bluehats-bot"),
                 "run",
@@ -213,7 +225,7 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
         # The first start: joins the rooms, parses, refreshes. Not measured.
         log = work / "bot-first.log"
         t0 = time.perf_counter()
-        bot = await spawn(log)
+        bot = await spawn(log, codes[0])
         try:
             await user.sync(timeout=0)
             async with asyncio.timeout(600):
@@ -231,35 +243,54 @@ async def bench_start(code: Path, runs: int, n_rooms: int, n_sessions: int, work
             await stop(bot)
 
         for case in ("unchanged", "changed"):
-            spawn_to_answer, bot_peak, child_peak = [], [], []
+            took: dict[Path, list[float]] = {c: [] for c in codes}
+            bot_peak: dict[Path, list[float]] = {c: [] for c in codes}
+            child_peak: dict[Path, list[float]] = {c: [] for c in codes}
+            cpu: dict[Path, list[float]] = {c: [] for c in codes}
+            spawned = 0
             for run in range(runs):
-                if case == "changed":  # the calendar changed while the bot was down
-                    ics.write_text(versions[(run + 1) % 2])
-                sent = await ask()
-                log = work / f"bot-{case}-{run}.log"
-                t0 = time.perf_counter()
-                bot = await spawn(log)
-                sampler = ChildPeak(bot.pid)
-                try:
-                    async with asyncio.timeout(120):
-                        await answer(sent)
-                    spawn_to_answer.append(time.perf_counter() - t0)
-                    await refreshed(log)
-                    bot_peak.append(kib(bot.pid) / 1024)
-                finally:
-                    child_peak.append(sampler.stop() / 1024)
-                    await stop(bot)
-                if "Traceback" in log.read_text(errors="replace"):
-                    print(f"  (see {log}: a traceback)")
-            print(
-                f"restart, calendar {case} while down ({n_rooms} rooms, {n_sessions} sessions, "
-                f"{runs} runs): spawn → first !agenda answer median "
-                f"{median(spawn_to_answer):.2f} s (runs: "
-                + ", ".join(f"{v:.2f}" for v in spawn_to_answer)
-                + f"); bot peak RSS median {median(bot_peak):.0f} MiB (max {max(bot_peak):.0f})"
-                + f"; parser process peak RSS {max(child_peak):.0f} MiB",
-                flush=True,
-            )
+                # Interleaved, each tree first in turn: the machine's load weighs alike.
+                for i in range(len(codes)):
+                    code = codes[(run + i) % len(codes)]
+                    spawned += 1
+                    if case == "changed":  # the calendar changed while the bot was down
+                        ics.write_text(versions[spawned % 2])
+                    sent = await ask()
+                    log = work / f"bot-{case}-{run}-{i}.log"
+                    t0 = time.perf_counter()
+                    bot = await spawn(log, code)
+                    sampler = ChildPeak(bot.pid)
+                    try:
+                        async with asyncio.timeout(120):
+                            await answer(sent)
+                        took[code].append(time.perf_counter() - t0)
+                        cpu[code].append(cpu_seconds(bot.pid))
+                        await refreshed(log)
+                        bot_peak[code].append(kib(bot.pid) / 1024)
+                    finally:
+                        child_peak[code].append(sampler.stop() / 1024)
+                        await stop(bot)
+                    if "Traceback" in log.read_text(errors="replace"):
+                        print(f"  (see {log}: a traceback)")
+            for code in codes:
+                times = took[code]
+                print(
+                    (f"{code}: " if len(codes) > 1 else "")
+                    + f"restart, calendar {case} while down ({n_rooms} rooms, {n_sessions} "
+                    f"sessions, {runs} runs): spawn → first !agenda answer median "
+                    f"{median(times):.2f} s (runs: "
+                    + ", ".join(f"{v:.2f}" for v in times)
+                    + f"); bot CPU time when it is seen median {median(cpu[code]):.2f} s"
+                    + f"; bot peak RSS median {median(bot_peak[code]):.0f} MiB "
+                    f"(max {max(bot_peak[code]):.0f})"
+                    + f"; parser process peak RSS {max(child_peak[code]):.0f} MiB"
+                    + (
+                        f"; {median(times) / median(took[codes[0]]):.2f} × the first tree's"
+                        if code != codes[0]
+                        else ""
+                    ),
+                    flush=True,
+                )
         await user.close()
 
 
@@ -450,11 +481,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rooms", type=int, default=300)
     parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument("--code", type=Path, default=ROOT, help="the bot's code to measure")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        help="the bot's code to measure (default: this tree); twice or more: compared",
+    )
     args = parser.parse_args()
-    code = args.code.resolve()
+    codes = [c.resolve() for c in args.code or [ROOT]]
+    code = codes[-1]  # stall and formats: the last tree given
     sys.path.insert(0, str(code))
-    print(f"code: {code}", flush=True)
+    print("code: " + ", ".join(str(c) for c in codes), flush=True)
     with tempfile.TemporaryDirectory(prefix="bluehats-bench-") as tmp:
         work = Path(tmp)
         if args.only in (None, "stall"):
@@ -462,7 +499,7 @@ def main() -> None:
         if args.only in (None, "formats") and (code / "bot" / "agenda" / "packed.py").exists():
             asyncio.run(bench_formats(args.runs, args.sessions, work))
         if args.only in (None, "start"):
-            asyncio.run(bench_start(code, args.runs, args.rooms, args.sessions, work))
+            asyncio.run(bench_start(codes, args.runs, args.rooms, args.sessions, work))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def ms(samples: list[float]) -> str:
 async def main(runs: int) -> None:
     executable, dist = chromium_path(), dsfr_dist()
     if executable is None or dist is None:
-        sys.exit("needs chromium (.ci/setup) and the DSFR (.ci/setup-web)")
+        sys.exit("needs chromium and the DSFR (.ci/setup-tests)")
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")

@@ -11,11 +11,11 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 from pydantic import SecretStr
 
-from bot.agenda.published import PublishedLedger
 from bot.agenda.sources import AgendaService
 from bot.agenda.worker import MIB, ParserLimits, ProcessParser
 from bot.broadcast import Broadcaster
@@ -42,9 +42,9 @@ from bot.render import Renderer
 from bot.rooms import RoomLifecycle
 from bot.scheduling import STOP_WITHIN, Scheduler, new_scheduler
 from bot.store_lock import StoreUnavailable, lock_store, tighten_modes
-from bot.web.assets import dsfr_dist
-from bot.web.server import WebServer
-from bot.web.site import Site
+
+if TYPE_CHECKING:  # imported when configured (the first answer needs neither web nor feed)
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -366,19 +366,9 @@ async def open_web(
     where = config.web.http_host_port
     if where is None:
         return None
-    ledger = PublishedLedger(storage, kept=config.web.cancelled_kept, now=now)
-    await ledger.sync(agenda.agenda)
-    site = Site(
-        agenda=lambda: agenda.agenda,
-        ledger=ledger,
-        personal=storage.personal,
-        renderer=renderer,
-        config=config.web,
-        now=now,
-        dsfr=dsfr_dist() if config.web.theme == "dsfr" else None,
-        prefix=config.bot.prefix,
-    )
-    server = WebServer(site)
+    from bot.web.server import public_agenda  # aiohttp's server side: only with web.http
+
+    server = await public_agenda(config, storage, renderer, agenda, now)
     try:
         await server.start(*where)
     except OSError as exc:

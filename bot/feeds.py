@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
-import feedparser
 
 from bot.agenda.worker import Parser, ParserLimit, ThreadParser
 from bot.broadcasts.kind import Env, Key, Kind
@@ -95,6 +94,8 @@ def run_feed(job: FeedJob) -> FeedParsed:
 def parse_feed(data: bytes, headers: Mapping[str, str] | None = None) -> list[Entry]:
     """Entries of a feed; `headers`: the HTTP response's (its charset, its
     Content-Location for relative links), as feedparser would have seen them."""
+    import feedparser  # in the parser process; not imported by the bot at start
+
     parsed = feedparser.parse(data, response_headers=dict(headers or {}))
     if not parsed.entries:
         reason = parsed.get("bozo_exception") if parsed.get("bozo") else "no entries"

@@ -13,8 +13,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,6 +27,9 @@ from prometheus_client import (
 from bot.chat import ChatClient, SendError
 from bot.matrix.session_state import State
 from bot.render import Renderer
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ class OpsServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> None:
+        from aiohttp import web  # the server side of aiohttp: only when `ops.http` is set
+
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_page)
@@ -133,10 +138,14 @@ class OpsServer:
             await self._runner.cleanup()
 
     async def _healthz(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
         ok, reason = self._healthy()
         return web.Response(status=200 if ok else 503, text=reason + "\n")
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
         await self._refresh()
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

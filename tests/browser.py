@@ -48,7 +48,7 @@ def chromium_path() -> str | None:
 async def browser() -> AsyncIterator[Browser]:
     executable = chromium_path()
     if executable is None:
-        pytest.fail("chromium not found on PATH: run .ci/setup (as .ci/run does)", pytrace=False)
+        pytest.fail("chromium not found on PATH: run .ci/setup-tests", pytrace=False)
     async with async_playwright() as playwright:
         # launch() gives each browser a fresh temporary profile, removed on close.
         launched = await playwright.chromium.launch(

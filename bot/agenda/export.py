@@ -13,15 +13,18 @@ import re
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-import icalendar
 
 from bot.agenda.model import Agenda, Session
 from bot.agenda.published import Entry, default_uid
 from bot.cache import BuildCache
 from bot.render import DEFAULT_LANGUAGE, safe_url, translations
 from bot.textnorm import fold
+
+# icalendar (~40 ms to import) is imported where a file is written, not at start.
+if TYPE_CHECKING:
+    import icalendar
 
 PRODID = "-//BlueHats//bluehats-bot//FR"
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -45,6 +48,8 @@ def _description(session: Session, language: str) -> str:
 
 
 def _event(entry: Entry, tz: ZoneInfo, language: str) -> icalendar.Event:
+    import icalendar
+
     s = entry.session
     event = icalendar.Event()
     event.add("UID", entry.uid)
@@ -105,6 +110,8 @@ class CalendarWriter:
     def _zone(self, first: int, last: int) -> bytes:
         data = self._zones.get((first, last))
         if data is None:
+            import icalendar
+
             # Only the rules in force around the dates: a short VTIMEZONE,
             # the same for every feed spanning the same years.
             zone = icalendar.Timezone.from_tzid(
@@ -115,6 +122,8 @@ class CalendarWriter:
 
     def calendar(self, entries: Sequence[Entry], *, name: str | None = None) -> bytes:
         # Translators: the name of an exported calendar.
+        import icalendar
+
         name = name or translations(self.language).gettext("BlueHats agenda")
         cal = icalendar.Calendar()
         cal.add("PRODID", PRODID)

@@ -8,9 +8,11 @@ addresses. The plain `body` of a message shows the text as typed.
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 
@@ -21,6 +23,8 @@ def _safe_link(url: str) -> bool:
 
 @cache
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # at the first gazette item, not at start
+
     md = MarkdownIt("zero", {"html": False, "breaks": True, "typographer": False})
     md.enable(["emphasis", "link", "autolink", "list", "newline", "escape"])
     md.validateLink = _safe_link  # type: ignore[method-assign]

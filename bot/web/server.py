@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.agenda.published import PublishedLedger
 from bot.web import calendars, pages
+from bot.web.assets import dsfr_dist
 from bot.web.http import MAX_PATH, MAX_QUERY, Handler, security_headers
 from bot.web.site import SITE, Site
+
+if TYPE_CHECKING:
+    from bot.agenda.sources import AgendaService
+    from bot.config import Config
+    from bot.db.storage import Storage
+    from bot.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +74,27 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def public_agenda(
+    config: Config,
+    storage: Storage,
+    renderer: Renderer,
+    agenda: AgendaService,
+    now: Callable[[], datetime],
+) -> WebServer:
+    """The public agenda's server, not started yet: its site, and the ledger of what
+    it publishes brought up to date with `agenda` (the app starts it on `web.http`)."""
+    ledger = PublishedLedger(storage, kept=config.web.cancelled_kept, now=now)
+    await ledger.sync(agenda.agenda)
+    site = Site(
+        agenda=lambda: agenda.agenda,
+        ledger=ledger,
+        personal=storage.personal,
+        renderer=renderer,
+        config=config.web,
+        now=now,
+        dsfr=dsfr_dist() if config.web.theme == "dsfr" else None,
+        prefix=config.bot.prefix,
+    )
+    return WebServer(site)
