@@ -16,7 +16,7 @@ from nio import RoomMemberEvent
 from bot.devserver import DevHomeserver
 from tests.helpers import bot_process, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(50)]
 
 ROOMS = 20
 

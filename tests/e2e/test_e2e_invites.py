@@ -17,7 +17,7 @@ from bot.matrix import invites
 from bot.matrix.client import MatrixChat
 from tests.helpers import PASSWORD, User, bot_config, eventually, running, unique
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(80)]
 
 # Synapse's default `rc_joins` (what Tchap's servers apply too, give or take).
 DEFAULT_JOIN_LIMITS = {

@@ -17,7 +17,7 @@ from bot.devserver import DevHomeserver, free_port
 from bot.matrix.login import RECONNECT_MAX_WAIT_S
 from tests.helpers import User, bot_config, get, running, unique
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(40)]
 
 
 # Long enough for nio's retry wait to reach its cap: it grows 0.2, 0.4, … 6.4 s

@@ -28,7 +28,7 @@ from tests.helpers import (
     webinar_calendar,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(90)]
 
 MIB = 1024 * 1024
 MINUTE = timedelta(minutes=1)
