@@ -50,3 +50,23 @@ async def crypto_user(synapse: DevHomeserver, tmp_path: Path) -> AsyncIterator[C
     yield make
     for user in users:
         await user.close()
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ is marked `e2e` (`-m e2e`, `-m "not e2e"`); the
+    files marked `long(seconds)` run first, longest first. pytest-xdist
+    (`--dist loadfile`) hands out files in this order: a long file handed out
+    last would end the run alone."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("long")
+        return float(mark.args[0]) if mark is not None else 0.0
+
+    # A stable sort: each file's tests stay together and in their order.
+    items.sort(key=seconds, reverse=True)

@@ -52,9 +52,11 @@ class GazetteFanOut:
 
     async def __aenter__(self) -> Self:
         password = secrets.token_hex(8)
-        self.admin_id = self.hs.register("admin", password, admin=True)
+        # Names of their own: the homeserver may be the tests' shared one.
+        tag = secrets.token_hex(4)
+        self.admin_id = self.hs.register(f"admin{tag}", password, admin=True)
         self.admin = self.hs.login(self.admin_id, password)
-        self.bot_id = self.hs.register("bot", password)
+        self.bot_id = self.hs.register(f"bot{tag}", password)
         cfg = configuration.from_dict(
             {
                 "matrix": {"homeserver": self.hs.url, "user_id": self.bot_id, "password": password},
@@ -111,6 +113,17 @@ class GazetteFanOut:
         for room_id in self.rooms:
             await self.storage.subscriptions.add(room_id, GAZETTE, self.admin_id)
         return self.rooms
+
+    def limit_messages(self, per_second: float, burst: int) -> None:
+        """The homeserver's message limit for the bot alone, as a stricter
+        `rc_message` would set it: the admin API's non-zero per-user values
+        apply to the event-sending limiter only (synapse/api/ratelimiting.py)."""
+        self.hs.call(
+            "POST",
+            f"/_synapse/admin/v1/users/{urllib.parse.quote(self.bot_id)}/override_ratelimit",
+            {"messages_per_second": per_second, "burst_count": burst},
+            token=self.admin,
+        )
 
     async def sync(self) -> None:
         """Start the bot's sync loop (nio sends only to rooms it has synced)."""

@@ -421,6 +421,18 @@ class MovingClock:
         app.broadcaster.wake.set()
 
 
+def recorded(storage: Path, event_id: str) -> str | None:
+    """The inbox status of an event in the bot's store at `storage` (None: never
+    taken as a command). The bot records each command before answering it, in
+    timeline order: once a later command is answered, an earlier event not
+    recorded will never be answered (no need to wait and see)."""
+    import sqlite3
+
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        row = db.execute("SELECT status FROM inbox WHERE event_id = ?", (event_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def bot_devices(hs: DevHomeserver, session_file: Path) -> list[str]:
     token = json.loads(session_file.read_text())["access_token"]
     req = urllib.request.Request(

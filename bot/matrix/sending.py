@@ -181,11 +181,11 @@ class RoomPoster:
         session: Session,
         pacer: RatePacer,
         *,
-        room_shown: Callable[[str], Awaitable[None]],
+        room_shown: Callable[[str, str | None], Awaitable[None]],
     ) -> None:
         self._session = session
         self._pacer = pacer
-        # Returns once a sync has shown the room.
+        # Returns once a sync has shown the room (and the member given in it).
         self._room_shown = room_shown
         # Unencrypted uploads: (sha256, mimetype, filename) → (mxc URI, when).
         self._uploads: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
@@ -230,10 +230,14 @@ class RoomPoster:
         if not isinstance(resp, RoomCreateResponse):
             raise SendError(f"cannot open a direct room: {describe(resp)}", permanent=False)
         room_id = str(resp.room_id)
-        # nio sends only to rooms its sync has shown; the next sync will.
+        # nio sends only to rooms its sync has shown; the next sync will. It
+        # must show the invite too: Synapse sends the invites after the room's
+        # first events (`create_room` in synapse/handlers/room.py), so a sync
+        # may show the room without them. Sent then, the room key would be
+        # shared with no one and the invitee could never read the message.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(NEW_ROOM_WAIT_S):
-                await self._room_shown(room_id)
+                await self._room_shown(room_id, user_id)
         return room_id
 
     async def send_file(

@@ -164,9 +164,13 @@ class SyncLoop:
         """Whether a sync succeeded in the last `within` seconds (long-polls last 30 s)."""
         return self._last_sync is not None and time.monotonic() - self._last_sync <= within
 
-    async def wait_for_room(self, room_id: str) -> None:
-        """Until a handled sync batch has shown the room."""
-        while room_id not in self._session.client.rooms:
+    async def wait_for_room(self, room_id: str, member: str | None = None) -> None:
+        """Until a handled sync batch has shown the room (with `member` in it,
+        invited or joined, when given)."""
+        while True:
+            room = self._session.client.rooms.get(room_id)
+            if room is not None and (member is None or member in room.users):
+                return
             await self._next_batch.wait()
 
     async def _on_sync_error(self, response: SyncError) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
-from tests.helpers import bot_config, running
+from tests.helpers import bot_config, recorded, running
 
 pytestmark = pytest.mark.e2e
 
@@ -146,8 +146,9 @@ async def test_history_before_join_is_not_answered(
         await alice.wait_joined(room, bot_id)
         new = await alice.send(room, "!aide")
         await alice.reply_to(room, new, bot_id)
-        await asyncio.sleep(1)
-        await alice.sync(500)
+        assert recorded(cfg.storage.path, new) is not None  # recorded, then answered
+        assert recorded(cfg.storage.path, old) is None  # never to be answered
+    await alice.sync(0)
     assert alice.replies(room, old, bot_id) == []
 
 
@@ -166,8 +167,8 @@ async def test_never_answers_notices_or_itself(
         no_prefix = await alice.send(room, "agenda ? quelqu'un ?")
         sentinel = await alice.send(room, "!aide")
         reply = await alice.reply_to(room, sentinel, bot_id)
-        await asyncio.sleep(1)
-        await alice.sync(500)
+        # Recorded in timeline order: the sentinel answered, the two before it never will be.
+        assert [recorded(cfg.storage.path, e) for e in (notice, no_prefix)] == [None, None]
         assert alice.replies(room, notice, bot_id) == []
         assert alice.replies(room, no_prefix, bot_id) == []
         # The bot's own notice starts with no prefix, but even one that did is ignored:
@@ -175,8 +176,9 @@ async def test_never_answers_notices_or_itself(
         echo = await app.chat.client.room_send(
             room, "m.room.message", {"msgtype": "m.text", "body": "!aide"}
         )
-        await asyncio.sleep(1.5)
-        await alice.sync(500)
+        after_echo = await alice.send(room, "!aide")
+        await alice.reply_to(room, after_echo, bot_id)
+        assert recorded(cfg.storage.path, echo.event_id) is None
         assert alice.replies(room, echo.event_id, bot_id) == []
         assert reply.source["content"]["m.mentions"] == {}
 

@@ -31,7 +31,7 @@ from bot.matrix.secret_storage import encode_recovery_key
 from tests.helpers import bot_config, get, running, with_moderators
 from tests.js_client import JsClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(40)]
 
 CLEAN = {"colour": "NONE", "reason": None}  # no shield, no warning: as a trusted sender
 

@@ -13,10 +13,11 @@ from nio import JoinedRoomsResponse, RoomMemberEvent
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver
+from bot.matrix import invites
 from bot.matrix.client import MatrixChat
 from tests.helpers import PASSWORD, User, bot_config, eventually, running, unique
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(80)]
 
 # Synapse's default `rc_joins` (what Tchap's servers apply too, give or take).
 DEFAULT_JOIN_LIMITS = {
@@ -82,7 +83,7 @@ async def answered_within(alice: User, room: str, bot_id: str) -> float:
 
 
 async def test_fifty_invites_under_the_default_join_limit(
-    join_limited: DevHomeserver, tmp_path: Path, alice: User
+    join_limited: DevHomeserver, tmp_path: Path, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """50 invites at once, Synapse's default join limit (10 at once, then one
     every 10 s): commands typed meanwhile are answered within 2 s, and the
@@ -91,8 +92,9 @@ async def test_fifty_invites_under_the_default_join_limit(
     At 0.1 join/s the 50 joins would take about 400 s, too long for CI: once
     the joins have gone past the burst through at least one 429 wait, the
     bot's limits are lifted with the admin API (`override_ratelimit`) and all
-    50 rooms must be joined within 2 minutes (one join a second, the bot's
-    own pace, plus the wait already under way).
+    50 rooms must be joined within 2 minutes (plus the wait already under
+    way). The bot's own pace (one join a second) is shortened then: what is
+    tested past that point is that the queue drains, not how fast.
     """
     hs = join_limited
     cfg, bot_id = bot_config(hs, tmp_path / "bot")
@@ -119,6 +121,7 @@ async def test_fifty_invites_under_the_default_join_limit(
         assert await joined(chat, rooms) < len(rooms)
 
         hs.override_ratelimit(admin_token(hs), bot_id, unlimited=True)
+        monkeypatch.setattr(invites, "JOIN_PACE_S", 0.1)
         await until_joined(chat, rooms, len(rooms), timeout=120)
         await eventually(lambda: chat.invites_waiting == 0, timeout=10)
         # Still answering, and in a room joined from the queue too.

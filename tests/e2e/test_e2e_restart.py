@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.devserver import DevHomeserver
-from tests.helpers import bot_process, sample_agenda
+from tests.helpers import bot_process, eventually, sample_agenda
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +23,12 @@ def devices(hs: DevHomeserver, token: str) -> list[str]:
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return [d["device_id"] for d in json.load(resp)["devices"]]
+
+
+def pending(storage: Path) -> int:
+    """Commands recorded and not answered yet."""
+    with sqlite3.connect(storage / "bluehats.db") as db:
+        return int(db.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()[0])
 
 
 async def test_kill_and_restart_answers_each_command_exactly_once(
@@ -77,8 +82,12 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
     assert (await alice.ask(second_room, "!agenda", bot_id)).body == listed
     after = await alice.send(room, "!agenda demain")
     await alice.reply_to(room, after, bot_id)
-    await asyncio.sleep(2)
-    await alice.sync(500)
+    # No command left pending: the bot has nothing left to answer. Stopped
+    # then, the room holds all it will ever have answered (no wait for a
+    # late duplicate).
+    await eventually(lambda: pending(storage) == 0)
+    assert await bot.terminate() == 0
+    await alice.sync(0)
 
     assert len(alice.replies(room, first, bot_id)) == 1
     assert len(alice.replies(room, while_down, bot_id)) == 1
@@ -91,7 +100,6 @@ async def test_kill_and_restart_answers_each_command_exactly_once(
         # Answered commands keep no text (personal data: the minimum).
         assert db.execute("SELECT count(*) FROM inbox WHERE body IS NOT NULL").fetchone() == (0,)
 
-    assert await bot.terminate() == 0
     log = bot.log.read_text()
     assert password not in log and session["access_token"] not in log
     assert "Traceback" not in log

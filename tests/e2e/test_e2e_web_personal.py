@@ -9,10 +9,13 @@ from typing import Any
 
 import aiohttp
 import icalendar
+import pytest
 
 from bot.app import BotApp
 from bot.devserver import DevHomeserver, free_port
 from tests.helpers import bot_config, eventually, running
+
+pytestmark = pytest.mark.e2e
 
 FEED = re.compile(r"http://127\.0\.0\.1:\d+/moi/[A-Za-z0-9_-]+\.ics")
 

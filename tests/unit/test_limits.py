@@ -557,7 +557,7 @@ class FakeNio:
 
 
 def poster(client: FakeNio) -> RoomPoster:
-    async def shown(room_id: str) -> None:
+    async def shown(room_id: str, member: str | None = None) -> None:
         pass
 
     return RoomPoster(

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.agenda.model import Session
@@ -227,33 +227,35 @@ async def test_transient_send_failures_are_retried_permanent_ones_given_up(
         await storage.close()
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    body=st.one_of(
-        st.text(),
-        st.text().map(lambda t: "!" + t),
-        st.builds(
-            lambda c, a: f"!{c} {a}",
-            st.sampled_from(["agenda", "aide", "help", "AGENDA"]),
-            st.text(),
-        ),
-    )
-)
-def test_any_text_never_raises_nor_leaks_exception_text(tmp_path: Path, body: str) -> None:
-    async def run() -> Message | None:
-        dispatcher, _, storage = await make_dispatcher(tmp_path, [], FakeClock(NOW))
-        try:
-            return await dispatcher.answer(msg(body))
-        finally:
-            await storage.close()
+def test_any_text_never_raises_nor_leaks_exception_text(tmp_path: Path) -> None:
+    # One dispatcher and store for all the examples (they shared the store
+    # already): each example is one answer, not a new store and event loop.
+    with asyncio.Runner() as runner:
+        dispatcher, _, storage = runner.run(make_dispatcher(tmp_path, [], FakeClock(NOW)))
 
-    reply = asyncio.run(run())
-    if reply is not None:
-        assert reply.body and reply.html
-        assert "réf." not in reply.body  # the error boundary was not needed
-        assert "Traceback" not in reply.body and "Error" not in reply.body
+        @settings(max_examples=300, deadline=None)
+        @given(
+            body=st.one_of(
+                st.text(),
+                st.text().map(lambda t: "!" + t),
+                st.builds(
+                    lambda c, a: f"!{c} {a}",
+                    st.sampled_from(["agenda", "aide", "help", "AGENDA"]),
+                    st.text(),
+                ),
+            )
+        )
+        def answers(body: str) -> None:
+            reply = runner.run(dispatcher.answer(msg(body)))
+            if reply is not None:
+                assert reply.body and reply.html
+                assert "réf." not in reply.body  # the error boundary was not needed
+                assert "Traceback" not in reply.body and "Error" not in reply.body
+
+        try:
+            answers()
+        finally:
+            runner.run(storage.close())
 
 
 async def test_a_reply_that_keeps_failing_is_given_up_even_across_restarts(
