@@ -12,7 +12,7 @@ from bot.app import BotApp
 from bot.devserver import DevHomeserver
 from tests.helpers import bot_config, bot_devices, eventually, running
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(30)]
 
 
 def body(event: Any) -> str:

@@ -46,7 +46,7 @@ from tests.helpers import (
     with_moderators,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(100)]
 
 APPROVE = "✅"
 NUMBER = 7  # gazette.number: the first issue of these tests

@@ -32,7 +32,7 @@ from tests.e2e.test_e2e_identity import encrypted_room_with, readable_answer, si
 from tests.helpers import PASSWORD, bot_config, running, unique
 from tests.mas_reset import MasResetStandIn
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long(30)]
 
 
 @dataclass

@@ -21,6 +21,7 @@ def test_wheel_ships_templates_and_sample_agenda_and_renders_from_them(tmp_path:
             "pip",
             "wheel",
             "--no-deps",
+            "--no-build-isolation",
             "--quiet",
             "-w",
             str(tmp_path),
