@@ -12,19 +12,20 @@ icalendar (`bot.config.agenda` checks a declared kind against `KINDS`).
 
 Adding a kind (say pretalx's schedule JSON): its parser in its own module of
 `bot/agenda/` (bytes → sessions, its own error for unusable data), and one
-`@kind` function here that imports it, turns its error into `SourceError`,
-and says which extensions or content are its own (or none: then it is only
-used when declared). The configuration, `check-config`, the worker and the
-README's list (`config.example.yaml`) are the only other places to mention it.
+`kind(...)(lazy(module, function, error))` here saying which extensions or
+content are its own (or none: then it is only used when declared). The
+configuration, `check-config`, the worker and the README's list
+(`config.example.yaml`) are the only other places to mention it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
@@ -127,95 +128,40 @@ def of(source: str, body: bytes, declared: str | None = None) -> Kind:
 # -- the kinds (parsers imported on first use) --------------------------------------
 
 
-@kind(
+def lazy(module: str, function: str, error: str) -> ParseFn:
+    """The parser `module.function`, imported on first use (icalendar is slow to
+    import, and the bot's process parses only through the parser process), its
+    error `module.error` turned into `SourceError`."""
+
+    def parse(body: bytes, **options: Any) -> list[Session]:
+        from bot.fetch import SourceError
+
+        found = importlib.import_module(module)
+        try:
+            sessions: list[Session] = getattr(found, function)(body, **options)
+        except getattr(found, error) as exc:
+            raise SourceError(str(exc)) from None
+        return sessions
+
+    return parse
+
+
+kind(
     "ics",
     about="iCalendar (RFC 5545)",
     extensions=(".ics", ".ical", ".icalendar"),
     sniff=lambda head: head[:15].upper().startswith(b"BEGIN:VCALENDAR"),
-)
-def _ics(
-    body: bytes,
-    *,
-    source: str,
-    tz: ZoneInfo,
-    window_start: datetime,
-    window_end: datetime,
-    bounds: Bounds | None = None,
-) -> list[Session]:
-    from bot.agenda.ics import CalendarError, parse_ics
-    from bot.fetch import SourceError
-
-    try:
-        return parse_ics(
-            body,
-            source=source,
-            tz=tz,
-            window_start=window_start,
-            window_end=window_end,
-            bounds=bounds,
-        )
-    except CalendarError as exc:
-        raise SourceError(str(exc)) from None
-
-
-@kind(
+)(lazy("bot.agenda.ics", "parse_ics", "CalendarError"))
+kind(
     "programme",
     about="a programme in YAML (format in agenda.example.yaml)",
     extensions=(".yaml", ".yml"),
-)
-def _programme(
-    body: bytes,
-    *,
-    source: str,
-    tz: ZoneInfo,
-    window_start: datetime,
-    window_end: datetime,
-    bounds: Bounds | None = None,
-) -> list[Session]:
-    from bot.agenda.programme import ProgrammeError, parse_programme
-    from bot.fetch import SourceError
-
-    try:
-        return parse_programme(
-            body,
-            source=source,
-            tz=tz,
-            window_start=window_start,
-            window_end=window_end,
-            bounds=bounds,
-        )
-    except ProgrammeError as exc:
-        raise SourceError(str(exc)) from None
-
-
+)(lazy("bot.agenda.programme", "parse_programme", "ProgrammeError"))
 # JSON is not read as YAML: PyYAML (YAML 1.1) rejects tab-indented JSON and
 # leaves an escaped emoji ("\ud83d\ude00") as two lone surrogates, which no
 # message or page can encode (tests/unit/agenda/test_kinds.py).
-@kind(
+kind(
     "json",
     about="the same programme written in JSON",
     extensions=(".json",),
-)
-def _json(
-    body: bytes,
-    *,
-    source: str,
-    tz: ZoneInfo,
-    window_start: datetime,
-    window_end: datetime,
-    bounds: Bounds | None = None,
-) -> list[Session]:
-    from bot.agenda.programme import ProgrammeError, parse_programme_json
-    from bot.fetch import SourceError
-
-    try:
-        return parse_programme_json(
-            body,
-            source=source,
-            tz=tz,
-            window_start=window_start,
-            window_end=window_end,
-            bounds=bounds,
-        )
-    except ProgrammeError as exc:
-        raise SourceError(str(exc)) from None
+)(lazy("bot.agenda.programme", "parse_programme_json", "ProgrammeError"))
