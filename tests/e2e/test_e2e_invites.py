@@ -86,8 +86,9 @@ async def test_fifty_invites_under_the_default_join_limit(
     join_limited: DevHomeserver, tmp_path: Path, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """50 invites at once, Synapse's default join limit (10 at once, then one
-    every 10 s): commands typed meanwhile are answered within 2 s, and the
-    joins go on past the burst, through the homeserver's 429s.
+    every 10 s): commands typed meanwhile are answered at most 2 s slower than
+    before the invites, and the joins go on past the burst, through the
+    homeserver's 429s.
 
     At 0.1 join/s the 50 joins would take about 400 s, too long for CI: once
     the joins have gone past the burst through at least one 429 wait, the
@@ -103,18 +104,22 @@ async def test_fifty_invites_under_the_default_join_limit(
         assert chat is not None
         salon = await alice.create_room(invite=[bot_id], name="Salon")
         await alice.wait_joined(salon, bot_id)  # one join of the burst
+        # The joins must add under 2 s to an answer: measured against an answer
+        # before them, so that a loaded test machine (every answer slower) does
+        # not pass for joins holding answers back.
+        calm = await answered_within(alice, salon, bot_id)
 
         rooms = await invite_many(alice, bot_id, 50)
         await until_joined(chat, rooms, 2, timeout=30)  # the joins are under way
         first = await answered_within(alice, salon, bot_id)
-        assert first < 2, f"answered after {first:.1f}s while joining"
+        assert first - calm < 2, f"answered after {first:.1f}s while joining ({calm:.1f}s before)"
 
         # The burst is spent: a join waits out a 429 (about 10 s)...
         await eventually(lambda: chat.invites_rate_limited >= 1, timeout=60)
         at_first_429 = await joined(chat, rooms)
         assert at_first_429 >= JOIN_BURST - 1  # the salon took one
         during_429 = await answered_within(alice, salon, bot_id)
-        assert during_429 < 2, f"answered after {during_429:.1f}s while a join waited"
+        assert during_429 - calm < 2, f"answered after {during_429:.1f}s while a join waited"
         # ... and the joins go on after it.
         await until_joined(chat, rooms, at_first_429 + 1, timeout=60)
         assert chat.invites_waiting > 0
@@ -125,7 +130,7 @@ async def test_fifty_invites_under_the_default_join_limit(
         await until_joined(chat, rooms, len(rooms), timeout=120)
         await eventually(lambda: chat.invites_waiting == 0, timeout=10)
         # Still answering, and in a room joined from the queue too.
-        assert await answered_within(alice, rooms[-1], bot_id) < 2
+        assert await answered_within(alice, rooms[-1], bot_id) - calm < 2
 
 
 async def test_invites_waiting_at_a_restart_are_joined_after_it(
